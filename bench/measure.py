@@ -1,0 +1,82 @@
+"""Cost figures, defined as in DESIGN.md: parameter counts from requires_grad, peak memory (CUDA
+allocator peak, or CPU peak RSS above the pre-load baseline), and the memory breakdown."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import torch
+from torch import nn
+
+
+def param_counts(model: nn.Module) -> dict[str, float]:
+    """Unique parameters (tied weights counted once), after the method is applied."""
+    seen: dict[int, nn.Parameter] = {}
+    for p in model.parameters():
+        seen[id(p)] = p
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "percent": 100.0 * trainable / max(total, 1)}
+
+
+def rss_bytes() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def reset_cpu_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_peak_bytes() -> int:
+    """VmHWM: the highest resident set since the last reset (Linux), else the current RSS."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss_bytes()
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def breakdown(model: nn.Module, optimizer: torch.optim.Optimizer | None, peak: int) -> dict[str, int]:
+    """Weights, trainable weights, gradients, optimizer state (from its tensors) and the rest of
+    the peak (activations, temporaries and allocator/runtime overhead)."""
+    params = {id(p): p for p in model.parameters()}.values()
+    weights = tensor_bytes(params)
+    trainable = tensor_bytes(p for p in params if p.requires_grad)
+    grads = trainable  # every trainable parameter holds a gradient of its own size at the peak
+    opt = 0
+    if optimizer is not None:
+        opt = sum(tensor_bytes(state.values()) for state in optimizer.state.values())
+    return {
+        "weights_bytes": weights,
+        "trainable_weights_bytes": trainable,
+        "gradients_bytes": grads,
+        "optimizer_state_bytes": opt,
+        "activations_and_other_bytes": max(peak - weights - grads - opt, 0),
+    }
+
+
+def dir_bytes(folder: Path) -> int:
+    """Bytes on disk of every file under folder."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
+def threads() -> int:
+    return torch.get_num_threads()
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

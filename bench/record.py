@@ -1,0 +1,59 @@
+"""The run record: one self-describing JSON per run, the single source of truth. Written
+atomically (temp file + fsync + rename), never edited afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
+SCHEMA_VERSION = 1
+# Keys that change where results go or how they are shown, not what is measured.
+NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 of the resolved config minus where-it-goes keys: equal hashes = the same experiment."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    for key in NON_IDENTITY_KEYS:
+        plain.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_atomic(path: Path, record: dict[str, Any]) -> Path:
+    """Write JSON so that a reader sees either nothing or the whole file, even after kill -9."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record (*.json, recursively) under results_dir; temp files are skipped."""
+    out = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "run" in data:
+            out.append(data)
+    return out

@@ -1,0 +1,177 @@
+"""One run, top to bottom: validate -> load model + tokenizer -> load task -> apply method ->
+train -> evaluate -> measure -> write the record. Every arrow is one plain function call."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench import env, measure, models
+from bench.config import validate
+from bench.errors import ConfigError
+from bench.methods import get_method
+from bench.progress import progress
+from bench.record import SCHEMA_VERSION, config_hash, write_atomic
+from bench.tasks import get_kind
+from bench.tasks.data import read_rows
+from bench.train import NonFiniteLoss, TrainResult, train
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
+    """The record's skeleton, filled as the run goes; status is decided at the end."""
+    now = datetime.now(timezone.utc)
+    digest = config_hash(cfg)
+    run_id = f"{now:%Y%m%d-%H%M%S-%f}-{cfg.model.name}-{cfg.task.name}-{cfg.method.name}-s{cfg.seed}-{digest[:8]}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "id": run_id,
+            "config_hash": digest,
+            "model": str(cfg.model.name),
+            "task": str(cfg.task.name),
+            "method": str(cfg.method.name),
+            "seed": int(cfg.seed) if isinstance(cfg.seed, int) else cfg.seed,
+            "sweep": sweep,
+            "started_at": now.isoformat(),
+            "finished_at": None,
+            "status": "running",
+            "error": None,
+            "random_weights": cfg.model.source == "config",
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+    }
+
+
+def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | None = None) -> Path:
+    record["run"]["status"] = status
+    record["run"]["error"] = error
+    record["run"]["finished_at"] = datetime.now(timezone.utc).isoformat()
+    return write_atomic(results_dir / f"{record['run']['id']}.json", record)
+
+
+def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
+    """The measured part of a run; fills `record` in place."""
+    device = pick_device(cfg.device)
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
+    record["env"] = env.describe(device)
+    seed_everything(int(cfg.seed))
+    method = get_method(cfg.method.name)
+    kind = get_kind(cfg.task.kind)
+    head = kind.head_for(family)
+
+    rss_before_load = measure.rss_bytes()
+    tokenizer = models.load_tokenizer(cfg.model)
+    eval_rows = read_rows(cfg.task, cfg.data_root, "eval")
+    if cfg.eval.max_examples is not None:
+        eval_rows = eval_rows[: int(cfg.eval.max_examples)]
+    train_rows = read_rows(cfg.task, cfg.data_root, "train") if method.trains else []
+    if cfg.task.get("max_train_examples") and method.trains:
+        train_rows = train_rows[: int(cfg.task.max_train_examples)]
+    task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
+    t0 = time.perf_counter()
+    model = models.load_model(cfg.model, head, task.num_labels, tokenizer)
+    load_s = time.perf_counter() - t0
+    model = method.apply(model, cfg.method, task).to(device)
+    record["params"] = measure.param_counts(model)
+    record["params"]["head_trainable"] = head == "classifier" and method.trains
+
+    def evaluate() -> dict[str, Any]:
+        return task.evaluate(model, task, cfg.eval, device, progress)
+
+    # Training, with the memory peak reset just before it.
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+    peak_reset = measure.reset_cpu_peak() if device.type == "cpu" else True
+    result: TrainResult = train(model, task, cfg, device, evaluate) if method.trains else TrainResult(optimizer=None)
+    quality = evaluate()
+    phase = "train" if method.trains else "eval"  # nothing trains: the peak covers evaluation
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        memory = {"device": "cuda", "measure": "max_memory_allocated", "peak_bytes": peak,
+                  "peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
+    else:
+        peak = measure.cpu_peak_bytes() - rss_before_load
+        memory = {"device": "cpu", "measure": "peak RSS minus RSS before the model was loaded" if peak_reset
+                  else "process-lifetime peak RSS minus pre-load RSS (peak reset unsupported)", "peak_bytes": peak,
+                  "rss_before_load_bytes": rss_before_load}
+    memory["phase"] = phase
+    memory["breakdown"] = measure.breakdown(model, result.optimizer, peak)
+    record["memory"] = memory
+
+    steps = result.step_times_s
+    timed = steps[int(cfg.train.timing_warmup_steps):] if len(steps) > int(cfg.train.timing_warmup_steps) else steps
+    total_step_s = sum(steps)
+    record["speed"] = {
+        "steps": len(steps),
+        "timing_warmup_steps": int(cfg.train.timing_warmup_steps),
+        "step_time_median_s": statistics.median(timed) if timed else None,
+        "samples_per_s": result.samples / total_step_s if total_step_s else None,
+        "tokens_per_s": result.real_tokens / total_step_s if total_step_s else None,
+        "padding_fraction": 1 - result.real_tokens / result.padded_tokens if result.padded_tokens else None,
+        "train_wall_s": result.wall_s,
+        "model_load_s": load_s,
+    }
+    record["quality"] = {k: v for k, v in quality.items()}
+    record["quality"]["main_metric"] = task.main_metric
+    record["curve"] = result.curve
+
+    # Storage: exactly what must be kept for this task, measured from the files written.
+    artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
+    method.save(model, artifact_dir)
+    record["storage"] = {"bytes": measure.dir_bytes(artifact_dir),
+                         "files": sorted(str(p.relative_to(artifact_dir)) for p in artifact_dir.rglob("*") if p.is_file()),
+                         "path": str(artifact_dir) if cfg.keep_artifacts else None}
+    if not cfg.keep_artifacts:
+        shutil.rmtree(artifact_dir, ignore_errors=True)
+
+
+def run(cfg: DictConfig, sweep: str | None = None) -> dict[str, Any]:
+    """Validate, run and record. A ConfigError is raised before anything is written unless the run
+    is part of a sweep, where it becomes a failed record so the sweep goes on."""
+    results_dir = Path(cfg.results_dir)
+    record = new_record(cfg, sweep)
+    try:
+        family = validate(cfg)
+    except ConfigError as exc:
+        if sweep is None:
+            raise
+        record["run"]["path"] = str(finish(record, results_dir, "failed", f"config: {exc}"))
+        return record
+    try:
+        execute(cfg, record, family)
+    except KeyboardInterrupt:
+        finish(record, results_dir, "cancelled", "interrupted (KeyboardInterrupt)")
+        raise
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        record["run"]["path"] = str(finish(record, results_dir, "oom", f"{type(exc).__name__}: {exc}"))
+        return record
+    except (NonFiniteLoss, Exception) as exc:  # a failed run is a row with its reason
+        record["run"]["traceback"] = traceback.format_exc(limit=8)
+        record["run"]["path"] = str(finish(record, results_dir, "failed", f"{type(exc).__name__}: {exc}"))
+        return record
+    record["run"]["path"] = str(finish(record, results_dir, "success"))
+    return record

@@ -1,0 +1,74 @@
+"""Classification: one or two text fields -> a label, scored with accuracy, macro-F1 and MCC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from bench import metrics
+from bench.errors import ConfigError
+from bench.tasks import Task, pad, register_kind
+
+
+def _label_ids(task_cfg: DictConfig) -> dict[str, int]:
+    return {str(raw): i for i, raw in enumerate(task_cfg.labels)}
+
+
+def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[dict]:
+    ids = _label_ids(task_cfg)
+    fields = list(task_cfg.text_fields)
+    texts = [[str(r[f]) for r in rows] for f in fields]
+    enc = tokenizer(*texts, truncation=True, max_length=int(task_cfg.max_length))
+    feats = []
+    for i, row in enumerate(rows):
+        raw = str(row[task_cfg.label_field])
+        if raw not in ids:
+            raise ConfigError("task.labels", list(task_cfg.labels), f"must list every label in the data; saw {raw!r}")
+        feats.append({"input_ids": enc["input_ids"][i], "label": ids[raw]})
+    return feats
+
+
+def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
+    """Batched forward passes, argmax, then the metrics over every evaluated example."""
+    model.eval()
+    preds: list[int] = []
+    bs = int(eval_cfg.batch_size)
+    bar = progress(total=len(task.eval), desc="eval")
+    with torch.no_grad():
+        for start in range(0, len(task.eval), bs):
+            chunk = task.eval[start : start + bs]
+            batch = {k: v.to(device) for k, v in task.collate(chunk).items() if k != "labels"}
+            preds += model(**batch).logits.argmax(-1).tolist()
+            bar.update(len(chunk))
+    bar.close()
+    gold = [f["label"] for f in task.eval]
+    out: dict[str, Any] = metrics.classification(preds, gold, task.num_labels)
+    out["num_examples"] = len(gold)
+    return out
+
+
+@register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: "classifier")
+def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
+    pad_id = tokenizer.pad_token_id
+
+    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
+        ids = pad([f["input_ids"] for f in batch], pad_id)
+        mask = pad([[1] * len(f["input_ids"]) for f in batch], 0)
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in batch])}
+
+    return Task(
+        name=task_cfg.name,
+        kind="classification",
+        head="classifier",
+        train=_features(train_rows, task_cfg, tokenizer),
+        eval=_features(eval_rows, task_cfg, tokenizer),
+        collate=collate,
+        evaluate=_evaluate,
+        main_metric=str(task_cfg.metrics[0]),
+        tokenizer=tokenizer,
+        family=family,
+        num_labels=len(task_cfg.labels),
+        label_names=[str(x) for x in task_cfg.get("label_names") or task_cfg.labels],
+    )

@@ -1,0 +1,108 @@
+"""One lean training loop for every method: AdamW, warm-up then linear/cosine/constant decay,
+gradient accumulation, clipping, periodic evaluation. It never asks which method it is training:
+it trains whatever has requires_grad=True."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from omegaconf import DictConfig
+
+from bench.progress import progress
+from bench.tasks import Task
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run fails with this reason instead of training on."""
+
+
+@dataclass
+class TrainResult:
+    optimizer: torch.optim.Optimizer | None
+    step_times_s: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    real_tokens: int = 0  # attention-mask ones: padding excluded
+    padded_tokens: int = 0  # every position the model computed, padding included
+    wall_s: float = 0.0
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at each step: linear warm-up, then the chosen decay."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress_ = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress_)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress_))
+        return 1.0
+
+    return factor
+
+
+def batches(features: list[dict], batch_size: int, seed: int, collate: Callable) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless shuffled batches; each epoch reshuffled from the run's seed."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(features), generator=gen).tolist()
+        for b in range(max(1, len(order) // batch_size)):  # the last partial batch is dropped
+            yield collate([features[i] for i in order[b * batch_size : (b + 1) * batch_size]])
+
+
+def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
+          evaluate: Callable[[], dict[str, Any]] | None = None) -> TrainResult:
+    """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve."""
+    tcfg = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return TrainResult(optimizer=None)
+    optimizer = torch.optim.AdamW(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay),
+                                  betas=(float(tcfg.adam_beta1), float(tcfg.adam_beta2)))
+    max_steps = int(tcfg.max_steps)
+    warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
+    data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate)
+    accum = int(tcfg.grad_accum_steps)
+    result = TrainResult(optimizer=optimizer)
+    bar = progress(max_steps, "train", every=int(tcfg.log_every))
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, max_steps + 1):
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for _ in range(accum):
+            batch = {k: v.to(device) for k, v in next(data).items()}
+            loss = model(**batch).loss
+            (loss / accum).backward()
+            loss_sum += float(loss.detach())
+            result.samples += int(batch["input_ids"].shape[0])
+            result.real_tokens += int(batch["attention_mask"].sum())
+            result.padded_tokens += int(batch["attention_mask"].numel())
+        loss_value = loss_sum / accum
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(f"loss is {loss_value} at step {step}")
+        if float(tcfg.max_grad_norm) > 0:
+            torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=False)  # keep gradient buffers: the memory peak counts them
+        dt = time.perf_counter() - t0
+        result.step_times_s.append(dt)
+        point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
+        if evaluate is not None and int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0 and step < max_steps:
+            point["eval"] = evaluate()
+            model.train()
+        result.curve.append(point)
+        bar.set_postfix_str(f"loss {loss_value:.4f} step {statistics.median(result.step_times_s[-20:]):.2f}s")
+        bar.update(1)
+    bar.close()
+    result.wall_s = time.perf_counter() - start
+    return result
