@@ -16,7 +16,7 @@ from bench.report import markdown_table
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from bench.run import run  # heavy imports after Hydra has parsed the command line
+    from bench.run import run  # torch and transformers load after Hydra has parsed the command line
 
     hydra_cfg = HydraConfig.get()
     sweep = str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from rouge_score import rouge_scorer
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -25,6 +23,8 @@ def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, floa
     """Mean ROUGE-1/2/L/Lsum F-measure (stemmer on), best reference per metric."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    from rouge_score import rouge_scorer  # imported here: config validation stays fast
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
     totals = {key: 0.0 for key in ROUGE_KEYS}
     for pred, refs in zip(predictions, references):
@@ -37,6 +37,8 @@ def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, floa
 
 def classification(predictions: list[int], labels: list[int], num_labels: int) -> dict[str, float]:
     """Accuracy, macro-F1 over all classes, and Matthews correlation (CoLA's metric)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef  # imported here: validation stays fast
+
     preds, gold = np.asarray(predictions), np.asarray(labels)
     return {
         "accuracy": float(accuracy_score(gold, preds)),

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from peft import LoraConfig, get_peft_model
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
 from bench.errors import ConfigError
@@ -21,6 +19,8 @@ from bench.methods import register
 
 def default_targets(model_type: str) -> list[str]:
     """peft's per-architecture default (query/value projections)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
     targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
     if not targets:
         raise ConfigError("method.target_modules", None, f"no default for model type {model_type!r}; name the modules")
@@ -62,6 +62,8 @@ def save_adapter(model: nn.Module, folder: Path) -> None:
 
 @register("lora", save=save_adapter, can_merge=True, check=check, needs_module_names=True)
 def apply_lora(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
+    from peft import LoraConfig, get_peft_model  # imported here: config validation stays fast
+
     config = LoraConfig(
         r=int(method_cfg.r),
         lora_alpha=float(method_cfg.alpha),

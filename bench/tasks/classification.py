@@ -17,6 +17,8 @@ def _label_ids(task_cfg: DictConfig) -> dict[str, int]:
 
 
 def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[dict]:
+    if not rows:
+        return []
     ids = _label_ids(task_cfg)
     fields = list(task_cfg.text_fields)
     texts = [[str(r[f]) for r in rows] for f in fields]

@@ -1,0 +1,53 @@
+"""Shared fixtures: compose configs the way the command line does, offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing hub model fails at once, not after ~46 s
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SHARED_DATA = (ROOT.parent / "shared" / "datasets").resolve()
+
+
+def make_cfg(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def cfg_factory(tmp_path: Path):
+    """compose(overrides) with results in a temp folder and a short, fast training budget."""
+
+    def factory(*overrides: str) -> DictConfig:
+        base = [f"results_dir={tmp_path / 'results'}", "train.max_steps=3", "train.batch_size=4",
+                "eval.max_examples=8", "eval.batch_size=4", "eval.max_new_tokens=4"]
+        return make_cfg(base + list(overrides))
+
+    return factory
+
+
+def write_dialogsum_like(root: Path, n: int = 6) -> Path:
+    """A tiny DialogSum-shaped dataset (dev with one summary, test with three) in root/dialogsum."""
+    import json
+
+    folder = root / "dialogsum"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "dialogsum.dev.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"fname": f"dev_{i}", "dialogue": f"#Person1#: Shall we meet at {i} pm?\n#Person2#: Yes, see you then.",
+                                "summary": f"They agree to meet at {i} pm.", "topic": "meeting"}) + "\n")
+    with open(folder / "dialogsum.test.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"fname": f"test_{i}", "dialogue": f"#Person1#: Is the shop open at {i}?\n#Person2#: No, it closes early.",
+                                "summary1": "The shop is closed.", "summary2": f"The shop closes before {i}.",
+                                "summary3": "Person2 says the shop closes early.", "topic1": "shop"}) + "\n")
+    return root

@@ -1,0 +1,107 @@
+"""Every config composes, and the whole config is validated before any weights load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from bench.config import validate
+from bench.errors import ConfigError
+from conftest import CONF, ROOT, make_cfg
+
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "tracking", "experiment")}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_config_composes(group: str, option: str):
+    cfg = make_cfg([f"{group}={option}"])
+    assert cfg[group if group != "experiment" else "model"] is not None
+    if group in ("model", "task", "method", "tracking"):
+        assert cfg[group].name == option
+
+
+def test_design_names_exist():
+    """The command-line contract of DESIGN.md: these options must exist."""
+    assert {"minilm-l6", "smollm2-135m", "tiny-bert", "tiny-llama", "tiny-t5", "flan-t5-small", "flan-t5-base", "flan-t5-large"} <= set(GROUPS["model"])
+    assert {"sst2", "rte", "mrpc", "cola", "cb", "superglue-rte", "dialogsum", "embedded-sentiment"} <= set(GROUPS["task"])
+    assert {"none", "full", "lora"} <= set(GROUPS["method"])
+
+
+def test_default_config_validates(tmp_path: Path):
+    assert validate(make_cfg([f"results_dir={tmp_path}"])) == "encoder"
+
+
+def _error(overrides: list[str]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        validate(make_cfg(overrides))
+    return info.value
+
+
+def test_rank_zero_names_field_and_valid_values():
+    err = _error(["method=lora", "method.r=0"])
+    assert err.field == "method.r" and err.value == 0 and ">= 1" in str(err)
+
+
+def test_negative_lr():
+    err = _error(["method=full", "train.lr=-1e-4"])
+    assert err.field == "train.lr" and "(0.0, 10.0]" in str(err)
+
+
+def test_missing_data_root(tmp_path: Path):
+    err = _error(["task=sst2", f"data_root={tmp_path / 'nowhere'}"])
+    assert err.field == "data_root" and "../shared/datasets" in str(err)
+
+
+def test_data_root_without_task_files(tmp_path: Path):
+    err = _error(["task=sst2", f"data_root={tmp_path}"])
+    assert err.field == "data_root" and "glue/SST-2/train.tsv" in str(err)
+
+
+def test_unknown_target_module_lists_model_modules():
+    err = _error(["model=tiny-bert", "method=lora", "method.target_modules=[q_proj]"])
+    assert err.field == "method.target_modules" and err.value == "q_proj"
+    assert "query" in str(err) and "value" in str(err)  # the model's own module names
+
+
+def test_summarization_needs_a_generative_model(tmp_path: Path):
+    from conftest import write_dialogsum_like
+
+    err = _error(["model=tiny-bert", "task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}"])
+    assert err.field == "model" and "decoder or encoder-decoder" in str(err)
+
+
+def test_unknown_task_is_a_hydra_error_listing_options():
+    with pytest.raises(MissingConfigException) as info:
+        make_cfg(["task=nope"])
+    assert "sst2" in str(info.value)
+
+
+def _cli(args: list[str], results: Path) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench", *args, f"results_dir={results}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["method.r=0"], "method.r=0"),
+    (["task=nope"], "task/nope"),
+    (["method=full", "train.lr=-0.001"], "train.lr=-0.001"),
+    (["model=tiny-bert", "method.target_modules=[nope]"], "method.target_modules='nope'"),
+])
+def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, args: list[str], needle: str):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "earlier.json").write_text('{"keep": true}')
+    proc, seconds = _cli(args, results)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Loading weights" not in proc.stderr
+    assert sorted(p.name for p in results.iterdir()) == ["earlier.json"]  # no record, no Hydra folder
+    assert (results / "earlier.json").read_text() == '{"keep": true}'
+    print(f"{args}: failed in {seconds:.2f} s (process start and imports included)")

@@ -1,0 +1,103 @@
+"""One tiny run per task kind and model family, each checked through its record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.record import SCHEMA_PATH, load_records
+from bench.run import run
+from conftest import write_dialogsum_like
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def _check(record: dict) -> dict:
+    assert record["run"]["status"] == "success", record["run"].get("traceback") or record["run"]["error"]
+    on_disk = json.loads(Path(record["run"]["path"]).read_text())
+    jsonschema.validate(on_disk, SCHEMA)
+    return on_disk
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama", "tiny-t5"])
+@pytest.mark.parametrize("method", ["none", "full", "lora"])
+def test_classification_every_family(cfg_factory, model: str, method: str):
+    rec = _check(run(cfg_factory(f"model={model}", f"method={method}", "task=embedded-sentiment")))
+    assert rec["run"]["random_weights"] is True
+    assert rec["quality"]["num_examples"] == 8
+    assert 0.0 <= rec["quality"]["accuracy"] <= 1.0
+    if method == "none":
+        assert rec["params"]["trainable"] == 0
+        assert rec["speed"]["steps"] == 0 and rec["storage"]["bytes"] == 0 and rec["memory"]["phase"] == "eval"
+    else:
+        assert rec["speed"]["steps"] == 3 and len(rec["curve"]) == 3
+        assert rec["speed"]["tokens_per_s"] > 0 and rec["speed"]["step_time_median_s"] > 0
+        assert rec["storage"]["bytes"] > 0 and rec["memory"]["phase"] == "train"
+    if method == "full":
+        assert rec["params"]["trainable"] == rec["params"]["total"]
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-t5"])
+@pytest.mark.parametrize("method", ["none", "lora"])
+def test_summarization_decoder_and_encoder_decoder(cfg_factory, tmp_path: Path, model: str, method: str):
+    root = write_dialogsum_like(tmp_path / "data")
+    rec = _check(run(cfg_factory(f"model={model}", f"method={method}", "task=dialogsum", f"data_root={root}")))
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        assert 0.0 <= rec["quality"][key] <= 1.0
+    assert rec["quality"]["num_examples"] == 6
+    assert rec["quality"]["main_metric"] == "rouge1"
+
+
+def test_storage_equals_saved_files(cfg_factory):
+    rec = _check(run(cfg_factory("model=tiny-bert", "method=lora")))
+    folder = Path(rec["storage"]["path"])
+    assert rec["storage"]["bytes"] == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert "adapter_model.safetensors" in rec["storage"]["files"]
+
+
+def test_keep_artifacts_false_still_measures_storage(cfg_factory):
+    rec = _check(run(cfg_factory("model=tiny-bert", "method=full", "keep_artifacts=false")))
+    assert rec["storage"]["bytes"] > 0 and rec["storage"]["path"] is None
+    assert not (Path(rec["run"]["config"]["results_dir"]) / "artifacts" / rec["run"]["id"]).exists()
+
+
+def test_record_sections_and_env(cfg_factory):
+    rec = _check(run(cfg_factory("model=tiny-bert", "method=lora", "seed=3")))
+    assert rec["run"]["seed"] == 3 and len(rec["run"]["config_hash"]) == 64
+    assert rec["env"]["packages"]["torch"] and rec["env"]["packages"]["transformers"]
+    assert rec["env"]["device"] == "cpu" and rec["env"]["torch_threads"] >= 1
+    bd = rec["memory"]["breakdown"]
+    assert bd["gradients_bytes"] == bd["trainable_weights_bytes"] > 0
+    assert bd["optimizer_state_bytes"] >= 2 * bd["trainable_weights_bytes"]  # AdamW: exp_avg + exp_avg_sq
+    assert [p["step"] for p in rec["curve"]] == [1, 2, 3]
+
+
+def test_failed_run_is_a_record_with_its_reason(cfg_factory, monkeypatch):
+    import bench.run as run_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(run_module, "train", boom)
+    cfg = cfg_factory("model=tiny-bert", "method=full")
+    rec = run(cfg)
+    assert rec["run"]["status"] == "failed" and "simulated failure" in rec["run"]["error"]
+    (stored,) = load_records(cfg.results_dir)
+    jsonschema.validate(stored, SCHEMA)
+    assert stored["run"]["status"] == "failed"
+
+
+def test_config_error_in_a_sweep_becomes_a_failed_record(cfg_factory):
+    cfg = cfg_factory("model=tiny-bert", "method=lora", "method.r=0")
+    rec = run(cfg, sweep="sweep-a")
+    assert rec["run"]["status"] == "failed" and "method.r=0" in rec["run"]["error"]
+    (stored,) = load_records(cfg.results_dir)
+    assert stored["run"]["sweep"] == "sweep-a"
+
+
+def test_eval_every_adds_eval_points_to_curve(cfg_factory):
+    rec = _check(run(cfg_factory("model=tiny-bert", "method=lora", "train.max_steps=4", "train.eval_every=2")))
+    assert "accuracy" in rec["curve"][1]["eval"] and "eval" not in rec["curve"][3]

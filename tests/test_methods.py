@@ -1,0 +1,100 @@
+"""Methods prove what they train: parameter counts equal the formula, frozen weights stay
+bit-identical, trained ones move."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench import models
+from bench.measure import param_counts
+from bench.methods import METHODS, get_method
+from bench.errors import ConfigError
+from bench.tasks import get_kind
+from bench.tasks.data import read_rows
+from bench.train import train
+
+
+def _setup(cfg, family: str):
+    tokenizer = models.load_tokenizer(cfg.model)
+    kind = get_kind(cfg.task.kind)
+    rows = read_rows(cfg.task, cfg.data_root, "train")[:32]
+    task = kind.build(cfg.task, rows, rows[:8], tokenizer, family)
+    model = models.load_model(cfg.model, kind.head_for(family), task.num_labels, tokenizer)
+    return model, task
+
+
+def lora_formula(layers: int, targets: list[tuple[int, int]], r: int, head: int) -> int:
+    """sum over layers and targeted linears (in, out) of r * (in + out), plus the task head."""
+    return layers * sum(r * (i + o) for i, o in targets) + head
+
+
+@pytest.mark.parametrize("model,family,targets", [
+    # tiny-bert: hidden 32; query 32->32, value 32->32
+    ("tiny-bert", "encoder", [(32, 32), (32, 32)]),
+    # tiny-llama: hidden 32, 4 heads of 8, 2 KV heads: q_proj 32->32, v_proj 32->16
+    ("tiny-llama", "decoder", [(32, 32), (32, 16)]),
+])
+@pytest.mark.parametrize("r", [1, 4])
+def test_lora_trainable_params_equal_formula(cfg_factory, model, family, targets, r):
+    cfg = cfg_factory(f"model={model}", "method=lora", f"method.r={r}")
+    base, task = _setup(cfg, family)
+    total_before = param_counts(base)["total"]
+    peft_model = get_method("lora").apply(base, cfg.method, task)
+    counts = param_counts(peft_model)
+    head = 32 * 2 + 2  # hidden x 2 labels + bias, trained beside the adapter
+    assert counts["trainable"] == lora_formula(2, targets, r, head)
+    # total = base + adapters + peft's trainable copy of the head
+    assert counts["total"] == total_before + lora_formula(2, targets, r, 0) + head
+
+
+def test_lora_on_causal_lm_has_no_head(cfg_factory, tmp_path):
+    from conftest import write_dialogsum_like
+
+    cfg = cfg_factory("model=tiny-llama", "method=lora", "method.r=2", "task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}")
+    base, task = _setup(cfg, "decoder")
+    counts = param_counts(get_method("lora").apply(base, cfg.method, task))
+    assert counts["trainable"] == lora_formula(2, [(32, 32), (32, 16)], 2, 0)
+
+
+def test_lora_all_linear_targets_every_linear_but_the_head(cfg_factory):
+    cfg = cfg_factory("model=tiny-bert", "method=lora", "method.r=2", "method.target_modules=all-linear")
+    base, task = _setup(cfg, "encoder")
+    counts = param_counts(get_method("lora").apply(base, cfg.method, task))
+    # per layer: q, k, v, attn-out (32->32 each), intermediate 32->64, output 64->32; plus the pooler dense 32->32
+    per_layer = 4 * 2 * (32 + 32) + 2 * (32 + 64) + 2 * (64 + 32)
+    assert counts["trainable"] == 2 * per_layer + 2 * (32 + 32) + 66
+
+
+def test_frozen_weights_bit_identical_and_trained_ones_move(cfg_factory):
+    cfg = cfg_factory("model=tiny-bert", "method=lora", "train.lr=1e-2")
+    base, task = _setup(cfg, "encoder")
+    model = get_method("lora").apply(base, cfg.method, task)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = train(model, task, cfg, torch.device("cpu"))
+    assert len(result.step_times_s) == 3
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert frozen and trained
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, before[n]), f"frozen {n} changed"
+    assert all(not torch.equal(p, before[n]) for n, p in model.named_parameters() if "lora_B" in n)
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if "head" in n and p.requires_grad)
+
+
+def test_none_freezes_everything_and_full_trains_everything(cfg_factory):
+    cfg = cfg_factory("model=tiny-bert")
+    base, task = _setup(cfg, "encoder")
+    assert param_counts(get_method("none").apply(base, cfg.method, task))["trainable"] == 0
+    full = get_method("full").apply(base, cfg.method, task)
+    counts = param_counts(full)
+    assert counts["trainable"] == counts["total"] > 0
+
+
+def test_unknown_method_lists_known_ones():
+    with pytest.raises(ConfigError) as info:
+        get_method("nope")
+    assert info.value.field == "method.name"
+    for name in METHODS:
+        assert name in str(info.value)
