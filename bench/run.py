@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers.utils import logging as transformers_logging
 
 from bench import env, measure, models
 from bench.config import validate
@@ -73,6 +75,8 @@ def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | 
 
 def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     """The measured part of a run; fills `record` in place."""
+    if not sys.stderr.isatty():
+        transformers_logging.disable_progress_bar()  # one bar per weight load is noise in logs
     device = pick_device(cfg.device)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
@@ -82,7 +86,6 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     kind = get_kind(cfg.task.kind)
     head = kind.head_for(family)
 
-    rss_before_load = measure.rss_bytes()
     tokenizer = models.load_tokenizer(cfg.model)
     eval_rows = read_rows(cfg.task, cfg.data_root, "eval")
     if cfg.eval.max_examples is not None:
@@ -91,6 +94,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     if cfg.task.get("max_train_examples") and method.trains:
         train_rows = train_rows[: int(cfg.task.max_train_examples)]
     task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
+    rss_before_load = measure.rss_bytes()  # the baseline of the CPU peak: data ready, no model yet
     t0 = time.perf_counter()
     model = models.load_model(cfg.model, head, task.num_labels, tokenizer)
     load_s = time.perf_counter() - t0

@@ -1,0 +1,67 @@
+"""Task data: the embedded generator, and the real datasets read by path from ../shared/datasets
+(skipped with a reason where that folder is absent, as in a user's clone)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from bench.config import validate
+from bench.tasks.data import read_rows
+from conftest import SHARED_DATA, make_cfg
+
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real datasets not found at {SHARED_DATA}")
+
+
+def test_embedded_task_is_deterministic_balanced_and_needs_negation():
+    cfg = make_cfg(["task=embedded-sentiment"])
+    rows = read_rows(cfg.task, cfg.data_root, "train")
+    assert rows == read_rows(cfg.task, cfg.data_root, "train")
+    assert len(rows) == cfg.task.num_train
+    counts = Counter(r["label"] for r in rows)
+    assert abs(counts["0"] - counts["1"]) < 0.1 * len(rows)
+    negated = [r for r in rows if any(f" {neg}" in r["sentence"] for neg in ("not ", "never ", "hardly ", "by no means "))]
+    assert 0.4 * len(rows) < len(negated) < 0.6 * len(rows)  # half the labels hinge on negation
+    assert read_rows(cfg.task, cfg.data_root, "eval") != rows[: cfg.task.num_eval]
+
+
+# (task, split, rows, label counts or None)
+EXPECTED = [
+    ("sst2", "eval", 872, {"0": 428, "1": 444}),
+    ("sst2", "train", 67349, {"0": 29780, "1": 37569}),
+    ("cola", "eval", 1043, {"0": 322, "1": 721}),
+    ("mrpc", "train", 3668, {"0": 1194, "1": 2474}),
+    ("mrpc", "eval", 408, {"0": 129, "1": 279}),
+    ("rte", "eval", 277, {"entailment": 146, "not_entailment": 131}),
+    ("superglue-rte", "train", 2490, {"entailment": 1249, "not_entailment": 1241}),
+    ("cb", "train", 250, {"entailment": 115, "contradiction": 119, "neutral": 16}),
+    ("cb", "eval", 56, None),
+    ("dialogsum", "train", 500, None),
+    ("dialogsum", "eval", 500, None),
+]
+
+
+@needs_shared
+@pytest.mark.parametrize("task,split,n,labels", EXPECTED)
+def test_real_datasets_match_published_sizes(task, split, n, labels):
+    cfg = make_cfg([f"task={task}", f"data_root={SHARED_DATA}"])
+    rows = read_rows(cfg.task, cfg.data_root, split)
+    assert len(rows) == n
+    if labels:
+        assert dict(Counter(str(r[cfg.task.label_field]) for r in rows)) == labels
+    if task == "dialogsum" and split == "eval":
+        assert all(r["summary1"] and r["summary2"] and r["summary3"] for r in rows)
+
+
+@needs_shared
+@pytest.mark.parametrize("task", ["sst2", "cola", "mrpc", "rte", "superglue-rte", "cb"])
+def test_real_classification_tasks_validate(task, tmp_path):
+    assert validate(make_cfg([f"task={task}", f"data_root={SHARED_DATA}", f"results_dir={tmp_path}"])) == "encoder"
+
+
+@needs_shared
+def test_mrpc_pairs_read_despite_quotes_and_bom():
+    cfg = make_cfg(["task=mrpc", f"data_root={SHARED_DATA}"])
+    first = read_rows(cfg.task, cfg.data_root, "eval")[0]
+    assert first["Quality"] == "1" and first["#2 String"].startswith('" The foodservice pie')
