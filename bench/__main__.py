@@ -16,12 +16,12 @@ from bench.report import markdown_table
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from bench.run import run  # torch and transformers load after Hydra has parsed the command line
+    from bench.run import run, run_isolated  # torch and transformers load after Hydra parsed the command line
 
     hydra_cfg = HydraConfig.get()
     sweep = str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
-        record = run(cfg, sweep)
+        record = run(cfg) if sweep is None else run_isolated(cfg, sweep)  # sweeps: one fresh process per run
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)

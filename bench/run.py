@@ -3,6 +3,9 @@ train -> evaluate -> measure -> write the record. Every arrow is one plain funct
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import queue as queue_module
 import random
 import shutil
 import statistics
@@ -73,6 +76,18 @@ def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | 
     return write_atomic(results_dir / f"{record['run']['id']}.json", record)
 
 
+def peak_memory(device: torch.device, rss_before_load: int, peak_reset: bool, phase: str) -> dict[str, Any]:
+    """The peak since the last reset. CUDA: the allocator's peak; CPU: peak RSS above the pre-load RSS."""
+    if device.type == "cuda":
+        return {"device": "cuda", "measure": "max_memory_allocated", "phase": phase,
+                "peak_bytes": torch.cuda.max_memory_allocated(device),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
+    return {"device": "cpu", "phase": phase, "peak_bytes": measure.cpu_peak_bytes() - rss_before_load,
+            "measure": "peak RSS minus RSS before the model was loaded" if peak_reset
+            else "process-lifetime peak RSS minus pre-load RSS (peak reset unsupported)",
+            "rss_before_load_bytes": rss_before_load}
+
+
 def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     """The measured part of a run; fills `record` in place."""
     if not sys.stderr.isatty():
@@ -105,24 +120,21 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     def evaluate() -> dict[str, Any]:
         return task.evaluate(model, task, cfg.eval, device, progress)
 
-    # Training, with the memory peak reset just before it.
+    # The memory peak is reset just before training and read right after it (before the final
+    # evaluation); a method that trains nothing is measured over its evaluation instead.
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
     peak_reset = measure.reset_cpu_peak() if device.type == "cpu" else True
-    result: TrainResult = train(model, task, cfg, device, evaluate) if method.trains else TrainResult(optimizer=None)
-    quality = evaluate()
-    phase = "train" if method.trains else "eval"  # nothing trains: the peak covers evaluation
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-        memory = {"device": "cuda", "measure": "max_memory_allocated", "peak_bytes": peak,
-                  "peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
+    if method.trains:
+        result = train(model, task, cfg, device, evaluate)
+        memory = peak_memory(device, rss_before_load, peak_reset, phase="train")
+        quality = evaluate()
     else:
-        peak = measure.cpu_peak_bytes() - rss_before_load
-        memory = {"device": "cpu", "measure": "peak RSS minus RSS before the model was loaded" if peak_reset
-                  else "process-lifetime peak RSS minus pre-load RSS (peak reset unsupported)", "peak_bytes": peak,
-                  "rss_before_load_bytes": rss_before_load}
-    memory["phase"] = phase
+        result = TrainResult(optimizer=None)
+        quality = evaluate()
+        memory = peak_memory(device, rss_before_load, peak_reset, phase="eval")
+    peak = memory["peak_bytes"]
     memory["breakdown"] = measure.breakdown(model, result.optimizer, peak)
     record["memory"] = memory
 
@@ -178,4 +190,34 @@ def run(cfg: DictConfig, sweep: str | None = None) -> dict[str, Any]:
         record["run"]["path"] = str(finish(record, results_dir, "failed", f"{type(exc).__name__}: {exc}"))
         return record
     record["run"]["path"] = str(finish(record, results_dir, "success"))
+    return record
+
+
+def _child(plain_cfg: dict, sweep: str | None, queue: Any) -> None:
+    record = run(OmegaConf.create(plain_cfg), sweep)
+    queue.put({"status": record["run"]["status"], "path": record["run"].get("path")})
+
+
+def run_isolated(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
+    """Run in a fresh process. Why: Hydra's basic launcher runs a sweep's jobs in one process, and
+    memory freed by one run stays in the heap for the next, so the next run's RSS peak above its
+    baseline would be too low. A child killed outright (e.g. by the OOM killer) still gets a record."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(OmegaConf.to_container(cfg, resolve=True), sweep, queue))
+    child.start()
+    child.join()
+    try:
+        path = queue.get(timeout=5)["path"]
+    except queue_module.Empty:
+        path = None
+    if path is not None:
+        record = json.loads(Path(path).read_text())
+        record["run"]["path"] = path
+        return record
+    record = new_record(cfg, sweep)
+    code = child.exitcode or 0
+    how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    status = "oom" if code == -9 else "failed"  # SIGKILL from the kernel's OOM killer is the usual cause
+    record["run"]["path"] = str(finish(record, Path(cfg.results_dir), status, f"run process {how} before writing its record"))
     return record

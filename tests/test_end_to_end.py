@@ -101,3 +101,26 @@ def test_config_error_in_a_sweep_becomes_a_failed_record(cfg_factory):
 def test_eval_every_adds_eval_points_to_curve(cfg_factory):
     rec = _check(run(cfg_factory("model=tiny-bert", "method=lora", "train.max_steps=4", "train.eval_every=2")))
     assert "accuracy" in rec["curve"][1]["eval"] and "eval" not in rec["curve"][3]
+
+
+def test_cli_sweep_writes_a_record_per_point_and_prints_the_table(tmp_path: Path):
+    """A real `-m` sweep: each point in its own process, a bad point recorded as failed, the table printed."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "-m", "model=tiny-bert", "method=lora", "method.r=0,2", "seed=0,1",
+         "train.max_steps=2", "train.batch_size=4", "eval.max_examples=8", f"results_dir={results}",
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = load_records(results)
+    assert len(records) == 4
+    by_point = {(r["run"]["config"]["method"]["r"], r["run"]["seed"]): r["run"]["status"] for r in records}
+    assert by_point == {(0, 0): "failed", (0, 1): "failed", (2, 0): "success", (2, 1): "success"}
+    assert all(r["run"]["sweep"] == str(tmp_path / "multirun") for r in records)
+    assert "4 runs in this sweep" in proc.stdout and "method.r=0 is not valid" in proc.stdout
