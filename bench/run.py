@@ -151,7 +151,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
         "train_wall_s": result.wall_s,
         "model_load_s": load_s,
     }
-    record["quality"] = {k: v for k, v in quality.items()}
+    record["quality"] = dict(quality)
     record["quality"]["main_metric"] = task.main_metric
     record["curve"] = result.curve
 
