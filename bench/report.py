@@ -22,7 +22,8 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
     run, params, quality = rec["run"], rec.get("params") or {}, rec.get("quality") or {}
     speed, memory, storage = rec.get("speed") or {}, rec.get("memory") or {}, rec.get("storage") or {}
     main = quality.get("main_metric")
-    scores = ", ".join(f"{k} {quality[k]:.3f}" for k in ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum") if k in quality)
+    keys = [main] + [k for k in ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum") if k != main]
+    scores = ", ".join(f"{k} {quality[k]:.3f}" for k in keys if k in quality)
     return {
         "model": run["model"] + (" (random)" if run.get("random_weights") else ""),
         "task": run["task"],
@@ -34,7 +35,7 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
         "step s": _fmt(speed.get("step_time_median_s"), ".3f"),
         "tokens/s": _fmt(speed.get("tokens_per_s"), ",.0f"),
         "storage MiB": _fmt(storage.get("bytes") / 2**20 if storage.get("bytes") is not None else None, ",.2f"),
-        f"quality ({main or 'main metric first'})": scores,
+        "quality (main metric first)": scores,
     }
 
 

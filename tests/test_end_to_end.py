@@ -124,3 +124,16 @@ def test_cli_sweep_writes_a_record_per_point_and_prints_the_table(tmp_path: Path
     assert by_point == {(0, 0): "failed", (0, 1): "failed", (2, 0): "success", (2, 1): "success"}
     assert all(r["run"]["sweep"] == str(tmp_path / "multirun") for r in records)
     assert "4 runs in this sweep" in proc.stdout and "method.r=0 is not valid" in proc.stdout
+
+
+def test_report_table_shows_each_rows_own_main_metric():
+    from bench.report import markdown_table
+
+    def rec(task: str, quality: dict) -> dict:
+        return {"run": {"model": "m", "task": task, "method": "lora", "seed": 0, "status": "success", "started_at": "t"},
+                "params": {"trainable": 10, "total": 100, "percent": 10.0}, "quality": quality}
+
+    table = markdown_table([rec("a", {"main_metric": "mcc", "accuracy": 0.5, "mcc": 0.25}),
+                            rec("b", {"main_metric": "rouge1", "rouge1": 0.3456})])
+    assert "| mcc 0.250, accuracy 0.500 |" in table and "| rouge1 0.346 |" in table
+    assert "10 (10.00%)" in table
