@@ -11,7 +11,7 @@ from transformers import CONFIG_MAPPING
 
 from bench import assets, models
 from bench.errors import ConfigError
-from bench.methods import get_method
+from bench.methods import Probe, get_method
 from bench.tasks import get_kind
 from bench.tasks.data import FORMATS, first_row_fields, split_file
 
@@ -112,14 +112,14 @@ def validate(cfg: DictConfig) -> str:
     """Check everything checkable without weights; returns the model family."""
     check_model(cfg.model)
     method = get_method(cfg.method.name)
-    method.check(cfg.method, None)
+    method.check(cfg.method, None)  # the method's own fields first
     check_train_eval(cfg, method.trains)
     check_task(cfg.task, cfg.data_root)
     family = model_family(cfg.model)
     kind = get_kind(cfg.task.kind)
     if family not in kind.families:
         raise ConfigError("model", cfg.model.name, f"a {' or '.join(kind.families)} model for {kind.name} tasks; {cfg.model.name} is {family}")
-    if method.needs_module_names:
-        names = models.module_names(cfg.model, kind.head_for(family), num_labels=len(cfg.task.get("labels") or [0, 1]))
-        method.check(cfg.method, names)
+    head = kind.head_for(family)
+    meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
+    method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes
     return family

@@ -54,6 +54,14 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(backbone.config.hidden_size, num_labels)
 
+    @property
+    def device(self) -> torch.device:  # peft asks the wrapped model where it lives
+        return self.head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.head.weight.dtype
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -67,9 +75,11 @@ class SequenceClassifier(nn.Module):
         ).last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-        if attention_mask.shape[1] != hidden.shape[1]:  # soft-prompt tokens prepended by a method
+        if attention_mask.shape[1] < hidden.shape[1]:  # soft-prompt tokens prepended to the input
             extra = hidden.shape[1] - attention_mask.shape[1]
             attention_mask = torch.cat([attention_mask.new_ones(hidden.shape[0], extra), attention_mask], 1)
+        elif attention_mask.shape[1] > hidden.shape[1]:  # a prefix's keys/values: no hidden states of their own
+            attention_mask = attention_mask[:, -hidden.shape[1]:]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "mean":
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -161,8 +171,8 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
     return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean"))
 
 
-def module_names(model_cfg: DictConfig, head: str, num_labels: int = 2) -> list[str]:
-    """Every module name of the model, built on the meta device: no weights read, milliseconds."""
+def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:
+    """The model built on the meta device: names, shapes and config, no weights read, milliseconds."""
     config = load_config(model_cfg)
     with torch.device("meta"):
         if head == "classifier":
@@ -174,7 +184,7 @@ def module_names(model_cfg: DictConfig, head: str, num_labels: int = 2) -> list[
             model = AutoModelForCausalLM.from_config(config)
         else:
             model = AutoModelForSeq2SeqLM.from_config(config)
-    return [name for name, _ in model.named_modules() if name]
+    return model
 
 
 def local_path_exists(model_cfg: DictConfig) -> bool:

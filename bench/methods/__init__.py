@@ -1,44 +1,67 @@
 """The method registry. A method differs from another only here: `apply(model, method_cfg, task)`
 freezes, unfreezes or wraps the model; the loop, evaluation and measurement never branch on the
 method's name. What they need to know, the method declares (does it train? can it merge? how does
-it save what must be kept per task?).
+it save and reload what must be kept per task?).
+
+Families (one file each): full.py (none, full), selective.py (bitfit, last_layers, layernorm,
+selective), lora.py (lora), prompts.py (prompt_tuning, prefix_tuning), ia3.py (ia3),
+adapter.py (adapter: bottleneck adapters, implemented here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+import torch
 from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bench.errors import ConfigError
 
 
-def _no_check(method_cfg: DictConfig, module_names: list[str] | None) -> None:
+@dataclass
+class Probe:
+    """What a method's check may inspect before any weights load: the model built on the meta
+    device (names, shapes, config; no weights), its family and head, and the whole run config."""
+
+    model: nn.Module
+    family: str  # encoder | decoder | encoder-decoder
+    head: str  # classifier | causal_lm | seq2seq_lm
+    cfg: DictConfig
+
+
+def _no_check(method_cfg: DictConfig, probe: Probe | None) -> None:
     return None
+
+
+Apply = Callable[[nn.Module, DictConfig, Any], nn.Module]
+Save = Callable[[nn.Module, Path], None]
+Load = Callable[[nn.Module, Path, DictConfig, Any], nn.Module]
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    apply: Callable[[nn.Module, DictConfig, object], nn.Module]
-    save: Callable[[nn.Module, Path], None]  # writes exactly what a task needs into a folder
+    apply: Apply
+    save: Save  # writes exactly what a task needs into a folder
+    load: Load  # puts a saved task's weights onto a fresh base, or swaps them on a prepared model
     trains: bool = True  # False: evaluate the model as it is
     can_merge: bool = False  # True: adapters fold into the base weights for inference
-    check: Callable[[DictConfig, list[str] | None], None] = _no_check  # config checks, before loading
-    needs_module_names: bool = False  # check() wants the model's module names (meta device)
+    check: Callable[[DictConfig, Probe | None], None] = _no_check  # config checks: probe=None first, then with the meta model
+    summary: str = ""  # one line: what the method trains (README, records)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, save: Callable[[nn.Module, Path], None], **declared: object):
+def register(name: str, *, save: Save, load: Load, **declared: object):
     """Decorator: register `apply` under its config name with what the method declares."""
 
-    def wrap(apply: Callable[[nn.Module, DictConfig, object], nn.Module]):
-        METHODS[name] = Method(name=name, apply=apply, save=save, **declared)  # type: ignore[arg-type]
+    def wrap(apply: Apply) -> Apply:
+        METHODS[name] = Method(name=name, apply=apply, save=save, load=load, **declared)  # type: ignore[arg-type]
         return apply
 
     return wrap
@@ -56,4 +79,66 @@ def set_trainable(model: nn.Module, predicate: Callable[[str], bool]) -> None:
         param.requires_grad_(predicate(pname))
 
 
-from bench.methods import full, lora  # noqa: E402,F401  (each registers itself)
+# --- saving and loading what a task trained ---------------------------------------------------
+
+TRAINED_FILE = "trained.safetensors"
+
+
+def save_trained(model: nn.Module, folder: Path) -> None:
+    """The trainable tensors only, by parameter name (selected weights, own adapters, the head)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().to("cpu").clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(tensors, str(folder / TRAINED_FILE))
+
+
+def load_trained(model: nn.Module, folder: Path) -> nn.Module:
+    """Overwrite the saved tensors in place; every saved name must exist in the model."""
+    tensors = load_file(str(folder / TRAINED_FILE))
+    params = dict(model.named_parameters())
+    missing = sorted(set(tensors) - set(params))
+    if missing:
+        raise ValueError(f"{folder / TRAINED_FILE} holds tensors this model lacks: {missing[:5]}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+    return model
+
+
+def save_peft(model: nn.Module, folder: Path) -> None:
+    """peft's adapter folder: the adapter (or prompt) weights, their config, and the task head."""
+    model.save_pretrained(str(folder))
+
+
+def load_peft(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
+    """Onto a fresh base: wrap it. Onto a model already wrapped: add the task's adapter beside the
+    others and make it the active one (one base, many tasks)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        name = f"task{len(model.peft_config)}"
+        model.load_adapter(str(folder), adapter_name=name)
+        model.set_adapter(name)
+        return model
+    return PeftModel.from_pretrained(model, str(folder))
+
+
+def head_modules(task: Any) -> list[str] | None:
+    """peft's modules_to_save: a new classification head trains and is saved with the adapter."""
+    return ["head"] if getattr(task, "head", "") == "classifier" else None
+
+
+def int_at_least(method_cfg: DictConfig, key: str, low: int, what: str) -> int:
+    value = method_cfg.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"method.{key}", value, f"an integer >= {low} ({what})")
+    return value
+
+
+def one_of(method_cfg: DictConfig, key: str, valid: tuple[str, ...]) -> str:
+    value = method_cfg.get(key)
+    if value not in valid:
+        raise ConfigError(f"method.{key}", value, f"one of {', '.join(valid)}")
+    return str(value)
+
+
+from bench.methods import adapter, full, ia3, lora, prompts, selective  # noqa: E402,F401  (each registers itself)

@@ -7,9 +7,10 @@ Stored per task: none = nothing; full = the whole model's weights (one safetenso
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
-from safetensors.torch import save_model
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from bench.methods import register, set_trainable
@@ -19,18 +20,28 @@ def save_nothing(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def load_nothing(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return model
+
+
 def save_all_weights(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / "model.safetensors"))  # tied weights stored once
 
 
-@register("none", save=save_nothing, trains=False)
+def load_all_weights(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
+    load_model(model, str(folder / "model.safetensors"))
+    return model
+
+
+@register("none", save=save_nothing, load=load_nothing, trains=False,
+          summary="nothing: evaluates the base model (zero-shot generation, or an untrained head)")
 def apply_none(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     set_trainable(model, lambda name: False)
     return model
 
 
-@register("full", save=save_all_weights)
+@register("full", save=save_all_weights, load=load_all_weights, summary="every parameter of the model")
 def apply_full(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     set_trainable(model, lambda name: True)
     return model

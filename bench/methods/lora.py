@@ -1,27 +1,30 @@
 """LoRA (through peft): beside each targeted frozen linear W (out x in), train B (out x r) and
-A (r x in); the layer computes W x + (alpha / r) B A x, and B A can be merged into W.
+A (r x in); the layer computes W x + s B A x with s = alpha / r (rsLoRA: alpha / sqrt(r)), and
+B A can be merged into W for inference. DoRA also trains a magnitude vector per output feature.
 
 Trainable parameters = sum over targeted linears of r * (in + out)
+                       (+ out per targeted linear with DoRA)
+                       (+ the targeted linears' bias sizes with bias=lora_only, every bias with bias=all)
                        + the task head (classifier: hidden * num_labels + num_labels).
 Stored per task: the adapter (and the head), via peft's save_pretrained.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import register
+from bench.methods import Probe, head_modules, int_at_least, load_peft, one_of, register, save_peft
+
+BIAS = ("none", "lora_only", "all")
 
 
-def default_targets(model_type: str) -> list[str]:
-    """peft's per-architecture default (query/value projections)."""
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+def default_targets(model_type: str, mapping_name: str = "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING") -> list[str]:
+    """peft's per-architecture default (for LoRA: the query/value projections)."""
+    from peft.utils import constants
 
-    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    targets = getattr(constants, mapping_name).get(model_type)
     if not targets:
         raise ConfigError("method.target_modules", None, f"no default for model type {model_type!r}; name the modules")
     return list(targets)
@@ -36,31 +39,37 @@ def target_list(method_cfg: DictConfig, model_type: str) -> list[str] | str:
     return [str(t) for t in OmegaConf.to_container(targets)]
 
 
-def check(method_cfg: DictConfig, module_names: list[str] | None) -> None:
-    r = method_cfg.get("r")
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ConfigError("method.r", r, "an integer >= 1 (the LoRA rank)")
+def check_targets(method_cfg: DictConfig, probe: Probe) -> None:
+    """Every named target must be a module of this model; the error lists the ones it has."""
+    targets = method_cfg.get("target_modules")
+    if targets is None or targets == "all-linear":
+        return
+    names = [n for n, _ in probe.model.named_modules() if n]
+    wanted = [targets] if isinstance(targets, str) else list(targets)
+    leaves = sorted({n.rsplit(".", 1)[-1] for n, m in probe.model.named_modules() if isinstance(m, nn.Linear)})
+    for name in wanted:
+        if not any(n == name or n.endswith("." + name) for n in names):
+            raise ConfigError("method.target_modules", name, f"a module of this model, or all-linear; its linear layers are: {', '.join(leaves)}")
+
+
+def check(method_cfg: DictConfig, probe: Probe | None) -> None:
+    int_at_least(method_cfg, "r", 1, "the LoRA rank")
     alpha = method_cfg.get("alpha")
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
         raise ConfigError("method.alpha", alpha, "a number > 0 (scale = alpha / r)")
     dropout = method_cfg.get("dropout")
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError("method.dropout", dropout, "a number in [0, 1)")
-    targets = method_cfg.get("target_modules")
-    if module_names is None or targets is None or targets == "all-linear":
-        return
-    wanted = [targets] if isinstance(targets, str) else list(targets)
-    leaves = sorted({n.rsplit(".", 1)[-1] for n in module_names})
-    for name in wanted:
-        if not any(n == name or n.endswith("." + name) for n in module_names):
-            raise ConfigError("method.target_modules", name, f"a module of this model, or all-linear; it has: {', '.join(leaves)}")
+    one_of(method_cfg, "bias", BIAS)
+    for key in ("use_rslora", "use_dora"):
+        if not isinstance(method_cfg.get(key), bool):
+            raise ConfigError(f"method.{key}", method_cfg.get(key), "true or false")
+    if probe is not None:
+        check_targets(method_cfg, probe)
 
 
-def save_adapter(model: nn.Module, folder: Path) -> None:
-    model.save_pretrained(str(folder))
-
-
-@register("lora", save=save_adapter, can_merge=True, check=check, needs_module_names=True)
+@register("lora", save=save_peft, load=load_peft, can_merge=True, check=check,
+          summary="low-rank B·A beside the targeted linear layers (+ a new task head); merges into W")
 def apply_lora(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     from peft import LoraConfig, get_peft_model  # imported here: config validation stays fast
 
@@ -69,7 +78,9 @@ def apply_lora(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Mod
         lora_alpha=float(method_cfg.alpha),
         lora_dropout=float(method_cfg.dropout),
         target_modules=target_list(method_cfg, model.config.model_type),
-        bias="none",
-        modules_to_save=["head"] if getattr(task, "head", "") == "classifier" else None,
+        bias=str(method_cfg.bias),
+        use_rslora=bool(method_cfg.use_rslora),
+        use_dora=bool(method_cfg.use_dora),
+        modules_to_save=head_modules(task),
     )
     return get_peft_model(model, config)

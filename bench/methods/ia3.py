@@ -1,0 +1,41 @@
+"""IA3 (through peft; Liu et al., 2022): learned vectors that rescale the keys, values and the
+feed-forward activations of a frozen model. A vector per targeted linear: it scales the output
+(out features) of attention modules and the input (in features) of feed-forward modules.
+
+Trainable parameters = sum over targeted linears of (in if feed-forward else out)
+                       + the task head (classifier: hidden * num_labels + num_labels).
+Stored per task: the vectors (and the head), via peft's save_pretrained. Merges into W.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from bench.methods import Probe, head_modules, load_peft, register, save_peft
+from bench.methods.lora import check_targets, default_targets
+
+
+def _names(method_cfg: DictConfig, key: str, model_type: str, mapping: str) -> list[str]:
+    value = method_cfg.get(key)
+    if value is None:
+        return default_targets(model_type, mapping)
+    return [value] if isinstance(value, str) else [str(v) for v in OmegaConf.to_container(value)]
+
+
+def check(method_cfg: DictConfig, probe: Probe | None) -> None:
+    if probe is not None:
+        check_targets(method_cfg, probe)
+
+
+@register("ia3", save=save_peft, load=load_peft, can_merge=True, check=check,
+          summary="a scaling vector on keys, values and feed-forward inputs (+ a new task head)")
+def apply_ia3(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
+    from peft import IA3Config, get_peft_model
+
+    model_type = model.config.model_type
+    targets = _names(method_cfg, "target_modules", model_type, "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING")
+    feedforward = _names(method_cfg, "feedforward_modules", model_type, "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING")
+    config = IA3Config(target_modules=targets, feedforward_modules=[f for f in feedforward if f in targets],
+                       modules_to_save=head_modules(task))
+    return get_peft_model(model, config)

@@ -1,0 +1,126 @@
+"""Soft prompts (through peft): the model stays frozen and learns virtual tokens.
+
+- `prompt_tuning` (Lester et al., 2021): P trainable input embeddings prepended to the (encoder's)
+  input. Trainable = P * hidden (+ the task head). Initialised at random, from a text, from
+  embeddings of tokens sampled uniformly from the vocabulary, or from the task's class names.
+- `prefix_tuning` (Li & Liang, 2021): P trainable key/value vectors prepended in every attention
+  layer (decoders and encoder-decoders only: it rides on the KV cache, which encoders lack).
+  Trainable = P * layers * 2 * kv_dim, kv_dim = kv_heads * head_dim (+ the task head; with
+  `projection`, an MLP hidden -> projection_size -> layers * 2 * kv_dim is trained instead).
+
+Stored per task: the virtual tokens (and the head), via peft's save_pretrained. Generation feeds
+the virtual tokens once and then reuses the KV cache (bench/generate.py): peft's own cached
+`generate()` on prompt-tuned decoders returns wrong tokens with transformers 5 (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.methods import Probe, head_modules, int_at_least, load_peft, one_of, register, save_peft
+
+INITS = ("random", "text", "vocab", "labels")
+
+
+def _task_type(head: str) -> str:
+    return {"classifier": "FEATURE_EXTRACTION", "causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}[head]
+
+
+def input_tokens(cfg: DictConfig, family: str) -> tuple[int, str]:
+    """The longest input the task feeds (tokens), and what it is made of, for the length check."""
+    task = cfg.task
+    if task.kind == "classification":
+        return int(task.max_length), "task.max_length"
+    if family == "decoder":
+        longest = int(task.max_source_tokens) + max(int(task.max_target_tokens) + 1, int(cfg.eval.max_new_tokens))
+        return longest, "task.max_source_tokens + the longer of task.max_target_tokens + 1 and eval.max_new_tokens"
+    return int(task.max_source_tokens), "task.max_source_tokens"
+
+
+def check_length(method_cfg: DictConfig, probe: Probe) -> None:
+    """Virtual tokens and the input must fit the model's positions together (the prompt template
+    adds a few tokens more, not counted here)."""
+    limit = getattr(probe.model.config, "max_position_embeddings", None)
+    if not limit or probe.family == "encoder-decoder":  # T5's relative positions have no limit
+        return
+    longest, made_of = input_tokens(probe.cfg, probe.family)
+    p = int(method_cfg.num_virtual_tokens)
+    if p + longest > int(limit):
+        raise ConfigError("method.num_virtual_tokens", p, f"at most {int(limit) - longest}: {p} virtual tokens + {longest} input tokens ({made_of}) exceed the model's {limit} positions")
+
+
+def check_prompt(method_cfg: DictConfig, probe: Probe | None) -> None:
+    int_at_least(method_cfg, "num_virtual_tokens", 1, "soft-prompt length")
+    init = one_of(method_cfg, "init", INITS)
+    if init == "text" and not str(method_cfg.get("init_text") or "").strip():
+        raise ConfigError("method.init_text", method_cfg.get("init_text"), "a non-empty text when method.init=text")
+    if probe is None:
+        return
+    if init == "labels" and probe.cfg.task.kind != "classification":
+        raise ConfigError("method.init", init, f"random, text or vocab: task {probe.cfg.task.name} has no class labels")
+    check_length(method_cfg, probe)
+
+
+def _init_ids(method_cfg: DictConfig, task: Any, vocab_size: int) -> list[int] | None:
+    """Token ids whose embeddings seed the prompt (repeated to fill it), or None for random."""
+    init = str(method_cfg.init)
+    if init == "random":
+        return None
+    if init == "vocab":
+        return torch.randint(0, vocab_size, (int(method_cfg.num_virtual_tokens),)).tolist()
+    text = str(method_cfg.init_text) if init == "text" else " ".join(task.label_names)
+    ids = task.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ConfigError("method.init_text" if init == "text" else "task.label_names", text, "a text that tokenises to at least one token")
+    return ids
+
+
+@register("prompt_tuning", save=save_peft, load=load_peft, check=check_prompt,
+          summary="P virtual-token embeddings prepended to the input (+ a new task head)")
+def apply_prompt_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    from peft import PromptTuningConfig, get_peft_model
+
+    p = int(method_cfg.num_virtual_tokens)
+    config = PromptTuningConfig(task_type=_task_type(task.head), num_virtual_tokens=p,
+                                num_transformer_submodules=1,  # the encoder's input only, as in Lester et al.
+                                modules_to_save=head_modules(task))
+    model = get_peft_model(model, config)
+    embeddings = model.word_embeddings
+    ids = _init_ids(method_cfg, task, embeddings.num_embeddings)
+    if ids is not None:
+        ids = (ids * (p // len(ids) + 1))[:p]
+        with torch.no_grad():
+            seed = embeddings.weight[torch.tensor(ids, device=embeddings.weight.device)]
+            model.prompt_encoder[model.active_adapter].embedding.weight.copy_(seed)
+    return model
+
+
+def check_prefix(method_cfg: DictConfig, probe: Probe | None) -> None:
+    int_at_least(method_cfg, "num_virtual_tokens", 1, "prefix length")
+    if not isinstance(method_cfg.get("projection"), bool):
+        raise ConfigError("method.projection", method_cfg.get("projection"), "true or false")
+    if method_cfg.projection:
+        int_at_least(method_cfg, "projection_size", 1, "hidden width of the prefix MLP")
+    if probe is None:
+        return
+    if probe.family == "encoder" or (probe.family == "encoder-decoder" and probe.head == "classifier"):
+        where = "an encoder" if probe.family == "encoder" else "an encoder (classification uses the T5 encoder alone)"
+        raise ConfigError("method", "prefix_tuning", f"a decoder or encoder-decoder model: prefix tuning prepends keys and values through the KV cache, which {probe.cfg.model.name} as {where} does not have; use prompt_tuning")
+    check_length(method_cfg, probe)
+
+
+@register("prefix_tuning", save=save_peft, load=load_peft, check=check_prefix,
+          summary="P trainable key/value vectors in every attention layer (decoders, encoder-decoders)")
+def apply_prefix_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    from peft import PrefixTuningConfig, get_peft_model
+
+    config = PrefixTuningConfig(task_type=_task_type(task.head), num_virtual_tokens=int(method_cfg.num_virtual_tokens),
+                                prefix_projection=bool(method_cfg.projection),
+                                encoder_hidden_size=int(method_cfg.get("projection_size") or 0) or None,
+                                modules_to_save=head_modules(task))
+    return get_peft_model(model, config)

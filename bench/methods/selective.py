@@ -1,0 +1,126 @@
+"""Selective fine-tuning: train a chosen subset of the model's own parameters, freeze the rest.
+
+- `bitfit`: every bias term (Ben Zaken et al., 2021).
+  Trainable = sum of the sizes of all `*.bias` parameters (+ the task head).
+- `last_layers`: the top `method.num_layers` transformer blocks of the stack nearest the output
+  (the decoder of an encoder-decoder; the encoder when classifying with an encoder).
+  Trainable = num_layers x (parameters of one block) (+ the task head).
+- `layernorm`: the weights and biases of every normalisation layer (LayerNorm, RMSNorm).
+  Trainable = sum over norm layers of their weight (and bias) sizes (+ the task head).
+- `selective`: parameter names matching any `method.include` regex and no `method.exclude` regex.
+
+A classification head is new, so it always trains (named `head.*`; `params.head_trainable` says so).
+Stored per task: exactly the trainable tensors, in one safetensors file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.methods import Probe, int_at_least, load_trained, register, save_trained, set_trainable
+
+BLOCK_LIST_NAMES = ("layer", "layers", "block", "blocks", "h")  # what transformers calls its block lists
+
+
+def is_head(name: str) -> bool:
+    return name.startswith("head.")
+
+
+def bias_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
+    return {n for n, _ in model.named_parameters() if n.endswith(".bias") and not is_head(n)}
+
+
+def norm_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
+    names = set()
+    for mname, module in model.named_modules():
+        if "norm" in type(module).__name__.lower() and not is_head(mname + "."):
+            names |= {f"{mname}.{p}" for p, _ in module.named_parameters(recurse=False)}
+    return names
+
+
+def top_block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The outermost block list nearest the output (decoder.block for T5, layers for Llama)."""
+    lists = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.ModuleList) and len(m) > 0 and n.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES]
+    outer = [(n, m) for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists)]
+    if not outer:
+        raise ConfigError("method.name", "last_layers", "a model with a list of transformer blocks; this one has none")
+    return outer[-1]
+
+
+def last_layer_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
+    list_name, blocks = top_block_list(model)
+    n = int(method_cfg.num_layers)
+    prefixes = tuple(f"{list_name}.{i}." for i in range(len(blocks) - n, len(blocks)))
+    return {p for p, _ in model.named_parameters() if p.startswith(prefixes)}
+
+
+def _patterns(method_cfg: DictConfig, key: str) -> list[str]:
+    value = method_cfg.get(key)
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(OmegaConf.to_container(value))
+    for item in items:
+        try:
+            re.compile(str(item))
+        except re.error as exc:
+            raise ConfigError(f"method.{key}", item, f"a regular expression over parameter names ({exc})") from None
+    return [str(i) for i in items]
+
+
+def pattern_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
+    include, exclude = _patterns(method_cfg, "include"), _patterns(method_cfg, "exclude")
+    return {n for n, _ in model.named_parameters() if not is_head(n)
+            and any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)}
+
+
+def _check(select: Callable[[nn.Module, DictConfig], set[str]], what: str) -> Callable[[DictConfig, Probe | None], None]:
+    def check(method_cfg: DictConfig, probe: Probe | None) -> None:
+        if method_cfg.name == "last_layers":
+            int_at_least(method_cfg, "num_layers", 1, "how many top transformer blocks train")
+        if method_cfg.name == "selective":
+            if not _patterns(method_cfg, "include"):
+                raise ConfigError("method.include", method_cfg.get("include"), "one or more regexes over parameter names, e.g. ['attention']")
+            _patterns(method_cfg, "exclude")
+        if probe is None:
+            return
+        if method_cfg.name == "last_layers":
+            list_name, blocks = top_block_list(probe.model)
+            if int(method_cfg.num_layers) > len(blocks):
+                raise ConfigError("method.num_layers", method_cfg.num_layers, f"at most {len(blocks)} (the blocks in {list_name})")
+        if not select(probe.model, method_cfg):
+            sample = ", ".join(n for n, _ in list(probe.model.named_parameters())[:6])
+            raise ConfigError(f"method ({method_cfg.name})", OmegaConf.to_container(method_cfg),
+                              f"a selection of at least one parameter; it selects none of this model's {what} (its parameters look like: {sample}, ...)")
+
+    return check
+
+
+def _apply(select: Callable[[nn.Module, DictConfig], set[str]]) -> Callable[[nn.Module, DictConfig, Any], nn.Module]:
+    def apply(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+        chosen = select(model, method_cfg)
+        if not chosen:
+            raise ConfigError(f"method ({method_cfg.name})", method_cfg.name, "a selection of at least one parameter; it selects none")
+        set_trainable(model, lambda name: name in chosen or is_head(name))
+        return model
+
+    return apply
+
+
+def _load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return load_trained(model, folder)
+
+
+register("bitfit", save=save_trained, load=_load, check=_check(bias_names, "bias terms"),
+         summary="the bias terms only (+ a new task head)")(_apply(bias_names))
+register("last_layers", save=save_trained, load=_load, check=_check(last_layer_names, "blocks"),
+         summary="the top `num_layers` transformer blocks (+ a new task head)")(_apply(last_layer_names))
+register("layernorm", save=save_trained, load=_load, check=_check(norm_names, "normalisation layers"),
+         summary="the normalisation layers' weights and biases (+ a new task head)")(_apply(norm_names))
+register("selective", save=save_trained, load=_load, check=_check(pattern_names, "parameter names"),
+         summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")(_apply(pattern_names))
