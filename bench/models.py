@@ -48,6 +48,8 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_labels: int, pooling: str, dropout: float = 0.1):
         super().__init__()
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None  # BERT's pooler is never used here: its weights would count as trainable yet get no gradient
         self.backbone = backbone
         self.config = backbone.config  # peft and our code read model.config
         self.pooling = pooling

@@ -51,3 +51,20 @@ def write_dialogsum_like(root: Path, n: int = 6) -> Path:
                                 "summary1": "The shop is closed.", "summary2": f"The shop closes before {i}.",
                                 "summary3": "Person2 says the shop closes early.", "topic1": "shop"}) + "\n")
     return root
+
+
+def build(cfg: DictConfig, n_train: int = 16):
+    """(base model, task, family) for a composed config, with a few rows of its data."""
+    from bench import models
+    from bench.config import validate
+    from bench.tasks import get_kind
+    from bench.tasks.data import read_rows
+
+    family = validate(cfg)
+    tokenizer = models.load_tokenizer(cfg.model)
+    kind = get_kind(cfg.task.kind)
+    rows = read_rows(cfg.task, cfg.data_root, "train")[:n_train]
+    eval_rows = read_rows(cfg.task, cfg.data_root, "eval")[:8]
+    task = kind.build(cfg.task, rows, eval_rows, tokenizer, family)
+    model = models.load_model(cfg.model, kind.head_for(family), task.num_labels, tokenizer)
+    return model, task, family

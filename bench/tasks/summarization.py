@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from bench import metrics
+from bench.generate import greedy_decoder, greedy_seq2seq
 from bench.tasks import Task, pad, register_kind
 
 IGNORE = -100
@@ -69,11 +70,8 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
             left = family == "decoder"  # decoders continue from the right edge
             ids = pad(prompts, tokenizer.pad_token_id, left=left).to(device)
             mask = pad([[1] * len(p) for p in prompts], 0, left=left).to(device)
-            out = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=int(eval_cfg.max_new_tokens), do_sample=False,
-                num_beams=1, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            )
-            new = out[:, ids.shape[1] :] if left else out
+            decode = greedy_decoder if left else greedy_seq2seq
+            new = decode(model, ids, mask, int(eval_cfg.max_new_tokens), tokenizer.eos_token_id, tokenizer.pad_token_id)
             for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
                 predictions[i] = text.strip()
             bar.update(len(idx))
