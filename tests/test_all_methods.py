@@ -1,0 +1,219 @@
+"""Every method proves what it trains, on at least two model families:
+- the trainable-parameter count equals the formula written next to the method;
+- frozen parameters are bit-identical after several optimizer steps, and every trained tensor moves;
+- save -> load onto a fresh base reproduces the outputs, and two tasks swap on one loaded base;
+- a family a method cannot support fails before loading, with the reason.
+
+Tiny models (hidden 32, 2 blocks; conf/model/tiny-*.yaml). Their shapes, used in the formulas:
+tiny-bert per block: q, k, v, attn-out 32->32 (+bias), FFN 32->64->32 (+bias), 2 LayerNorms (w+b);
+  embeddings LayerNorm (w+b). tiny-llama per block: q 32->32, k 32->16, v 32->16 (2 KV heads of 8),
+  o 32->32, gate/up 32->64, down 64->32 (no biases), 2 RMSNorms (w); a final RMSNorm.
+A classification head is hidden x 2 labels + 2 = 66 parameters and trains with every method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.errors import ConfigError
+from bench.measure import param_counts
+from bench.methods import METHODS, get_method
+from bench.train import train
+from conftest import build, write_dialogsum_like
+
+HEAD = 32 * 2 + 2
+BERT_BLOCK = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 64
+LLAMA_BLOCK = 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64 + 2 * 32
+
+# (method, overrides, expected trainable count on tiny-bert, on tiny-llama); classification, 2 labels
+FORMULAS = [
+    # bitfit: every bias. bert: embeddings LN 32 + per block (4*32 + 64 + 32 + 2*32); llama
+    # (attention_bias=true, Qwen2-style): per block q 32 + k 16 + v 16 + o 32
+    ("bitfit", [], 32 + 2 * (4 * 32 + 64 + 32 + 2 * 32) + HEAD, 2 * (32 + 16 + 16 + 32) + HEAD),
+    # last_layers: num_layers x one block
+    ("last_layers", ["method.num_layers=1"], BERT_BLOCK + HEAD, LLAMA_BLOCK + HEAD),
+    ("last_layers", ["method.num_layers=2"], 2 * BERT_BLOCK + HEAD, 2 * LLAMA_BLOCK + HEAD),
+    # layernorm: bert LN w+b (embeddings + 2 per block); llama RMSNorm w (2 per block + final)
+    ("layernorm", [], 2 * 32 + 2 * 2 * 2 * 32 + HEAD, 2 * 2 * 32 + 32 + HEAD),
+    # selective on (?i)attn|attention: bert q,k,v,o + attn LN; llama q,k,v,o + post_attention_layernorm
+    ("selective", [], 2 * (4 * (32 * 32 + 32) + 64) + HEAD, 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32 + 32) + HEAD),
+    ("selective", ["method.include=[query]", "method.exclude=[bias]"], 2 * 32 * 32 + HEAD, None),
+    # lora r=4 on peft's defaults (bert: query, value; llama: q_proj, v_proj): r * (in + out) each
+    ("lora", ["method.r=4"], 2 * 4 * (64 + 64) + HEAD, 2 * 4 * ((32 + 32) + (32 + 16)) + HEAD),
+    # DoRA adds a magnitude per output feature of each targeted linear; rsLoRA changes only the scale
+    ("lora", ["method.r=4", "method.use_dora=true", "method.use_rslora=true"],
+     2 * (4 * (64 + 64) + 32 + 32) + HEAD, 2 * (4 * ((32 + 32) + (32 + 16)) + 32 + 16) + HEAD),
+    # ia3: out features of attention targets, in features of feed-forward targets.
+    # bert: key 32, value 32, attention.output.dense (in 32) and output.dense (in 64), both feed-forward
+    # by suffix in peft's default; llama: k_proj 16, v_proj 16, down_proj (in 64)
+    ("ia3", [], 2 * (32 + 32 + 32 + 64) + HEAD, 2 * (16 + 16 + 64) + HEAD),
+    # adapter: (number of adapters) x (2 d m + m + d), d = 32
+    ("adapter", ["method.bottleneck_size=8"], 4 * (2 * 32 * 8 + 8 + 32) + HEAD, 4 * (2 * 32 * 8 + 8 + 32) + HEAD),
+    ("adapter", ["method.bottleneck_size=8", "method.placement=pfeiffer"], 2 * (2 * 32 * 8 + 8 + 32) + HEAD, 2 * (2 * 32 * 8 + 8 + 32) + HEAD),
+    # prompt tuning: P x hidden
+    ("prompt_tuning", ["method.num_virtual_tokens=7"], 7 * 32 + HEAD, 7 * 32 + HEAD),
+    # prefix tuning (decoders only): P x layers x 2 x kv_dim, kv_dim = 2 heads x 8 = 16
+    ("prefix_tuning", ["method.num_virtual_tokens=7"], None, 7 * 2 * 2 * 16 + HEAD),
+]
+
+
+@pytest.mark.parametrize("method,overrides,bert,llama", FORMULAS)
+def test_trainable_params_equal_the_formula(cfg_factory, method, overrides, bert, llama):
+    for model, expected in (("tiny-bert", bert), ("tiny-llama", llama)):
+        if expected is None:
+            continue
+        extra = ["+model.size.attention_bias=true"] if (method, model) == ("bitfit", "tiny-llama") else []
+        cfg = cfg_factory(f"model={model}", f"method={method}", *overrides, *extra)
+        base, task, _ = build(cfg)
+        counts = param_counts(get_method(method).apply(base, cfg.method, task))
+        assert counts["trainable"] == expected, model
+
+
+def test_formulas_on_encoder_decoder_generation(cfg_factory, tmp_path):
+    """A third family: tiny-t5 (d_model 32, 2 + 2 blocks, 4 heads of 8) on summarization (no head)."""
+    data = f"data_root={write_dialogsum_like(tmp_path)}"
+    cases = {  # prefix: P x layers x 2 x d_model, shared by the decoder's self- and cross-attention
+        "prefix_tuning": (["method.num_virtual_tokens=5"], 5 * 2 * 2 * 32),
+        "prompt_tuning": (["method.num_virtual_tokens=5"], 5 * 32),  # the encoder's input only
+        # pfeiffer: one adapter per block after the FFN, encoder and decoder: 4 x (2 d m + m + d)
+        "adapter": (["method.bottleneck_size=8", "method.placement=pfeiffer"], 4 * (2 * 32 * 8 + 8 + 32)),
+    }
+    for method, (overrides, expected) in cases.items():
+        cfg = cfg_factory("model=tiny-t5", "task=dialogsum", data, f"method={method}", *overrides)
+        base, task, _ = build(cfg)
+        assert param_counts(get_method(method).apply(base, cfg.method, task))["trainable"] == expected, method
+
+
+TRAINING = ["bitfit", "last_layers", "layernorm", "selective", "lora", "ia3", "adapter", "prompt_tuning", "prefix_tuning"]
+
+
+def _cfg_for(cfg_factory, model: str, method: str, *more: str):
+    extra = ["+model.size.attention_bias=true"] if (method, model) == ("bitfit", "tiny-llama") else []
+    return cfg_factory(f"model={model}", f"method={method}", "method.num_layers=1" if method == "last_layers" else "seed=0", *extra, *more)
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
+@pytest.mark.parametrize("method", TRAINING)
+def test_frozen_stay_bit_identical_and_trained_move(cfg_factory, model, method):
+    if (method, model) == ("prefix_tuning", "tiny-bert"):
+        pytest.skip("unsupported pair: covered by test_unsupported_pairs_fail_before_loading")
+    cfg = _cfg_for(cfg_factory, model, method, "train.lr=1e-2", "train.warmup_ratio=0")
+    base, task, _ = build(cfg)
+    prepared = get_method(method).apply(base, cfg.method, task)
+    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
+    train(prepared, task, cfg, torch.device("cpu"))
+    trained = {n for n, p in prepared.named_parameters() if p.requires_grad}
+    assert trained and len(trained) < len(before)
+    for name, p in prepared.named_parameters():
+        if name in trained:
+            assert not torch.equal(p, before[name]), f"trained {name} did not move"
+        else:
+            assert torch.equal(p, before[name]), f"frozen {name} changed"
+
+
+def _outputs(model: torch.nn.Module, task) -> torch.Tensor:
+    model.eval()
+    batch = {k: v for k, v in task.collate(task.eval[:4]).items() if k not in ("labels", "label")}
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def _trained_copy(cfg, seed: int):
+    """A prepared model whose trainable tensors are moved (a stand-in for training), and its task."""
+    base, task, _ = build(cfg)
+    torch.manual_seed(seed)
+    prepared = get_method(cfg.method.name).apply(base, cfg.method, task)
+    with torch.no_grad():
+        for p in prepared.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    return prepared, task
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
+@pytest.mark.parametrize("method", ["full", *TRAINING])
+def test_save_load_reproduces_and_tasks_swap_on_one_base(cfg_factory, tmp_path, model, method):
+    if (method, model) == ("prefix_tuning", "tiny-bert"):
+        pytest.skip("unsupported pair")
+    cfg = _cfg_for(cfg_factory, model, method)
+    m = get_method(method)
+    task_a, task_b = _trained_copy(cfg, seed=1), _trained_copy(cfg, seed=2)
+    out_a, out_b = _outputs(*task_a), _outputs(*task_b)
+    assert not torch.allclose(out_a, out_b)
+    m.save(task_a[0], tmp_path / "a")
+    m.save(task_b[0], tmp_path / "b")
+
+    fresh, task, _ = build(cfg)
+    assert not torch.allclose(_outputs(fresh, task), out_a)
+    served = m.load(fresh, tmp_path / "a", cfg.method, task)
+    torch.testing.assert_close(_outputs(served, task), out_a, rtol=0, atol=1e-6)
+    served = m.load(served, tmp_path / "b", cfg.method, task)  # swap to task b on the same base
+    torch.testing.assert_close(_outputs(served, task), out_b, rtol=0, atol=1e-6)
+    served = m.load(served, tmp_path / "a", cfg.method, task)  # and back
+    torch.testing.assert_close(_outputs(served, task), out_a, rtol=0, atol=1e-6)
+
+
+def test_saved_files_hold_only_what_the_task_needs(cfg_factory, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = _cfg_for(cfg_factory, "tiny-bert", "bitfit")
+    prepared, _ = _trained_copy(cfg, seed=1)
+    get_method("bitfit").save(prepared, tmp_path)
+    saved = load_file(str(tmp_path / "trained.safetensors"))
+    assert set(saved) == {n for n, p in prepared.named_parameters() if p.requires_grad}
+    assert sum(t.numel() for t in saved.values()) == param_counts(prepared)["trainable"]
+
+
+def test_lora_merged_equals_unmerged(cfg_factory):
+    for model in ("tiny-bert", "tiny-llama"):
+        cfg = cfg_factory(f"model={model}", "method=lora", "method.r=4", "method.target_modules=all-linear")
+        prepared, task = _trained_copy(cfg, seed=3)
+        unmerged = _outputs(prepared, task)
+        merged = prepared.merge_and_unload()
+        assert not any("lora" in n for n, _ in merged.named_parameters())
+        torch.testing.assert_close(_outputs(merged, task), unmerged, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (["method=lora", "method.r=0"], "method.r"),
+    (["method=prompt_tuning", "method.num_virtual_tokens=0"], "method.num_virtual_tokens"),
+    (["method=prompt_tuning", "method.num_virtual_tokens=500", "task.max_length=64"], "method.num_virtual_tokens"),
+    (["method=selective", "method.include=[nothing_is_called_this]"], "method (selective)"),
+    (["method=bitfit", "model=tiny-llama"], "method (bitfit)"),  # Llama has no bias terms
+    (["method=lora", "method.target_modules=[q_proj]"], "method.target_modules"),
+    (["method=prefix_tuning", "model=tiny-bert"], "method"),
+    (["method=prefix_tuning", "model=tiny-t5"], "method"),  # classification uses T5's encoder alone
+    (["method=last_layers", "method.num_layers=3"], "method.num_layers"),
+    (["method=adapter", "method.placement=middle"], "method.placement"),
+    (["method=prompt_tuning", "method.init=labels", "model=tiny-llama", "task=dialogsum"], "method.init"),
+])
+def test_unsupported_pairs_fail_before_loading(cfg_factory, tmp_path, monkeypatch, overrides, field):
+    from bench import models
+    from bench.config import validate
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    monkeypatch.setattr(models, "load_model", no_load)
+    more = [f"data_root={write_dialogsum_like(tmp_path)}"] if "task=dialogsum" in overrides else []
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_factory("model=tiny-bert", *overrides, *more))
+    assert info.value.field == field
+    assert info.value.valid
+
+
+def test_target_module_error_lists_what_the_model_has(cfg_factory):
+    from bench.config import validate
+
+    with pytest.raises(ConfigError) as info:
+        validate(cfg_factory("model=tiny-bert", "method=lora", "method.target_modules=[q_proj]"))
+    assert "query" in info.value.valid and "value" in info.value.valid
+
+
+def test_every_registered_method_has_a_config_and_a_summary():
+    configs = {p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "method").glob("*.yaml")}
+    assert set(METHODS) == configs
+    assert all(m.summary for m in METHODS.values())
