@@ -116,6 +116,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     model = method.apply(model, cfg.method, task).to(device)
     record["params"] = measure.param_counts(model)
     record["params"]["head_trainable"] = head == "classifier" and method.trains
+    record["params"]["what_trains"] = method.summary
 
     def evaluate() -> dict[str, Any]:
         return task.evaluate(model, task, cfg.eval, device, progress)

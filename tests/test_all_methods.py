@@ -181,8 +181,8 @@ def test_lora_merged_equals_unmerged(cfg_factory):
     (["method=lora", "method.r=0"], "method.r"),
     (["method=prompt_tuning", "method.num_virtual_tokens=0"], "method.num_virtual_tokens"),
     (["method=prompt_tuning", "method.num_virtual_tokens=500", "task.max_length=64"], "method.num_virtual_tokens"),
-    (["method=selective", "method.include=[nothing_is_called_this]"], "method (selective)"),
-    (["method=bitfit", "model=tiny-llama"], "method (bitfit)"),  # Llama has no bias terms
+    (["method=selective", "method.include=[nothing_is_called_this]"], "method.include"),
+    (["method=bitfit", "model=tiny-llama"], "method"),  # Llama has no bias terms
     (["method=lora", "method.target_modules=[q_proj]"], "method.target_modules"),
     (["method=prefix_tuning", "model=tiny-bert"], "method"),
     (["method=prefix_tuning", "model=tiny-t5"], "method"),  # classification uses T5's encoder alone

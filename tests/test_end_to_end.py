@@ -137,3 +137,35 @@ def test_report_table_shows_each_rows_own_main_metric():
                             rec("b", {"main_metric": "rouge1", "rouge1": 0.3456})])
     assert "| mcc 0.250, accuracy 0.500 |" in table and "| rouge1 0.346 |" in table
     assert "10 (10.00%)" in table
+
+
+ALL_TRAINING = ["bitfit", "last_layers", "layernorm", "selective", "lora", "ia3", "adapter", "prompt_tuning", "prefix_tuning"]
+UNSUPPORTED = {  # (model, task, method): why it cannot run
+    ("tiny-llama", "embedded-sentiment", "bitfit"): "no bias terms",
+    ("tiny-llama", "dialogsum", "bitfit"): "no bias terms",
+    ("tiny-t5", "embedded-sentiment", "bitfit"): "no bias terms",
+    ("tiny-t5", "dialogsum", "bitfit"): "no bias terms",
+    ("tiny-bert", "embedded-sentiment", "prefix_tuning"): "KV cache",
+    ("tiny-t5", "embedded-sentiment", "prefix_tuning"): "KV cache",
+}
+
+
+@pytest.mark.parametrize("model,task", [("tiny-bert", "embedded-sentiment"), ("tiny-llama", "embedded-sentiment"),
+                                        ("tiny-t5", "embedded-sentiment"), ("tiny-llama", "dialogsum"), ("tiny-t5", "dialogsum")])
+def test_every_method_end_to_end_or_a_failed_record_with_its_reason(cfg_factory, tmp_path: Path, model: str, task: str):
+    data = [f"data_root={write_dialogsum_like(tmp_path / 'data')}"] if task == "dialogsum" else []
+    for method in ALL_TRAINING:
+        cfg = cfg_factory(f"model={model}", f"method={method}", f"task={task}", "method.num_layers=1", *data) \
+            if method == "last_layers" else cfg_factory(f"model={model}", f"method={method}", f"task={task}", *data)
+        record = run(cfg, sweep="test-sweep")  # inside a sweep a config error becomes a failed record
+        reason = UNSUPPORTED.get((model, task, method))
+        if reason:
+            assert record["run"]["status"] == "failed", method
+            assert record["run"]["error"].startswith("config: ") and reason in record["run"]["error"], record["run"]["error"]
+            assert "params" not in record  # nothing was loaded
+            continue
+        rec = _check(record)
+        assert rec["speed"]["steps"] == 3 and rec["storage"]["bytes"] > 0, method
+        assert 0 < rec["params"]["trainable"] < rec["params"]["total"], method
+        assert rec["params"]["what_trains"] and rec["params"]["head_trainable"] == (task != "dialogsum")
+        assert rec["quality"][rec["quality"]["main_metric"]] >= 0.0

@@ -94,9 +94,11 @@ def _check(select: Callable[[nn.Module, DictConfig], set[str]], what: str) -> Ca
             if int(method_cfg.num_layers) > len(blocks):
                 raise ConfigError("method.num_layers", method_cfg.num_layers, f"at most {len(blocks)} (the blocks in {list_name})")
         if not select(probe.model, method_cfg):
-            sample = ", ".join(n for n, _ in list(probe.model.named_parameters())[:6])
-            raise ConfigError(f"method ({method_cfg.name})", OmegaConf.to_container(method_cfg),
-                              f"a selection of at least one parameter; it selects none of this model's {what} (its parameters look like: {sample}, ...)")
+            if method_cfg.name == "selective":
+                sample = ", ".join(n for n, _ in list(probe.model.named_parameters())[:5])
+                raise ConfigError("method.include", OmegaConf.to_container(method_cfg.include),
+                                  f"regexes that match at least one parameter name of {probe.cfg.model.name}, whose names look like: {sample}, ...")
+            raise ConfigError("method", method_cfg.name, f"a method that trains something in {probe.cfg.model.name}: it has {what}, so {method_cfg.name} would train nothing")
 
     return check
 
@@ -116,11 +118,11 @@ def _load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> n
     return load_trained(model, folder)
 
 
-register("bitfit", save=save_trained, load=_load, check=_check(bias_names, "bias terms"),
+register("bitfit", save=save_trained, load=_load, check=_check(bias_names, "no bias terms"),
          summary="the bias terms only (+ a new task head)")(_apply(bias_names))
-register("last_layers", save=save_trained, load=_load, check=_check(last_layer_names, "blocks"),
+register("last_layers", save=save_trained, load=_load, check=_check(last_layer_names, "no transformer blocks"),
          summary="the top `num_layers` transformer blocks (+ a new task head)")(_apply(last_layer_names))
-register("layernorm", save=save_trained, load=_load, check=_check(norm_names, "normalisation layers"),
+register("layernorm", save=save_trained, load=_load, check=_check(norm_names, "no normalisation layers"),
          summary="the normalisation layers' weights and biases (+ a new task head)")(_apply(norm_names))
-register("selective", save=save_trained, load=_load, check=_check(pattern_names, "parameter names"),
+register("selective", save=save_trained, load=_load, check=_check(pattern_names, "no matching parameter names"),
          summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")(_apply(pattern_names))
