@@ -24,12 +24,14 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
     main = quality.get("main_metric")
     keys = [main] + [k for k in ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum") if k != main]
     scores = ", ".join(f"{k} {quality[k]:.3f}" for k in keys if k in quality)
+    if run.get("random_weights") and scores:
+        scores = "(random weights: not a quality result)"  # such runs measure speed and memory only
     return {
         "model": run["model"] + (" (random)" if run.get("random_weights") else ""),
         "task": run["task"],
         "method": run["method"],
         "seed": str(run.get("seed")),
-        "status": run["status"] if run["status"] == "success" else f"{run['status']}: {(run.get('error') or '')[:80]}",
+        "status": run["status"] if run["status"] == "success" else f"{run['status']}: {(run.get('error') or '')[:160]}",
         "trainable params": f"{params['trainable']:,} ({params['percent']:.2f}%)" if params else "",
         "peak MiB": _fmt_bytes(memory.get("peak_bytes")),
         "step s": _fmt(speed.get("step_time_median_s"), ".3f"),

@@ -217,3 +217,25 @@ def test_every_registered_method_has_a_config_and_a_summary():
     configs = {p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "method").glob("*.yaml")}
     assert set(METHODS) == configs
     assert all(m.summary for m in METHODS.values())
+
+
+@pytest.mark.parametrize("virtual", [1, 160])
+@pytest.mark.parametrize("init", ["random", "text", "vocab", "labels"])
+def test_prompt_lengths_and_inits(cfg_factory, virtual, init):
+    cfg = cfg_factory("model=tiny-llama", "method=prompt_tuning", f"method.num_virtual_tokens={virtual}", f"method.init={init}")
+    base, task, _ = build(cfg)
+    embeddings = base.backbone.embed_tokens.weight.detach().clone()
+    torch.manual_seed(0)
+    tuned = get_method("prompt_tuning").apply(base, cfg.method, task)
+    assert param_counts(tuned)["trainable"] == virtual * 32 + HEAD
+    prompt = tuned.prompt_encoder["default"].embedding.weight.detach()
+    if init == "random":
+        assert not any(torch.equal(prompt[0], row) for row in embeddings)
+    else:  # every virtual token starts as some real token's embedding
+        text = {"text": cfg.method.init_text, "labels": " ".join(task.label_names)}.get(init)
+        if text is not None:
+            first = task.tokenizer(text, add_special_tokens=False)["input_ids"][0]
+            assert torch.equal(prompt[0], embeddings[first])
+        assert all(any(torch.equal(v, row) for row in embeddings) for v in prompt[:3])
+    logits = _outputs(tuned, task)
+    assert logits.shape == (4, 2) and torch.isfinite(logits).all()

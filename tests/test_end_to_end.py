@@ -55,7 +55,7 @@ def test_storage_equals_saved_files(cfg_factory):
     rec = _check(run(cfg_factory("model=tiny-bert", "method=lora")))
     folder = Path(rec["storage"]["path"])
     assert rec["storage"]["bytes"] == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert "adapter_model.safetensors" in rec["storage"]["files"]
+    assert rec["storage"]["files"] == ["adapter_config.json", "adapter_model.safetensors"]
 
 
 def test_keep_artifacts_false_still_measures_storage(cfg_factory):
@@ -137,6 +137,9 @@ def test_report_table_shows_each_rows_own_main_metric():
                             rec("b", {"main_metric": "rouge1", "rouge1": 0.3456})])
     assert "| mcc 0.250, accuracy 0.500 |" in table and "| rouge1 0.346 |" in table
     assert "10 (10.00%)" in table
+    random = rec("c", {"main_metric": "accuracy", "accuracy": 0.9})
+    random["run"]["random_weights"] = True
+    assert "0.900" not in markdown_table([random]) and "not a quality result" in markdown_table([random])
 
 
 ALL_TRAINING = ["bitfit", "last_layers", "layernorm", "selective", "lora", "ia3", "adapter", "prompt_tuning", "prefix_tuning"]

@@ -93,6 +93,7 @@ def save_trained(model: nn.Module, folder: Path) -> None:
 
 def load_trained(model: nn.Module, folder: Path) -> nn.Module:
     """Overwrite the saved tensors in place; every saved name must exist in the model."""
+    folder = Path(folder)
     tensors = load_file(str(folder / TRAINED_FILE))
     params = dict(model.named_parameters())
     missing = sorted(set(tensors) - set(params))
@@ -107,6 +108,7 @@ def load_trained(model: nn.Module, folder: Path) -> nn.Module:
 def save_peft(model: nn.Module, folder: Path) -> None:
     """peft's adapter folder: the adapter (or prompt) weights, their config, and the task head."""
     model.save_pretrained(str(folder))
+    (Path(folder) / "README.md").unlink(missing_ok=True)  # peft's model card: not needed to serve the task
 
 
 def load_peft(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:

@@ -30,7 +30,7 @@ def save_all_weights(model: nn.Module, folder: Path) -> None:
 
 
 def load_all_weights(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
-    load_model(model, str(folder / "model.safetensors"))
+    load_model(model, str(Path(folder) / "model.safetensors"))
     return model
 
 
