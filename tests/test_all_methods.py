@@ -57,6 +57,9 @@ FORMULAS = [
     ("prompt_tuning", ["method.num_virtual_tokens=7"], 7 * 32 + HEAD, 7 * 32 + HEAD),
     # prefix tuning (decoders only): P x layers x 2 x kv_dim, kv_dim = 2 heads x 8 = 16
     ("prefix_tuning", ["method.num_virtual_tokens=7"], None, 7 * 2 * 2 * 16 + HEAD),
+    # with the MLP (width 8): P x kv_dim embeddings + kv_dim -> 8 -> layers x 2 x kv_dim
+    ("prefix_tuning", ["method.num_virtual_tokens=7", "method.projection=true", "method.projection_size=8"],
+     None, 7 * 16 + (16 * 8 + 8) + (8 * 2 * 2 * 16 + 2 * 2 * 16) + HEAD),
 ]
 
 
@@ -134,12 +137,13 @@ def _trained_copy(cfg, seed: int):
 
 
 @pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
-@pytest.mark.parametrize("method", ["full", *TRAINING])
+@pytest.mark.parametrize("method", ["full", *TRAINING, "prefix_tuning+projection"])
 def test_save_load_reproduces_and_tasks_swap_on_one_base(cfg_factory, tmp_path, model, method):
-    if (method, model) == ("prefix_tuning", "tiny-bert"):
+    if method.startswith("prefix_tuning") and model == "tiny-bert":
         pytest.skip("unsupported pair")
-    cfg = _cfg_for(cfg_factory, model, method)
-    m = get_method(method)
+    more = ["method.projection=true", "method.projection_size=8"] if method.endswith("+projection") else []
+    cfg = _cfg_for(cfg_factory, model, method.split("+")[0], *more)
+    m = get_method(cfg.method.name)
     task_a, task_b = _trained_copy(cfg, seed=1), _trained_copy(cfg, seed=2)
     out_a, out_b = _outputs(*task_a), _outputs(*task_b)
     assert not torch.allclose(out_a, out_b)
