@@ -79,50 +79,69 @@ def pattern_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
             and any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)}
 
 
-def _check(select: Callable[[nn.Module, DictConfig], set[str]], what: str) -> Callable[[DictConfig, Probe | None], None]:
-    def check(method_cfg: DictConfig, probe: Probe | None) -> None:
-        if method_cfg.name == "last_layers":
-            int_at_least(method_cfg, "num_layers", 1, "how many top transformer blocks train")
-        if method_cfg.name == "selective":
-            if not _patterns(method_cfg, "include"):
-                raise ConfigError("method.include", method_cfg.get("include"), "one or more regexes over parameter names, e.g. ['attention']")
-            _patterns(method_cfg, "exclude")
-        if probe is None:
-            return
-        if method_cfg.name == "last_layers":
-            list_name, blocks = top_block_list(probe.model)
-            if int(method_cfg.num_layers) > len(blocks):
-                raise ConfigError("method.num_layers", method_cfg.num_layers, f"at most {len(blocks)} (the blocks in {list_name})")
-        if not select(probe.model, method_cfg):
-            if method_cfg.name == "selective":
-                sample = ", ".join(n for n, _ in list(probe.model.named_parameters())[:5])
-                raise ConfigError("method.include", OmegaConf.to_container(method_cfg.include),
-                                  f"regexes that match at least one parameter name of {probe.cfg.model.name}, whose names look like: {sample}, ...")
-            raise ConfigError("method", method_cfg.name, f"a method that trains something in {probe.cfg.model.name}: it has {what}, so {method_cfg.name} would train nothing")
-
-    return check
+def _train_only(model: nn.Module, chosen: set[str]) -> nn.Module:
+    """Freeze everything but the chosen parameters and the task head."""
+    if not chosen:
+        raise ConfigError("method", "selective", "a selection of at least one parameter; it selects none")
+    set_trainable(model, lambda name: name in chosen or is_head(name))
+    return model
 
 
-def _apply(select: Callable[[nn.Module, DictConfig], set[str]]) -> Callable[[nn.Module, DictConfig, Any], nn.Module]:
-    def apply(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
-        chosen = select(model, method_cfg)
-        if not chosen:
-            raise ConfigError(f"method ({method_cfg.name})", method_cfg.name, "a selection of at least one parameter; it selects none")
-        set_trainable(model, lambda name: name in chosen or is_head(name))
-        return model
+def _must_select(select: Callable[[nn.Module, DictConfig], set[str]], method_cfg: DictConfig, probe: Probe, lacks: str) -> None:
+    if not select(probe.model, method_cfg):
+        raise ConfigError("method", method_cfg.name, f"a method that trains something in {probe.cfg.model.name}: it has {lacks}, so {method_cfg.name} would train nothing")
 
-    return apply
+
+def check_bitfit(method_cfg: DictConfig, probe: Probe | None) -> None:
+    if probe is not None:
+        _must_select(bias_names, method_cfg, probe, "no bias terms")
+
+
+def check_layernorm(method_cfg: DictConfig, probe: Probe | None) -> None:
+    if probe is not None:
+        _must_select(norm_names, method_cfg, probe, "no normalisation layers")
+
+
+def check_last_layers(method_cfg: DictConfig, probe: Probe | None) -> None:
+    int_at_least(method_cfg, "num_layers", 1, "how many top transformer blocks train")
+    if probe is not None:
+        list_name, blocks = top_block_list(probe.model)
+        if int(method_cfg.num_layers) > len(blocks):
+            raise ConfigError("method.num_layers", method_cfg.num_layers, f"at most {len(blocks)} (the blocks in {list_name})")
+
+
+def check_selective(method_cfg: DictConfig, probe: Probe | None) -> None:
+    if not _patterns(method_cfg, "include"):
+        raise ConfigError("method.include", method_cfg.get("include"), "one or more regexes over parameter names, e.g. ['attention']")
+    _patterns(method_cfg, "exclude")
+    if probe is not None and not pattern_names(probe.model, method_cfg):
+        sample = ", ".join(n for n, _ in list(probe.model.named_parameters())[:5])
+        raise ConfigError("method.include", OmegaConf.to_container(method_cfg.include),
+                          f"regexes that match at least one parameter name of {probe.cfg.model.name}, whose names look like: {sample}, ...")
 
 
 def _load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> nn.Module:
     return load_trained(model, folder)
 
 
-register("bitfit", save=save_trained, load=_load, check=_check(bias_names, "no bias terms"),
-         summary="the bias terms only (+ a new task head)")(_apply(bias_names))
-register("last_layers", save=save_trained, load=_load, check=_check(last_layer_names, "no transformer blocks"),
-         summary="the top `num_layers` transformer blocks (+ a new task head)")(_apply(last_layer_names))
-register("layernorm", save=save_trained, load=_load, check=_check(norm_names, "no normalisation layers"),
-         summary="the normalisation layers' weights and biases (+ a new task head)")(_apply(norm_names))
-register("selective", save=save_trained, load=_load, check=_check(pattern_names, "no matching parameter names"),
-         summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")(_apply(pattern_names))
+@register("bitfit", save=save_trained, load=_load, check=check_bitfit, summary="the bias terms only (+ a new task head)")
+def apply_bitfit(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return _train_only(model, bias_names(model, method_cfg))
+
+
+@register("last_layers", save=save_trained, load=_load, check=check_last_layers,
+          summary="the top `num_layers` transformer blocks (+ a new task head)")
+def apply_last_layers(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return _train_only(model, last_layer_names(model, method_cfg))
+
+
+@register("layernorm", save=save_trained, load=_load, check=check_layernorm,
+          summary="the normalisation layers' weights and biases (+ a new task head)")
+def apply_layernorm(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return _train_only(model, norm_names(model, method_cfg))
+
+
+@register("selective", save=save_trained, load=_load, check=check_selective,
+          summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")
+def apply_selective(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
+    return _train_only(model, pattern_names(model, method_cfg))
