@@ -164,6 +164,10 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
                          "path": str(artifact_dir) if cfg.keep_artifacts else None}
     if not cfg.keep_artifacts:
         shutil.rmtree(artifact_dir, ignore_errors=True)
+        try:
+            artifact_dir.parent.rmdir()  # leave no empty artifacts/ folder behind
+        except OSError:
+            pass  # other runs' artifacts are still there
 
 
 def run(cfg: DictConfig, sweep: str | None = None) -> dict[str, Any]:
