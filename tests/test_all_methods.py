@@ -221,6 +221,8 @@ def test_every_registered_method_has_a_config_and_a_summary():
     configs = {p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "method").glob("*.yaml")}
     assert set(METHODS) == configs
     assert all(m.summary for m in METHODS.values())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in METHODS), "the README's methods table lists every method"
 
 
 @pytest.mark.parametrize("virtual", [1, 160])

@@ -29,7 +29,16 @@ def test_design_names_exist():
     """The command-line contract of DESIGN.md: these options must exist."""
     assert {"minilm-l6", "smollm2-135m", "tiny-bert", "tiny-llama", "tiny-t5", "flan-t5-small", "flan-t5-base", "flan-t5-large"} <= set(GROUPS["model"])
     assert {"sst2", "rte", "mrpc", "cola", "cb", "superglue-rte", "dialogsum", "embedded-sentiment"} <= set(GROUPS["task"])
-    assert {"none", "full", "lora"} <= set(GROUPS["method"])
+    assert {"none", "full", "lora", "bitfit", "last_layers", "prompt_tuning", "prefix_tuning", "ia3", "adapter"} <= set(GROUPS["method"])
+
+
+@pytest.mark.parametrize("method", GROUPS["method"])
+def test_every_method_default_validates_on_minilm(method: str):
+    """Each method's defaults pass validation on the default model, except prefix tuning (an encoder)."""
+    if method == "prefix_tuning":
+        assert _error([f"method={method}"]).field == "method"
+    else:
+        assert validate(make_cfg([f"method={method}"])) == "encoder"
 
 
 def test_default_config_validates(tmp_path: Path):
