@@ -46,6 +46,10 @@ FORMULAS = [
     # DoRA adds a magnitude per output feature of each targeted linear; rsLoRA changes only the scale
     ("lora", ["method.r=4", "method.use_dora=true", "method.use_rslora=true"],
      2 * (4 * (64 + 64) + 32 + 32) + HEAD, 2 * (4 * ((32 + 32) + (32 + 16)) + 32 + 16) + HEAD),
+    # bias=lora_only: + the targeted linears' biases (bert: query 32 + value 32 per block; llama has none);
+    # bias=all: + every bias of the model (bitfit's count)
+    ("lora", ["method.r=4", "method.bias=lora_only"], 2 * (4 * (64 + 64) + 64) + HEAD, None),
+    ("lora", ["method.r=4", "method.bias=all"], 2 * 4 * (64 + 64) + 32 + 2 * (4 * 32 + 64 + 32 + 2 * 32) + HEAD, None),
     # ia3: out features of attention targets, in features of feed-forward targets.
     # bert: key 32, value 32, attention.output.dense (in 32) and output.dense (in 64), both feed-forward
     # by suffix in peft's default; llama: k_proj 16, v_proj 16, down_proj (in 64)
