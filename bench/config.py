@@ -92,6 +92,13 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
         _int(e, "max_examples", "eval.max_examples", 1, "null = the whole eval split")
     _int(e, "batch_size", "eval.batch_size", 1, "examples per eval batch")
     _int(e, "max_new_tokens", "eval.max_new_tokens", 1, "generation length bound")
+    for key, what in (("examples", "eval examples timed"), ("batch_size", "the larger batch"),
+                      ("max_new_tokens", "tokens generated per example"), ("repeats", "timing rounds")):
+        _int(cfg.inference, key, f"inference.{key}", 1, what)
+    _int(cfg.forgetting, "max_tokens", "forgetting.max_tokens", 8, "tokens per scored chunk")
+    _int(cfg.forgetting, "max_chunks", "forgetting.max_chunks", 1, "chunks scored")
+    if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
+        raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError("seed", cfg.seed, "an integer >= 0")
     if cfg.device not in DEVICES:

@@ -176,16 +176,17 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
 def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:
     """The model built on the meta device: names, shapes and config, no weights read, milliseconds."""
     config = load_config(model_cfg)
+    dtype = getattr(torch, model_cfg.get("dtype", "float32"))
     with torch.device("meta"):
         if head == "classifier":
-            backbone = AutoModel.from_config(config)
+            backbone = AutoModel.from_config(config, dtype=dtype)
             if getattr(config, "is_encoder_decoder", False):
                 backbone = backbone.get_encoder()
-            model: nn.Module = SequenceClassifier(backbone, num_labels, "mean")
+            model: nn.Module = SequenceClassifier(backbone, num_labels, "mean").to(dtype)
         elif head == "causal_lm":
-            model = AutoModelForCausalLM.from_config(config)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         else:
-            model = AutoModelForSeq2SeqLM.from_config(config)
+            model = AutoModelForSeq2SeqLM.from_config(config, dtype=dtype)
     return model
 
 

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from bench import env, measure, models
+from bench import env, estimate, forgetting, inference, measure, models
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
@@ -113,6 +113,9 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     t0 = time.perf_counter()
     model = models.load_model(cfg.model, head, task.num_labels, tokenizer)
     load_s = time.perf_counter() - t0
+    if cfg.forgetting.enabled:  # the base model's score on general text, before the method touches it
+        chunks = forgetting.sample_chunks(cfg.forgetting, tokenizer)
+        before = forgetting.score(model.to(device), head, chunks, device)
     model = method.apply(model, cfg.method, task).to(device)
     record["params"] = measure.param_counts(model)
     record["params"]["head_trainable"] = head == "classifier" and method.trains
@@ -137,6 +140,10 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
         memory = peak_memory(device, rss_before_load, peak_reset, phase="eval")
     peak = memory["peak_bytes"]
     memory["breakdown"] = measure.breakdown(model, result.optimizer, peak)
+    # The estimator's prediction from the config and the longest batch, beside the measurement.
+    predicted = estimate.predict(model, head, int(cfg.train.batch_size), result.max_seq_len or 1)
+    predicted["peak_ratio"] = peak / predicted["total_bytes"] if predicted["total_bytes"] else None
+    memory["estimate"] = predicted
     record["memory"] = memory
 
     steps = result.step_times_s
@@ -155,6 +162,9 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     record["quality"] = dict(quality)
     record["quality"]["main_metric"] = task.main_metric
     record["curve"] = result.curve
+    if cfg.forgetting.enabled:
+        after = forgetting.score(model, head, chunks, device)
+        record["forgetting"] = forgetting.compare(head, before, after, chunks, cfg.forgetting)
 
     # Storage: exactly what must be kept for this task, measured from the files written.
     artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
@@ -162,6 +172,12 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     record["storage"] = {"bytes": measure.dir_bytes(artifact_dir),
                          "files": sorted(str(p.relative_to(artifact_dir)) for p in artifact_dir.rglob("*") if p.is_file()),
                          "path": str(artifact_dir) if cfg.keep_artifacts else None}
+
+    # Inference cost: served beside a fresh copy of the base model, in this process.
+    if cfg.inference.enabled:
+        base = models.load_model(cfg.model, head, task.num_labels, tokenizer) if method.trains else None
+        record["inference"] = inference.measure(model, base, task, cfg.inference, device, method.can_merge)
+        del base
     if not cfg.keep_artifacts:
         shutil.rmtree(artifact_dir, ignore_errors=True)
         try:

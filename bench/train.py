@@ -29,6 +29,7 @@ class TrainResult:
     samples: int = 0
     real_tokens: int = 0  # attention-mask ones: padding excluded
     padded_tokens: int = 0  # every position the model computed, padding included
+    max_seq_len: int = 0  # the longest padded batch: what the activation peak scales with
     wall_s: float = 0.0
 
 
@@ -86,6 +87,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             result.samples += int(batch["input_ids"].shape[0])
             result.real_tokens += int(batch["attention_mask"].sum())
             result.padded_tokens += int(batch["attention_mask"].numel())
+            result.max_seq_len = max(result.max_seq_len, int(batch["input_ids"].shape[1]))
         loss_value = loss_sum / accum
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(f"loss is {loss_value} at step {step}")

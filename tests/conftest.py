@@ -29,7 +29,8 @@ def cfg_factory(tmp_path: Path):
 
     def factory(*overrides: str) -> DictConfig:
         base = [f"results_dir={tmp_path / 'results'}", "train.max_steps=3", "train.batch_size=4",
-                "eval.max_examples=8", "eval.batch_size=4", "eval.max_new_tokens=4"]
+                "eval.max_examples=8", "eval.batch_size=4", "eval.max_new_tokens=4",
+                "inference.examples=2", "inference.batch_size=2", "inference.max_new_tokens=2", "forgetting.max_chunks=2"]
         return make_cfg(base + list(overrides))
 
     return factory

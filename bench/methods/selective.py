@@ -79,10 +79,10 @@ def pattern_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
             and any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)}
 
 
-def _train_only(model: nn.Module, chosen: set[str]) -> nn.Module:
+def _train_only(model: nn.Module, chosen: set[str], name: str) -> nn.Module:
     """Freeze everything but the chosen parameters and the task head."""
     if not chosen:
-        raise ConfigError("method", "selective", "a selection of at least one parameter; it selects none")
+        raise ConfigError("method", name, "a method that selects at least one parameter of this model; it selects none")
     set_trainable(model, lambda name: name in chosen or is_head(name))
     return model
 
@@ -126,22 +126,22 @@ def _load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> n
 
 @register("bitfit", save=save_trained, load=_load, check=check_bitfit, summary="the bias terms only (+ a new task head)")
 def apply_bitfit(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
-    return _train_only(model, bias_names(model, method_cfg))
+    return _train_only(model, bias_names(model, method_cfg), "bitfit")
 
 
 @register("last_layers", save=save_trained, load=_load, check=check_last_layers,
           summary="the top `num_layers` transformer blocks (+ a new task head)")
 def apply_last_layers(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
-    return _train_only(model, last_layer_names(model, method_cfg))
+    return _train_only(model, last_layer_names(model, method_cfg), "last_layers")
 
 
 @register("layernorm", save=save_trained, load=_load, check=check_layernorm,
           summary="the normalisation layers' weights and biases (+ a new task head)")
 def apply_layernorm(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
-    return _train_only(model, norm_names(model, method_cfg))
+    return _train_only(model, norm_names(model, method_cfg), "layernorm")
 
 
 @register("selective", save=save_trained, load=_load, check=check_selective,
           summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")
 def apply_selective(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
-    return _train_only(model, pattern_names(model, method_cfg))
+    return _train_only(model, pattern_names(model, method_cfg), "selective")

@@ -1,0 +1,166 @@
+"""Predict training memory from the config alone (no weights, no training), part by part:
+
+  weights      = sum over parameters of numel x bytes per element (frozen and trainable)
+  gradients    = trainable parameters x bytes per element (one gradient per trainable weight)
+  optimizer    = AdamW: two moments per trainable weight (same dtype) + one fp32 step per tensor
+  activations  = what autograd keeps for the backward pass, per block that gradients must cross:
+                 T x (8 h + 2 kv + 3 i) + 2 x b x heads x s x s_k  elements, T = b x s tokens
+                 (norm inputs, q/k/v and their inputs, rotated q/k, context, FFN input, the two
+                 FFN projections and the activation; attention scores and probabilities), plus the
+                 embeddings' output T x h, plus 3 x T x vocab for a language-model head (logits,
+                 log-softmax, and its gradient). Blocks below the lowest trainable block keep
+                 nothing (autograd stops there), unless something at the input trains (a soft
+                 prompt, the embeddings), which makes the gradient cross every block.
+
+The model is built on the meta device and the method applied to it, so parameter counts are exact
+for any size, e.g. an 8B Llama config on a laptop. Activations are an estimate: kernels choose what
+to save (SDPA keeps less than eager attention), and the CPU peak also holds temporaries and the
+allocator's slack; the record keeps the prediction beside the measurement so the gap is visible.
+
+    python -m bench.estimate model=llama3-8b-config method=lora train.batch_size=4 estimate.seq_len=512
+"""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from bench.generate import soft_prompt
+from bench.measure import tensor_bytes
+
+
+def _config_value(config: Any, *names: str, default: int = 0) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return default
+
+
+def _blocks_needing_activations(model: nn.Module) -> int:
+    """How many transformer blocks the backward pass must cross, over every stack (T5 has two).
+    A stack is crossed from its lowest trainable block up, or whole when something before it in
+    the forward order trains (the embeddings, the encoder for the decoder) or a soft prompt is on."""
+    from bench.methods.selective import BLOCK_LIST_NAMES
+
+    lists = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.ModuleList) and len(m) > 0 and n.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES]
+    stacks = [(n, m) for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists)]
+    order = [(n, p.requires_grad) for n, p in model.named_parameters()]
+    every = bool(soft_prompt(model)[1])
+    total = 0
+    for name, blocks in stacks:
+        prefix = name + "."
+        first = next((i for i, (n, _) in enumerate(order) if n.startswith(prefix)), len(order))
+        upstream = any(trains for n, trains in order[:first] if "head" not in n)
+        trained = {int(n[len(prefix):].split(".")[0]) for n, trains in order if trains and n.startswith(prefix)}
+        if every or upstream:
+            total += len(blocks)
+        elif trained:
+            total += len(blocks) - min(trained)
+    return total
+
+
+def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[str, Any]:
+    """Each part in bytes, for a model with its method applied (meta or real weights)."""
+    config = getattr(model, "config", None) or model.get_base_model().config
+    params = list({id(p): p for p in model.parameters()}.values())
+    trainable = [p for p in params if p.requires_grad]
+    element = params[0].element_size() if params else 4
+    h = _config_value(config, "hidden_size", "d_model", "n_embd")
+    heads = _config_value(config, "num_attention_heads", "num_heads", "n_head", default=1)
+    head_dim = _config_value(config, "head_dim", "d_kv", default=h // max(heads, 1))
+    kv = _config_value(config, "num_key_value_heads", default=heads) * head_dim
+    inter = _config_value(config, "intermediate_size", "d_ff", "n_inner", default=4 * h)
+    vocab = _config_value(config, "vocab_size")
+    virtual = soft_prompt(model)[2]
+    kind = soft_prompt(model)[1]
+    s = seq_len + (virtual if kind == "prompt" else 0)
+    s_k = s + (virtual if kind == "prefix" else 0)
+    tokens = batch_size * s
+    blocks = _blocks_needing_activations(model) if trainable else 0
+    per_block = tokens * (8 * h + 2 * kv + 3 * inter) + 2 * batch_size * heads * s * s_k
+    lm_head = 3 * tokens * vocab if head != "classifier" else 0
+    activations = (blocks * per_block + (tokens * h if blocks else 0) + (lm_head if trainable else 0)) * element
+    weights = tensor_bytes(params)
+    grads = tensor_bytes(trainable)
+    optimizer = 2 * grads + 4 * len(trainable)
+    return {
+        "weights_bytes": weights,
+        "trainable_weights_bytes": grads,
+        "gradients_bytes": grads,
+        "optimizer_state_bytes": optimizer if trainable else 0,
+        "activations_bytes": activations,
+        "total_bytes": weights + grads + (optimizer if trainable else 0) + activations,
+        "inputs": {"batch_size": batch_size, "seq_len": seq_len, "virtual_tokens": virtual, "blocks_with_activations": blocks,
+                   "bytes_per_element": element, "hidden": h, "intermediate": inter, "heads": heads, "kv_dim": kv, "vocab": vocab},
+    }
+
+
+def default_seq_len(cfg: DictConfig, family: str) -> int:
+    """The longest input the task allows (tokens), used when estimate.seq_len is null."""
+    task = cfg.task
+    if task.kind == "classification":
+        return int(task.max_length)
+    if family == "decoder":
+        return int(task.max_source_tokens) + int(task.max_target_tokens) + 1
+    return int(task.max_source_tokens)
+
+
+def estimate_config(cfg: DictConfig) -> dict[str, Any]:
+    """Build the model on the meta device, apply the method, predict. No data, no weights."""
+    from bench import models
+    from bench.config import model_family
+    from bench.methods import get_method
+    from bench.tasks import get_kind
+
+    family = model_family(cfg.model)
+    kind = get_kind(cfg.task.kind)
+    head = kind.head_for(family)
+    labels = list(cfg.task.get("labels") or [0, 1])
+    meta = models.meta_model(cfg.model, head, num_labels=len(labels))
+    method_cfg = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
+    if "init" in method_cfg:
+        method_cfg.init = "random"  # the prompt's values do not matter for memory
+    task = SimpleNamespace(head=head, label_names=[str(x) for x in labels], tokenizer=None, num_labels=len(labels))
+    prepared = get_method(cfg.method.name).apply(meta, method_cfg, task)
+    seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, family)
+    out = predict(prepared, head, int(cfg.train.batch_size), seq_len)
+    out["model"], out["method"], out["dtype"] = str(cfg.model.name), str(cfg.method.name), str(cfg.model.get("dtype", "float32"))
+    return out
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def main() -> int:
+    from hydra import compose
+
+    overrides = sys.argv[1:]
+    with _conf():
+        cfg = compose(config_name="config", overrides=overrides)
+    est = estimate_config(cfg)
+    i = est["inputs"]
+    print(f"{est['model']} + {est['method']} ({est['dtype']}, AdamW), batch {i['batch_size']} x {i['seq_len']} tokens"
+          + (f" + {i['virtual_tokens']} virtual" if i["virtual_tokens"] else ""))
+    for key in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes", "total_bytes"):
+        print(f"  {key.replace('_bytes', ''):<16} {_gib(est[key]):>12}")
+    print(f"  trainable weights {_gib(est['trainable_weights_bytes'])}; activations kept for {i['blocks_with_activations']} blocks")
+    return 0
+
+
+def _conf():
+    from pathlib import Path
+
+    from hydra import initialize_config_dir
+
+    return initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Every figure of the trade-off table, checked with numbers: the estimator against a hand
+computation, the record's exact parts against the estimator, the CPU peak against batch size and
+method, inference variants, and forgetting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench import estimate
+from bench.methods import get_method
+from bench.run import run, run_isolated
+from conftest import ROOT, build, write_dialogsum_like
+
+
+def test_estimator_equals_a_hand_computation(cfg_factory, tmp_path):
+    """tiny-llama (vocab 30,522 from the MiniLM tokenizer, hidden 32, 2 blocks, 4 heads, kv 16,
+    FFN 64, tied embeddings) + LoRA r=8 on q_proj, v_proj; batch 4 x 10 tokens, fp32."""
+    cfg = cfg_factory("model=tiny-llama", "method=lora", "task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}")
+    base, task, _ = build(cfg)
+    model = get_method("lora").apply(base, cfg.method, task)
+    got = estimate.predict(model, "causal_lm", batch_size=4, seq_len=10)
+    params = 30522 * 32 + 2 * (32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64 + 2 * 32) + 32  # 995,296
+    lora = 2 * 8 * ((32 + 32) + (32 + 16))  # 1,792
+    assert got["weights_bytes"] == 4 * (params + lora)
+    assert got["gradients_bytes"] == 4 * lora
+    assert got["optimizer_state_bytes"] == 2 * 4 * lora + 4 * 8  # two moments + a step per tensor (8 tensors)
+    tokens = 4 * 10
+    per_block = tokens * (8 * 32 + 2 * 16 + 3 * 64) + 2 * 4 * 4 * 10 * 10
+    assert got["activations_bytes"] == 4 * (2 * per_block + tokens * 32 + 3 * tokens * 30522)
+    assert got["inputs"]["blocks_with_activations"] == 2
+
+
+def test_estimator_counts_only_the_blocks_gradients_cross(cfg_factory):
+    cfg = cfg_factory("model=tiny-bert", "method=last_layers", "method.num_layers=1")
+    base, task, _ = build(cfg)
+    top = estimate.predict(get_method("last_layers").apply(base, cfg.method, task), "classifier", 4, 10)
+    cfg = cfg_factory("model=tiny-bert", "method=prompt_tuning", "method.num_virtual_tokens=5")
+    base, task, _ = build(cfg)
+    prompt = estimate.predict(get_method("prompt_tuning").apply(base, cfg.method, task), "classifier", 4, 10)
+    assert top["inputs"]["blocks_with_activations"] == 1
+    assert prompt["inputs"]["blocks_with_activations"] == 2 and prompt["inputs"]["virtual_tokens"] == 5
+    assert prompt["activations_bytes"] > 2 * top["activations_bytes"]
+
+
+def test_record_carries_estimate_inference_and_forgetting(cfg_factory):
+    rec = run(cfg_factory("model=tiny-llama", "method=lora"))
+    assert rec["run"]["status"] == "success", rec["run"].get("traceback")
+    mem, est = rec["memory"], rec["memory"]["estimate"]
+    assert est["weights_bytes"] == mem["breakdown"]["weights_bytes"]  # both exact: same tensors
+    assert est["optimizer_state_bytes"] == mem["breakdown"]["optimizer_state_bytes"]
+    assert est["gradients_bytes"] == mem["breakdown"]["gradients_bytes"]
+    assert est["peak_ratio"] == mem["peak_bytes"] / est["total_bytes"]
+    inf = rec["inference"]
+    assert set(inf) >= {"model", "base", "merged", "ratio_to_base"}
+    assert inf["model"]["batch_1"]["latency_per_example_s"] > 0 and inf["ratio_to_base"]["merged"]["batch_2"] > 0
+    assert rec["forgetting"]["measure"] == "representation_cosine" and -1.0 <= rec["forgetting"]["after"] <= 1.0
+
+
+def test_generation_inference_counts_virtual_tokens_and_exact_lengths(cfg_factory, tmp_path):
+    rec = run(cfg_factory("model=tiny-llama", "method=prompt_tuning", "method.num_virtual_tokens=6", "task=dialogsum",
+                          f"data_root={write_dialogsum_like(tmp_path)}"))
+    inf = rec["inference"]
+    assert inf["extra_input_tokens"] == 6 and "merged" not in inf
+    assert inf["model"]["batch_1"]["generated_tokens"] == inf["base"]["batch_1"]["generated_tokens"] == 2 * 2
+    assert inf["model"]["batch_2"]["tokens_per_s"] > 0
+
+
+def test_forgetting_is_zero_without_training_and_moves_with_full_fine_tuning(cfg_factory, tmp_path):
+    data = f"data_root={write_dialogsum_like(tmp_path)}"
+    none = run(cfg_factory("model=tiny-llama", "method=none", "task=dialogsum", data))["forgetting"]
+    assert none["measure"] == "lm_loss" and none["delta"] == 0.0 and none["before"] > 0
+    full = run(cfg_factory("model=tiny-llama", "method=full", "task=dialogsum", data, "train.lr=1e-2"))["forgetting"]
+    assert full["before"] == none["before"]  # the same base model, the same sample
+    assert full["after"] != full["before"]
+
+
+def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
+    """Isolated runs (a fresh process each, as in a sweep) of MiniLM on the embedded task."""
+    peaks = {}
+    for method in ("full", "lora"):
+        for batch in (4, 64):
+            rec = run_isolated(cfg_factory("model=minilm-l6", f"method={method}", f"train.batch_size={batch}",
+                                           "inference.enabled=false", "forgetting.enabled=false"), None)
+            assert rec["run"]["status"] == "success", rec["run"]["error"]
+            peaks[method, batch] = rec["memory"]["peak_bytes"]
+    assert peaks["full", 64] > peaks["full", 4] and peaks["lora", 64] > peaks["lora", 4]
+    # full also keeps gradients (86 MiB) and two Adam moments (172 MiB) for all 22.6M weights
+    assert peaks["full", 4] > peaks["lora", 4] + 2 * 86 * 2**20
+
+
+def test_estimate_command_works_for_a_model_too_big_to_load():
+    out = subprocess.run([sys.executable, "-m", "bench.estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
+                          "train.batch_size=4", "estimate.seq_len=512"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "weights" in out.stdout and "14.9" in out.stdout  # 8.0B bf16 weights, about 14.97 GiB
