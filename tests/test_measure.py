@@ -97,3 +97,16 @@ def test_estimate_command_works_for_a_model_too_big_to_load():
                           "train.batch_size=4", "estimate.seq_len=512"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "weights" in out.stdout and "14.9" in out.stdout  # 8.0B bf16 weights, about 14.97 GiB
+
+
+def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
+    from bench.benchmark import inference_table, memory_table
+
+    rec = run(cfg_factory("model=tiny-bert", "method=lora"))
+    failed = {"run": {"model": "tiny-bert", "method": "bitfit", "status": "failed", "error": "config: no bias terms"}}
+    table = memory_table([rec, failed])
+    b, e = rec["memory"]["breakdown"], rec["memory"]["estimate"]
+    assert f"{b['weights_bytes'] / 2**20:,.1f} / {e['weights_bytes'] / 2**20:,.1f}" in table
+    assert "failed: config: no bias terms" in table
+    rows = inference_table([rec]).splitlines()[2:]
+    assert [r.split(" | ")[2] for r in rows] == ["base", "model", "merged"]
