@@ -115,7 +115,7 @@ def estimate_config(cfg: DictConfig) -> dict[str, Any]:
     """Build the model on the meta device, apply the method, predict. No data, no weights."""
     from bench import models
     from bench.config import model_family
-    from bench.methods import get_method
+    from bench.methods import Probe, get_method
     from bench.tasks import get_kind
 
     family = model_family(cfg.model)
@@ -123,11 +123,14 @@ def estimate_config(cfg: DictConfig) -> dict[str, Any]:
     head = kind.head_for(family)
     labels = list(cfg.task.get("labels") or [0, 1])
     meta = models.meta_model(cfg.model, head, num_labels=len(labels))
+    method = get_method(cfg.method.name)
+    method.check(cfg.method, None)
+    method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))
     method_cfg = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
     if "init" in method_cfg:
         method_cfg.init = "random"  # the prompt's values do not matter for memory
     task = SimpleNamespace(head=head, label_names=[str(x) for x in labels], tokenizer=None, num_labels=len(labels))
-    prepared = get_method(cfg.method.name).apply(meta, method_cfg, task)
+    prepared = method.apply(meta, method_cfg, task)
     seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, family)
     out = predict(prepared, head, int(cfg.train.batch_size), seq_len)
     out["model"], out["method"], out["dtype"] = str(cfg.model.name), str(cfg.method.name), str(cfg.model.get("dtype", "float32"))
@@ -135,16 +138,24 @@ def estimate_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:,.2f} GiB"
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
 
 
 def main() -> int:
     from hydra import compose
 
     overrides = sys.argv[1:]
+    from bench.errors import ConfigError
+
     with _conf():
         cfg = compose(config_name="config", overrides=overrides)
-    est = estimate_config(cfg)
+    try:
+        est = estimate_config(cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
     i = est["inputs"]
     print(f"{est['model']} + {est['method']} ({est['dtype']}, AdamW), batch {i['batch_size']} x {i['seq_len']} tokens"
           + (f" + {i['virtual_tokens']} virtual" if i["virtual_tokens"] else ""))
