@@ -1,5 +1,7 @@
 """Forgetting: how much fine-tuning changed what the model already did, on a fixed general-text
-sample scored before the method is applied and after training.
+sample scored before the method is applied and after training, as the model would be served
+(adapter, soft prompt or prefix active; the base weights themselves change only under full and
+selective fine-tuning).
 
 - Language models (decoders, encoder-decoders): the mean token loss (negative log-likelihood) on
   the sample. Decoders score each chunk as plain text; encoder-decoders decode each chunk's second
