@@ -59,6 +59,22 @@ def memory_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def tradeoff_table(records: list[dict[str, Any]]) -> str:
+    """Parameters, speed, storage, forgetting and quality: the rest of each run's trade-offs."""
+    lines = ["| model | method | trainable params | step s (median) | tokens/s | storage MiB | forgetting (before -> after) | quality |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["run"]["status"] != "success":
+            continue
+        p, sp, q, f = r["params"], r["speed"], r["quality"], r.get("forgetting") or {}
+        forget = f"{f['measure']} {f['before']:.3f} -> {f['after']:.3f}" if f else ""
+        main = q["main_metric"]
+        quality = "(random weights)" if r["run"].get("random_weights") else f"{main} {q[main]:.3f}"
+        lines.append(f"| {r['run']['model']} | {r['run']['method']} | {p['trainable']:,} ({p['percent']:.2f}%) | "
+                     f"{sp['step_time_median_s']:.3f} | {sp['tokens_per_s']:,.0f} | {r['storage']['bytes'] / 2**20:,.2f} | {forget} | {quality} |")
+    return "\n".join(lines)
+
+
 def inference_table(records: list[dict[str, Any]]) -> str:
     """Latency per example (ms) at batch 1 and batched, and the ratio to the base model."""
     lines = ["| model | method | variant | batch 1 ms/example | ratio to base | batched ms/example | ratio to base | tokens/s (batched) |",
@@ -98,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     models = {m for m, _, _ in SUITES[suite]}
     records = sorted((r for r in load_records(results_dir) if r["run"]["model"] in models),
                      key=lambda r: (r["run"]["model"], METHODS.index(r["run"]["method"]) if r["run"]["method"] in METHODS else 9))
+    print("\nTrade-offs (quality from short runs: a cost benchmark, not a quality ranking):\n")
+    print(tradeoff_table(records))
     print("\nMemory (MiB), measured / predicted by `python -m bench.estimate`:\n")
     print(memory_table(records))
     print("\nInference cost beside the base model (same process, interleaved):\n")

@@ -87,6 +87,9 @@ def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
                                            "inference.enabled=false", "forgetting.enabled=false"), None)
             assert rec["run"]["status"] == "success", rec["run"]["error"]
             peaks[method, batch] = rec["memory"]["peak_bytes"]
+            # the stated tolerance: measured / predicted in [0.7, 2.0] (the benchmark saw 1.4-1.6 for
+            # MiniLM: torch's CPU runtime and backward temporaries are outside the formula)
+            assert 0.7 <= rec["memory"]["estimate"]["peak_ratio"] <= 2.0, (method, batch, rec["memory"]["estimate"]["peak_ratio"])
     assert peaks["full", 64] > peaks["full", 4] and peaks["lora", 64] > peaks["lora", 4]
     # full also keeps gradients (86 MiB) and two Adam moments (172 MiB) for all 22.6M weights
     assert peaks["full", 4] > peaks["lora", 4] + 2 * 86 * 2**20
@@ -100,7 +103,7 @@ def test_estimate_command_works_for_a_model_too_big_to_load():
 
 
 def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
-    from bench.benchmark import inference_table, memory_table
+    from bench.benchmark import inference_table, memory_table, tradeoff_table
 
     rec = run(cfg_factory("model=tiny-bert", "method=lora"))
     failed = {"run": {"model": "tiny-bert", "method": "bitfit", "status": "failed", "error": "config: no bias terms"}}
@@ -110,3 +113,5 @@ def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
     assert "failed: config: no bias terms" in table
     rows = inference_table([rec]).splitlines()[2:]
     assert [r.split(" | ")[2] for r in rows] == ["base", "model", "merged"]
+    tradeoffs = tradeoff_table([rec, failed])
+    assert "(random weights)" in tradeoffs and "representation_cosine 1.000 ->" in tradeoffs and "bitfit" not in tradeoffs
