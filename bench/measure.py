@@ -56,7 +56,7 @@ def breakdown(model: nn.Module, optimizer: torch.optim.Optimizer | None, peak: i
     params = {id(p): p for p in model.parameters()}.values()
     weights = tensor_bytes(params)
     trainable = tensor_bytes(p for p in params if p.requires_grad)
-    grads = trainable  # every trainable parameter holds a gradient of its own size at the peak
+    grads = tensor_bytes(p.grad for p in params if p.grad is not None)  # the loop keeps its gradient buffers
     opt = 0
     if optimizer is not None:
         opt = sum(tensor_bytes(state.values()) for state in optimizer.state.values())
