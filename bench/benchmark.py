@@ -2,7 +2,7 @@
 each run in its own process, printing every measured memory part beside the estimator's prediction
 and the inference cost as ratios to the base model measured in the same process.
 
-    python -m bench.benchmark                    # minilm-l6 on SST-2, smollm2-135m on DialogSum (~15 min on 2 cores)
+    python -m bench.benchmark                    # minilm-l6 on SST-2, smollm2-135m on DialogSum (~12 min on 2 cores)
     python -m bench.benchmark models=tiny        # the same on tiny random models (seconds; cost only)
 
 Records go to results_dir (default results/reference/benchmark); the report reads them back.
