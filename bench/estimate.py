@@ -45,11 +45,9 @@ def _blocks_needing_activations(model: nn.Module) -> int:
     """How many transformer blocks the backward pass must cross, over every stack (T5 has two).
     A stack is crossed from its lowest trainable block up, or whole when something before it in
     the forward order trains (the embeddings, the encoder for the decoder) or a soft prompt is on."""
-    from bench.methods.selective import BLOCK_LIST_NAMES
+    from bench.methods.selective import block_stacks
 
-    lists = [(n, m) for n, m in model.named_modules()
-             if isinstance(m, nn.ModuleList) and len(m) > 0 and n.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES]
-    stacks = [(n, m) for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists)]
+    stacks = block_stacks(model)
     order = [(n, p.requires_grad) for n, p in model.named_parameters()]
     every = bool(soft_prompt(model)[1])
     total = 0
@@ -77,8 +75,7 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[
     kv = _config_value(config, "num_key_value_heads", default=heads) * head_dim
     inter = _config_value(config, "intermediate_size", "d_ff", "n_inner", default=4 * h)
     vocab = _config_value(config, "vocab_size")
-    virtual = soft_prompt(model)[2]
-    kind = soft_prompt(model)[1]
+    _, kind, virtual = soft_prompt(model)
     s = seq_len + (virtual if kind == "prompt" else 0)
     s_k = s + (virtual if kind == "prefix" else 0)
     tokens = batch_size * s
@@ -146,11 +143,10 @@ def _gib(n: int) -> str:
 def main() -> int:
     from hydra import compose
 
-    overrides = sys.argv[1:]
     from bench.errors import ConfigError
 
     with _conf():
-        cfg = compose(config_name="config", overrides=overrides)
+        cfg = compose(config_name="config", overrides=sys.argv[1:])
     try:
         est = estimate_config(cfg)
     except ConfigError as exc:

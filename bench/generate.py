@@ -5,7 +5,8 @@ tuning) go in once with the input, and every later step feeds one token and reus
 Why not `generate()`: with peft 0.21.2 and transformers 5.24, cached `generate()` on a prompt-tuned
 decoder returns wrong tokens at 2.25x the base model's time per token (DESIGN.md). Positions count
 real tokens only (from the attention mask), as in training, so left padding changes nothing.
-Encoder-decoders keep `generate()`: a soft prompt there sits in the encoder input, outside the cache.
+Encoder-decoders use the same kind of loop: the model's own first forward (soft prompt or prefix
+included), then the decoder's KV cache with the encoder output kept.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _sync(device: torch.device) -> None:
 def _runner(task: Task, features: list[dict], device: torch.device, max_new_tokens: int) -> Callable[[nn.Module], int]:
     """A function that serves one batch of features with a model; returns the tokens it generated."""
     if task.kind == "classification":
-        batch = {k: v.to(device) for k, v in task.collate(features).items() if k not in ("labels", "label")}
+        batch = {k: v.to(device) for k, v in task.collate(features).items() if k != "labels"}
 
         def classify(model: nn.Module) -> int:
             model(**batch)
@@ -46,7 +46,7 @@ def _runner(task: Task, features: list[dict], device: torch.device, max_new_toke
 
     def generate(model: nn.Module) -> int:
         # eos -1: never stop early, so every variant generates exactly the same number of tokens
-        out = decode(model, ids, mask, max_new_tokens, -1, tok.pad_token_id)
+        decode(model, ids, mask, max_new_tokens, -1, tok.pad_token_id)
         return ids.shape[0] * max_new_tokens
 
     return generate
@@ -104,5 +104,4 @@ def measure(model: nn.Module, base: nn.Module | None, task: Task, icfg: DictConf
     if "base" in variants:
         out["ratio_to_base"] = {name: {shape: out[name][shape]["latency_per_example_s"] / out["base"][shape]["latency_per_example_s"]
                                        for shape in shapes} for name in variants if name != "base"}
-    variants.pop("merged", None)
     return out

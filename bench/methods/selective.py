@@ -43,11 +43,16 @@ def norm_names(model: nn.Module, method_cfg: DictConfig) -> set[str]:
     return names
 
 
-def top_block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The outermost block list nearest the output (decoder.block for T5, layers for Llama)."""
+def block_stacks(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
+    """The outermost lists of transformer blocks, in forward order (T5: encoder.block, decoder.block)."""
     lists = [(n, m) for n, m in model.named_modules()
              if isinstance(m, nn.ModuleList) and len(m) > 0 and n.rsplit(".", 1)[-1] in BLOCK_LIST_NAMES]
-    outer = [(n, m) for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists)]
+    return [(n, m) for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists)]
+
+
+def top_block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The outermost block list nearest the output (decoder.block for T5, layers for Llama)."""
+    outer = block_stacks(model)
     if not outer:
         raise ConfigError("method.name", "last_layers", "a model with a list of transformer blocks; this one has none")
     return outer[-1]
