@@ -1,37 +1,72 @@
 """`python -m bench [group=option ...] [key=value ...]` runs one run; add `-m` for a sweep.
-The console script `peft-bench` is the same entry point."""
+The console script `peft-bench` is the same entry point.
+
+In a sweep every point runs in its own process, and a point whose config already has a
+successful record in results_dir is skipped (force=true reruns it): re-launching an interrupted
+sweep with the same command completes only the missing points."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from bench.callbacks import POINTER
 from bench.errors import ConfigError
+from bench.record import config_hash, find_success
 from bench.report import markdown_table
+
+
+def cores_for_job(launcher: Any) -> int:
+    """CPU threads for one job: the cores this process may use, shared among the jobs that the
+    launcher runs at once (joblib: n_jobs; submitit: cpus_per_task). 0 = torch's default."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    target = str(launcher.get("_target_", "")).lower() if launcher is not None else ""
+    if "joblib" in target:
+        n_jobs = int(launcher.get("n_jobs") or -1)
+        parallel = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib: -1 = all cpus
+        return max(1, cores // parallel)
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return 0
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from bench.run import run, run_isolated  # torch and transformers load after Hydra parsed the command line
+    from bench.run import interrupt_on_sigterm, run, run_isolated  # torch loads after Hydra parsed the command line
 
     hydra_cfg = HydraConfig.get()
-    sweep = str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
-    try:
-        record = run(cfg) if sweep is None else run_isolated(cfg, sweep)  # sweeps: one fresh process per run
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    status = record["run"]["status"]
-    print(f"\n{record['run']['id']}: {status}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
-    if sweep is None:
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        interrupt_on_sigterm()
+        try:
+            record = run(cfg, None, cores_for_job(None))
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        status = record["run"]["status"]
+        print(f"\n{record['run']['id']}: {status}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
         print(markdown_table([record]))
         print(f"record: {record['run'].get('path')}")
         if status != "success":
             sys.exit(1)
+        return
+
+    sweep = str(hydra_cfg.sweep.dir)
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    done = None if cfg.get("force") is True else find_success(cfg.results_dir, config_hash(cfg))
+    if done is not None:
+        print(f"skip: {done.name} already holds a successful run of this point (force=true reruns it)")
+        (job_dir / POINTER).write_text(str(done))
+        return
+    record = run_isolated(cfg, sweep, cores_for_job(hydra_cfg.launcher))  # one fresh process per point
+    (job_dir / POINTER).write_text(str(record["run"]["path"]))
+    print(f"\n{record['run']['id']}: {record['run']['status']}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
 
 
 def main() -> None:

@@ -107,6 +107,22 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
         raise ConfigError("device", "cuda", "auto or cpu: torch sees no CUDA device here")
 
 
+def check_tracking(cfg: DictConfig) -> None:
+    from bench import tracking
+
+    tcfg = cfg.get("tracking")
+    if tcfg is None:
+        return
+    if tcfg.get("name") not in tracking.BACKENDS:
+        raise ConfigError("tracking", tcfg.get("name"), f"one of {', '.join(tracking.BACKENDS)}")
+    if tcfg.name == "wandb":
+        if tcfg.get("mode") not in tracking.MODES:
+            raise ConfigError("tracking.mode", tcfg.get("mode"), f"one of {', '.join(tracking.MODES)}")
+        _number(tcfg, "init_timeout", "tracking.init_timeout", 0.0, 3600.0, "seconds W&B may take to start", low_open=True)
+    if not isinstance(cfg.get("force", False), bool):
+        raise ConfigError("force", cfg.get("force"), "true or false")
+
+
 def model_family(mcfg: DictConfig) -> str:
     """The declared family, or the one read from the architecture's config (no weights)."""
     family = mcfg.get("family")
@@ -118,6 +134,7 @@ def model_family(mcfg: DictConfig) -> str:
 def validate(cfg: DictConfig) -> str:
     """Check everything checkable without weights; returns the model family."""
     check_model(cfg.model)
+    check_tracking(cfg)
     method = get_method(cfg.method.name)
     method.check(cfg.method, None)  # the method's own fields first
     check_train_eval(cfg, method.trains)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
 SCHEMA_VERSION = 1
 # Keys that change where results go or how they are shown, not what is measured.
-NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment")
+NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -57,3 +57,17 @@ def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
         if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "run" in data:
             out.append(data)
     return out
+
+
+def find_success(results_dir: str | Path, digest: str) -> Path | None:
+    """The record of a successful run with this config hash in results_dir, if there is one. Records
+    are named ...-<hash[:8]>.json, so only a handful of files are opened; a half-written file
+    cannot match (writes are atomic, and temp files start with a dot)."""
+    for path in sorted(Path(results_dir).glob(f"*-{digest[:8]}.json")):
+        try:
+            run = json.loads(path.read_text())["run"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            continue
+        if run.get("config_hash") == digest and run.get("status") == "success":
+            return path
+    return None

@@ -4,12 +4,14 @@ train -> evaluate -> measure -> write the record. Every arrow is one plain funct
 from __future__ import annotations
 
 import json
-import multiprocessing
-import queue as queue_module
+import os
 import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, models
+from bench import env, estimate, forgetting, inference, measure, models, tracking
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
@@ -88,13 +90,14 @@ def peak_memory(device: torch.device, rss_before_load: int, peak_reset: bool, ph
             "rss_before_load_bytes": rss_before_load}
 
 
-def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
-    """The measured part of a run; fills `record` in place."""
+def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: tracking.Tracker, threads: int = 0) -> None:
+    """The measured part of a run; fills `record` in place. threads: the launcher's share of the
+    cores for this job, used when cfg.threads is 0 (auto)."""
     if not sys.stderr.isatty():
         transformers_logging.disable_progress_bar()  # one bar per weight load is noise in logs
     device = pick_device(cfg.device)
-    if int(cfg.threads) > 0:
-        torch.set_num_threads(int(cfg.threads))
+    if int(cfg.threads) > 0 or threads > 0:
+        torch.set_num_threads(int(cfg.threads) or threads)
     record["env"] = env.describe(device)
     seed_everything(int(cfg.seed))
     method = get_method(cfg.method.name)
@@ -131,7 +134,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
         torch.cuda.reset_peak_memory_stats(device)
     peak_reset = measure.reset_cpu_peak() if device.type == "cpu" else True
     if method.trains:
-        result = train(model, task, cfg, device, evaluate)
+        result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step)
         memory = peak_memory(device, rss_before_load, peak_reset, phase="train")
         quality = evaluate()
     else:
@@ -161,6 +164,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
     }
     record["quality"] = dict(quality)
     record["quality"]["main_metric"] = task.main_metric
+    tracker.log_final(len(steps), quality)
     record["curve"] = result.curve
     if cfg.forgetting.enabled:
         after = forgetting.score(model, head, chunks, device)
@@ -186,9 +190,18 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str) -> None:
             pass  # other runs' artifacts are still there
 
 
-def run(cfg: DictConfig, sweep: str | None = None) -> dict[str, Any]:
+def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracker, status: str, error: str | None = None) -> dict[str, Any]:
+    """Write the record first (the truth), then mirror it to the tracker and close the tracker's run."""
+    record["tracking"] = tracker.describe()
+    record["run"]["path"] = str(finish(record, results_dir, status, error))
+    tracker.close(record)
+    return record
+
+
+def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str, Any]:
     """Validate, run and record. A ConfigError is raised before anything is written unless the run
-    is part of a sweep, where it becomes a failed record so the sweep goes on."""
+    is part of a sweep, where it becomes a failed record so the sweep goes on. An interrupt
+    (Ctrl-C, or SIGTERM once `interrupt_on_sigterm` is set) writes a `cancelled` record, then goes on up."""
     results_dir = Path(cfg.results_dir)
     record = new_record(cfg, sweep)
     try:
@@ -196,49 +209,90 @@ def run(cfg: DictConfig, sweep: str | None = None) -> dict[str, Any]:
     except ConfigError as exc:
         if sweep is None:
             raise
-        record["run"]["path"] = str(finish(record, results_dir, "failed", f"config: {exc}"))
-        return record
+        return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"config: {exc}")
+    tracker = tracking.start(cfg, record)
     try:
-        execute(cfg, record, family)
-    except KeyboardInterrupt:
-        finish(record, results_dir, "cancelled", "interrupted (KeyboardInterrupt)")
+        execute(cfg, record, family, tracker, threads)
+    except KeyboardInterrupt as exc:
+        conclude(record, results_dir, tracker, "cancelled", f"interrupted ({exc or 'Ctrl-C'})")
+        exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-        record["run"]["path"] = str(finish(record, results_dir, "oom", f"{type(exc).__name__}: {exc}"))
-        return record
+        return conclude(record, results_dir, tracker, "oom", f"{type(exc).__name__}: {exc}")
     except (NonFiniteLoss, Exception) as exc:  # a failed run is a row with its reason
         record["run"]["traceback"] = traceback.format_exc(limit=8)
-        record["run"]["path"] = str(finish(record, results_dir, "failed", f"{type(exc).__name__}: {exc}"))
-        return record
-    record["run"]["path"] = str(finish(record, results_dir, "success"))
-    return record
+        return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
+    return conclude(record, results_dir, tracker, "success")
 
 
-def _child(plain_cfg: dict, sweep: str | None, queue: Any) -> None:
-    record = run(OmegaConf.create(plain_cfg), sweep)
-    queue.put({"status": record["run"]["status"], "path": record["run"].get("path")})
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run_isolated(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (kill, a cluster's pre-emption) becomes KeyboardInterrupt: the run records itself as cancelled."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies, even by kill -9, so a
+    killed sweep leaves no orphan run behind (each orphan records itself as cancelled)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        sys.exit(1)
+
+
+def child_main(spec_path: str, result_path: str) -> None:
+    """`python -m bench.run SPEC RESULT`: one sweep point in this fresh process; the record's path
+    goes to RESULT for the parent."""
+    spec = json.loads(Path(spec_path).read_text())
+    interrupt_on_sigterm()
+    die_with_parent(int(spec["parent_pid"]))
+    try:
+        record = run(OmegaConf.create(spec["cfg"]), spec["sweep"], int(spec["threads"]))
+    except KeyboardInterrupt as exc:
+        write_atomic(Path(result_path), {"path": getattr(exc, "record_path", None)})
+        sys.exit(130)
+    write_atomic(Path(result_path), {"path": record["run"].get("path")})
+
+
+def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[str, Any]:
     """Run in a fresh process. Why: Hydra's basic launcher runs a sweep's jobs in one process, and
     memory freed by one run stays in the heap for the next, so the next run's RSS peak above its
-    baseline would be too low. A child killed outright (e.g. by the OOM killer) still gets a record."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_child, args=(OmegaConf.to_container(cfg, resolve=True), sweep, queue))
-    child.start()
-    child.join()
-    try:
-        path = queue.get(timeout=5)["path"]
-    except queue_module.Empty:
-        path = None
+    baseline would be too low. A plain subprocess (not multiprocessing) works the same under every
+    launcher (joblib's workers, submitit's jobs). A child killed outright (e.g. by the OOM killer)
+    still gets a record. Ctrl-C reaches both processes: the child records itself as cancelled,
+    then the sweep stops."""
+    with tempfile.TemporaryDirectory(prefix="peft-bench-") as tmp:
+        spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec.write_text(json.dumps({"cfg": OmegaConf.to_container(cfg, resolve=True), "sweep": sweep,
+                                    "threads": threads, "parent_pid": os.getpid()}))
+        child = subprocess.Popen([sys.executable, "-m", "bench.run", str(spec), str(result)])
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            try:
+                child.wait(timeout=60)  # let it write its cancelled record
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
+        path = json.loads(result.read_text()).get("path") if result.is_file() else None
     if path is not None:
         record = json.loads(Path(path).read_text())
         record["run"]["path"] = path
         return record
     record = new_record(cfg, sweep)
-    code = child.exitcode or 0
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    status = "oom" if code == -9 else "failed"  # SIGKILL from the kernel's OOM killer is the usual cause
+    if code == -signal.SIGKILL:
+        how += " (SIGKILL: the kernel's out-of-memory killer, or kill -9)"
+    status = "oom" if code == -signal.SIGKILL else "failed"  # the kernel's OOM killer is the usual sender of SIGKILL
+    record["tracking"] = None
     record["run"]["path"] = str(finish(record, Path(cfg.results_dir), status, f"run process {how} before writing its record"))
     return record
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1], sys.argv[2])

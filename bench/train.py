@@ -59,8 +59,10 @@ def batches(features: list[dict], batch_size: int, seed: int, collate: Callable)
 
 
 def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
-          evaluate: Callable[[], dict[str, Any]] | None = None) -> TrainResult:
-    """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve."""
+          evaluate: Callable[[], dict[str, Any]] | None = None,
+          on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
+    on_step gets each curve point as it is made (a tracker's live curves)."""
     tcfg = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -103,6 +105,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             point["eval"] = evaluate()
             model.train()
         result.curve.append(point)
+        if on_step is not None:
+            on_step(point)
         bar.set_postfix_str(f"loss {loss_value:.4f} step {statistics.median(result.step_times_s[-20:]):.2f}s")
         bar.update(1)
     bar.close()
