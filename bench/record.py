@@ -45,16 +45,20 @@ def write_atomic(path: Path, record: dict[str, Any]) -> Path:
 
 
 def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record (*.json, recursively) under results_dir; temp files are skipped."""
-    out = []
+    """Every record (*.json, recursively) under results_dir, each run once: temp files, the
+    tracker's folders (W&B keeps a copy of each record) and repeated run ids are skipped."""
+    out, seen = [], set()
     for path in sorted(Path(results_dir).rglob("*.json")):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or "wandb" in path.relative_to(results_dir).parts[:-1]:
             continue
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "run" in data:
+            if data["run"].get("id") in seen:
+                continue
+            seen.add(data["run"].get("id"))
             out.append(data)
     return out
 

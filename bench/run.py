@@ -214,7 +214,7 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
     try:
         execute(cfg, record, family, tracker, threads)
     except KeyboardInterrupt as exc:
-        conclude(record, results_dir, tracker, "cancelled", f"interrupted ({exc or 'Ctrl-C'})")
+        conclude(record, results_dir, tracker, "cancelled", f"interrupted ({str(exc) or 'Ctrl-C'})")
         exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:

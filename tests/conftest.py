@@ -25,10 +25,11 @@ def make_cfg(overrides: list[str]) -> DictConfig:
 
 @pytest.fixture
 def cfg_factory(tmp_path: Path):
-    """compose(overrides) with results in a temp folder and a short, fast training budget."""
+    """compose(overrides) with results in a temp folder, a short, fast training budget and no tracker
+    (tests of the tracker ask for it)."""
 
     def factory(*overrides: str) -> DictConfig:
-        base = [f"results_dir={tmp_path / 'results'}", "train.max_steps=3", "train.batch_size=4",
+        base = [f"results_dir={tmp_path / 'results'}", "tracking=none", "train.max_steps=3", "train.batch_size=4",
                 "eval.max_examples=8", "eval.batch_size=4", "eval.max_new_tokens=4",
                 "inference.examples=2", "inference.batch_size=2", "inference.max_new_tokens=2", "forgetting.max_chunks=2"]
         return make_cfg(base + list(overrides))

@@ -123,7 +123,7 @@ def test_cli_sweep_writes_a_record_per_point_and_prints_the_table(tmp_path: Path
     by_point = {(r["run"]["config"]["method"]["r"], r["run"]["seed"]): r["run"]["status"] for r in records}
     assert by_point == {(0, 0): "failed", (0, 1): "failed", (2, 0): "success", (2, 1): "success"}
     assert all(r["run"]["sweep"] == str(tmp_path / "multirun") for r in records)
-    assert "4 runs in this sweep" in proc.stdout and "method.r=0 is not valid" in proc.stdout
+    assert "4 points in this sweep" in proc.stdout and "method.r=0 is not valid" in proc.stdout
 
 
 def test_report_table_shows_each_rows_own_main_metric():
