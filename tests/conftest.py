@@ -18,9 +18,9 @@ CONF = ROOT / "conf"
 SHARED_DATA = (ROOT.parent / "shared" / "datasets").resolve()
 
 
-def make_cfg(overrides: list[str]) -> DictConfig:
+def make_cfg(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture
