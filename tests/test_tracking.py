@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from bench import tracking
@@ -47,6 +48,7 @@ def test_offline_wandb_run_holds_the_records_config_curves_and_figures(cfg_facto
     assert not any(k.startswith("eval/") for row in wb["history"] for k in row)
     assert wb["exit_code"] == 0
     on_disk = json.loads(Path(rec["run"]["path"]).read_text())
+    jsonschema.validate(on_disk, json.loads((Path(tracking.__file__).parent / "record_schema.json").read_text()))
     assert json.loads((folder / "files" / "record.json").read_text())["run"]["id"] == on_disk["run"]["id"]
     assert on_disk["tracking"] == rec["tracking"]
 
