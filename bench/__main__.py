@@ -1,5 +1,5 @@
 """`python -m bench [group=option ...] [key=value ...]` runs one run; add `-m` for a sweep.
-The console script `peft-bench` is the same entry point.
+The console script `peft-bench` is the same entry point; `peft-bench report ...` builds the report.
 
 In a sweep every point runs in its own process, and a point whose config already has a
 successful record in results_dir is skipped (force=true reruns it): re-launching an interrupted
@@ -70,6 +70,10 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "report":  # `peft-bench report ...` = `python -m bench.report ...`
+        from bench.report import main as report_main
+
+        sys.exit(report_main(sys.argv[2:]))
     app()
 
 

@@ -1,0 +1,216 @@
+"""The report's figures (matplotlib, PNG and SVG): the LoRA rank curve, cost-vs-score Pareto
+fronts, prompt tuning by length and by model size, memory breakdown and step time, inference
+latency. Each function takes the points of one model and task (or of one task, across models)
+and returns a Figure, or None when the points do not hold what the figure needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from bench.report import MIB, pareto_front  # noqa: E402
+
+BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
+                   ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
+
+
+def _scored(points):
+    return points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool)]
+
+
+def _metric(points) -> str:
+    return str(points["main_metric"].dropna().iloc[0]) if points["main_metric"].notna().any() else "score"
+
+
+def _yerr(frame) -> list[float]:
+    return [0.0 if v is None or v != v else float(v) for v in frame["score_ci95"]]
+
+
+def _title(points, what: str) -> str:
+    model = points["model"].iloc[0] if points["model"].nunique() == 1 else "all models"
+    return f"{what}: {model} on {points['task'].iloc[0]}"
+
+
+def rank_vs_score(points) -> Figure | None:
+    """Score against LoRA rank on a log-2 axis, a line per target-module set, 95% intervals over
+    seeds as error bars, full fine-tuning as a reference line (the LoRA paper's rank figure)."""
+    scored = _scored(points)
+    lora = scored[(scored["method"] == "lora") & scored["lora_r"].notna()]
+    if lora["lora_r"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for targets, line in lora.groupby(lora["target_modules"].fillna("default"), sort=True):
+        line = line.sort_values("lora_r")
+        ax.errorbar(line["lora_r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=f"LoRA on {targets}")
+    full = scored[scored["method"] == "full"]
+    if len(full):
+        best = full.sort_values("score_mean").iloc[-1]
+        ax.axhline(best["score_mean"], color="black", linestyle="--", label=f"full fine-tuning ({best['score_mean']:.3f})")
+        if best["score_ci95"] is not None and best["score_ci95"] == best["score_ci95"]:
+            ax.axhspan(best["score_mean"] - best["score_ci95"], best["score_mean"] + best["score_ci95"], color="black", alpha=0.08)
+    ranks = sorted(lora["lora_r"].astype(int).unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.set_xlabel("LoRA rank r (log scale)")
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI over seeds)")
+    ax.set_title(_title(points, "Score vs LoRA rank"))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
+    """Cost against score for every point, the Pareto front drawn as a step line, each point labelled."""
+    scored = _scored(points)
+    scored = scored[scored[cost].notna() & (scored[cost] > 0)]
+    if len(scored) < 2:
+        return None
+    front = set(pareto_front(scored, cost))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    on = scored[scored["point"].isin(front)].sort_values(cost)
+    off = scored[~scored["point"].isin(front)]
+    ax.errorbar(off[cost] / scale, off["score_mean"], yerr=_yerr(off), fmt="o", color="tab:gray", alpha=0.7, capsize=3, label="dominated")
+    ax.errorbar(on[cost] / scale, on["score_mean"], yerr=_yerr(on), fmt="o", color="tab:red", capsize=3, label="Pareto front")
+    ax.step(on[cost] / scale, on["score_mean"], where="post", color="tab:red", alpha=0.6)
+    for _, row in scored.iterrows():
+        ax.annotate(row["label"], (row[cost] / scale, row["score_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
+    ax.set_title(_title(points, f"{xlabel.split(' (')[0]} vs score"))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def prompt_length(points) -> Figure | None:
+    """Prompt tuning's score against prompt length, a line per model (the prompt tuning paper's length figure)."""
+    scored = _scored(points)
+    pt = scored[(scored["method"] == "prompt_tuning") & scored["num_virtual_tokens"].notna()]
+    if pt["num_virtual_tokens"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model, line in pt.groupby("model"):
+        line = line.sort_values("num_virtual_tokens")
+        ax.errorbar(line["num_virtual_tokens"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=model)
+    ax.set_xscale("log")
+    ax.set_xlabel("prompt length (virtual tokens, log scale)")
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
+    ax.set_title(f"Prompt tuning: score vs prompt length on {points['task'].iloc[0]}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="model")
+    fig.tight_layout()
+    return fig
+
+
+def prompt_scale(points) -> Figure | None:
+    """Score against model size: prompt tuning (a line per prompt length) and full fine-tuning
+    (the prompt tuning paper's scale figure)."""
+    scored = _scored(points)
+    scored = scored[scored["model_size"].notna()]
+    if scored["model"].nunique() < 2 or not (scored["method"] == "prompt_tuning").any():
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    full = scored[scored["method"] == "full"].sort_values("score_mean").groupby("model").tail(1).sort_values("model_size")
+    if len(full):
+        ax.errorbar(full["model_size"], full["score_mean"], yerr=_yerr(full), marker="s", color="black", capsize=4, label="full fine-tuning")
+    pt = scored[scored["method"] == "prompt_tuning"]
+    for length, line in pt.groupby("num_virtual_tokens"):
+        line = line.sort_values("model_size")
+        ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=f"prompt tuning, P={int(length)}")
+    for _, row in scored.drop_duplicates("model").iterrows():
+        ax.annotate(row["model"], (row["model_size"], ax.get_ylim()[0]), textcoords="offset points", xytext=(2, 4), fontsize=8, rotation=90)
+    ax.set_xscale("log")
+    ax.set_xlabel("model parameters (log scale)")
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
+    ax.set_title(f"Prompt tuning vs full fine-tuning across model sizes on {points['task'].iloc[0]}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def speed_memory(points) -> Figure | None:
+    """Peak memory split into its parts (stacked) and the median step time, per point."""
+    ok = points[(points["seeds"] > 0) & points["peak_bytes"].notna()].sort_values(["method", "trainable"])
+    if ok.empty:
+        return None
+    fig, (mem, speed) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.35 * len(ok) + 1.5)), sharey=True)
+    labels = list(ok["label"])
+    left = [0.0] * len(ok)
+    for column, name in BREAKDOWN_PARTS:
+        values = [0.0 if v is None or v != v else max(0.0, float(v)) / MIB for v in ok[column]]
+        mem.barh(labels, values, left=left, label=name)
+        left = [a + b for a, b in zip(left, values)]
+    mem.set_xlabel("memory at the training peak (MiB)")
+    mem.set_title("Memory breakdown")
+    mem.legend(fontsize=8, loc="lower right")
+    speed.barh(labels, [0.0 if v is None or v != v else float(v) for v in ok["step_time_s"]], color="tab:purple")
+    speed.set_xlabel("median step time (s)")
+    speed.set_title("Training speed")
+    for ax in (mem, speed):
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(_title(points, "Cost per method"))
+    fig.tight_layout()
+    return fig
+
+
+def inference(points) -> Figure | None:
+    """Latency per example at batch 1: the base model, each point as trained (LoRA unmerged, a
+    soft prompt with its extra tokens), and merged where the method merges."""
+    ok = points[(points["seeds"] > 0) & points["latency_b1_s"].notna()].sort_values(["method", "trainable"])
+    if ok.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(9, max(3.5, 0.45 * len(ok) + 1.5)))
+    labels = list(ok["label"])
+    y = range(len(ok))
+    h = 0.27
+    to_ms = lambda col: [0.0 if v is None or v != v else float(v) * 1e3 for v in ok[col]]  # noqa: E731
+    ax.barh([i - h for i in y], to_ms("latency_base_b1_s"), height=h, color="tab:gray", label="base model")
+    ax.barh(list(y), to_ms("latency_b1_s"), height=h, color="tab:blue", label="as trained (LoRA unmerged; prompt with its tokens)")
+    ax.barh([i + h for i in y], to_ms("latency_merged_b1_s"), height=h, color="tab:green", label="merged into the weights")
+    ax.set_yticks(list(y), labels)
+    ax.set_xlabel("latency per example at batch 1 (ms)")
+    ax.set_title(_title(points, "Inference cost"))
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: Figure | None, stem: Path) -> list[Path]:
+    if fig is None:
+        return []
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def draw_all(points, folder: Path) -> dict[str, list[Path]]:
+    """Every figure the points support; name -> [png, svg]."""
+    drawn: dict[str, list[Path]] = {}
+    for (model, task), group in points.groupby(["model", "task"]):
+        for name, fig in (("rank_vs_score", rank_vs_score(group)),
+                          ("params_vs_score", pareto(group, "trainable", "trainable parameters (log scale)")),
+                          ("memory_vs_score", pareto(group, "peak_bytes", "peak memory (MiB, log scale)", scale=MIB)),
+                          ("speed_memory", speed_memory(group)),
+                          ("inference", inference(group))):
+            paths = _save(fig, folder / f"{model}__{task}__{name}")
+            if paths:
+                drawn[f"{model}__{task}__{name}"] = paths
+    for task, group in points.groupby("task"):
+        for name, fig in (("prompt_length", prompt_length(group)), ("prompt_scale", prompt_scale(group))):
+            paths = _save(fig, folder / f"all-models__{task}__{name}")
+            if paths:
+                drawn[f"all-models__{task}__{name}"] = paths
+    return drawn

@@ -1,0 +1,251 @@
+"""The report from records with known figures: table numbers, intervals, Pareto members, error
+bars and the dashboard in a real headless browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import plots, report
+from bench.record import write_atomic
+from conftest import ROOT
+
+T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+
+
+def record(method: str, seed: int, score: float | None, trainable: int, peak_mib: float, *, model: str = "minilm-l6",
+           task: str = "sst2", status: str = "success", error: str | None = None, random: bool = False,
+           sweep: str | None = "multirun/x", base_params: int = 1000, **method_cfg) -> dict:
+    """A record shaped like the real ones, with the figures the report reads set by hand."""
+    config = {"seed": seed, "model": {"name": model}, "task": {"name": task}, "train": {"lr": 1e-3, "max_steps": 100},
+              "method": {"name": method, **method_cfg}, "results_dir": "somewhere"}
+    rec = {"schema_version": 1, "run": {
+        "id": f"{method}-{seed}-{json.dumps(method_cfg, sort_keys=True)}-{model}-{task}-{status}", "config_hash": "h", "model": model,
+        "task": task, "method": method, "seed": seed, "sweep": sweep, "started_at": f"2026-01-01T00:00:{seed:02d}",
+        "status": status, "error": error, "random_weights": random, "config": config}}
+    if status != "success":
+        return rec
+    mib = 2**20
+    rec.update({
+        "params": {"trainable": trainable, "total": base_params + (trainable if method not in report.ADDS_NOTHING else 0),
+                   "percent": 100 * trainable / base_params},
+        "memory": {"peak_bytes": peak_mib * mib, "breakdown": {"weights_bytes": 10 * mib, "gradients_bytes": 1 * mib,
+                                                               "optimizer_state_bytes": 2 * mib,
+                                                               "activations_and_other_bytes": (peak_mib - 13) * mib}},
+        "speed": {"step_time_median_s": 0.5, "tokens_per_s": 100.0},
+        "quality": {"accuracy": score, "main_metric": "accuracy"},
+        "inference": {"model": {"batch_1": {"latency_per_example_s": 0.012}}, "base": {"batch_1": {"latency_per_example_s": 0.010}},
+                      **({"merged": {"batch_1": {"latency_per_example_s": 0.010}}} if method == "lora" else {})},
+        "storage": {"bytes": trainable * 4},
+        "forgetting": {"measure": "representation_cosine", "delta": -0.01},
+    })
+    return rec
+
+
+def known_records() -> list[dict]:
+    recs = [record("full", s, sc, 1000, 900) for s, sc in enumerate([0.90, 0.91, 0.92])]
+    recs += [record("lora", s, sc, 10, 300, r=8) for s, sc in enumerate([0.80, 0.82, 0.84])]
+    recs += [record("lora", s, sc, 2, 290, r=1) for s, sc in enumerate([0.70, 0.74, 0.78])]
+    recs += [record("lora", 0, 0.85, 40, 320, r=32), record("lora", 1, None, 0, 0, r=32, status="oom", error="OutOfMemoryError: CUDA")]
+    recs += [record("bitfit", 0, 0.69, 5, 280)]  # dominated by lora r=1 (fewer params, higher score)
+    recs += [record("prompt_tuning", 0, 0.60, 1, 600, num_virtual_tokens=20)]
+    recs += [record("prefix_tuning", 0, None, 0, 0, status="failed", error="config: prefix tuning needs a decoder")]
+    return recs
+
+
+def test_points_mean_interval_and_seed_counts_match_hand_computation():
+    runs = report.runs_frame(known_records())
+    points = report.points_frame(runs).set_index("label")
+    lora8 = points.loc["lora r=8"]
+    assert lora8["seeds"] == 3 and lora8["score_mean"] == pytest.approx(0.82)
+    # sd of (0.80, 0.82, 0.84) = 0.02; half-width = t(0.975, 2) * 0.02 / sqrt(3)
+    assert lora8["score_ci95"] == pytest.approx(T_975_2 * 0.02 / math.sqrt(3), rel=1e-9)
+    assert lora8["score_ci95"] == pytest.approx(0.049683, abs=1e-6)
+    lora1 = points.loc["lora r=1"]
+    assert lora1["score_ci95"] == pytest.approx(T_975_2 * 0.04 / math.sqrt(3), rel=1e-9)
+    r32 = points.loc["lora r=32"]  # one success, one OOM: the success counts, the OOM is reported
+    assert r32["seeds"] == 1 and r32["score_mean"] == 0.85 and math.isnan(r32["score_ci95"])
+    assert r32["status"] == "1/2 success" and r32["reason"] == "OutOfMemoryError: CUDA"
+    assert points.loc["prefix_tuning"]["status"] == "failed" and points.loc["prefix_tuning"]["seeds"] == 0
+
+
+def test_pareto_front_members_by_params_and_by_memory():
+    points = report.points_frame(report.runs_frame(known_records()))
+    by_label = dict(zip(points["point"], points["label"]))
+    front = [by_label[p] for p in report.pareto_front(points, "trainable")]
+    # params: prompt (1, .60), lora r=1 (2, .74), bitfit (5, .69) dominated, lora r=8 (10, .82),
+    # lora r=32 (40, .85), full (1000, .91); the failed prefix point has no figures
+    assert front == ["prompt_tuning", "lora r=1", "lora r=8", "lora r=32", "full"]
+    front = [by_label[p] for p in report.pareto_front(points, "peak_bytes")]
+    # memory: bitfit 280 (.69), lora r=1 290 (.74), lora r=8 300 (.82), lora r=32 320 (.85), prompt 600 (.60) dominated, full 900 (.91)
+    assert front == ["bitfit", "lora r=1", "lora r=8", "lora r=32", "full"]
+
+
+def test_tables_hold_the_numbers_and_failed_points_with_their_reason(tmp_path: Path):
+    runs = report.runs_frame(known_records())
+    points = report.points_frame(runs)
+    report.write_tables(runs, points, tmp_path)
+    md = (tmp_path / "tables" / "minilm-l6__sst2.md").read_text()
+    assert "| lora r=8 | 10 | 1.000 | 300 | 10 | 1.0 | 2.0 | 287 | 0.500 | 100 | 0.820 ± 0.050 | 3 | 12.00 | 1.20 | 0.00 | -0.0100 | success |" in md
+    assert "| full | 1,000 | 100.000 | 900 |" in md and "0.910 ± 0.025 | 3 |" in md  # sd 0.01 -> 4.3027 * 0.01 / 1.732 = 0.0248
+    assert "| prefix_tuning |" in md and "failed: config: prefix tuning needs a decoder |" in md
+    assert "1/2 success: OutOfMemoryError: CUDA" in md
+    with open(tmp_path / "tables" / "minilm-l6__sst2.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert rows["lora r=1"]["accuracy (mean ± 95% CI)"] == "0.740 ± 0.099" and rows["lora r=1"]["seeds"] == "3"
+    assert len(list(csv.DictReader(open(tmp_path / "tables" / "runs.csv")))) == len(known_records())
+
+
+def test_rank_plot_error_bars_are_the_intervals_and_full_is_the_reference_line():
+    points = report.points_frame(report.runs_frame(known_records()))
+    fig = plots.rank_vs_score(points)
+    ax = fig.axes[0]
+    container = ax.containers[0]
+    xs, ys = (list(v) for v in container.lines[0].get_data())
+    assert xs == [1.0, 8.0, 32.0] and ys == pytest.approx([0.74, 0.82, 0.85])
+    segments = container.lines[2][0].get_segments()
+    halves = [(seg[1][1] - seg[0][1]) / 2 for seg in segments]
+    assert halves == pytest.approx([T_975_2 * 0.04 / math.sqrt(3), T_975_2 * 0.02 / math.sqrt(3), 0.0], rel=1e-9)
+    assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
+    reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(reference) == 1 and reference[0].get_ydata()[0] == pytest.approx(0.91)
+    assert plots.rank_vs_score(points[points["lora_r"] != 1].loc[lambda p: p["lora_r"] != 32]) is None  # one rank: no curve
+
+
+def test_random_weight_runs_are_cost_only(tmp_path: Path):
+    recs = [record("lora", s, 0.99, 10, 100, model="tiny-bert", random=True, r=r) for s in (0, 1) for r in (1, 2)]
+    runs = report.runs_frame(recs)
+    points = report.points_frame(runs)
+    assert points["score_mean"].isna().all()
+    drawn = plots.draw_all(points, tmp_path)
+    assert not any("score" in name for name in drawn) and any(name.endswith("speed_memory") for name in drawn)
+    report.write_tables(runs, points, tmp_path)
+    text = (tmp_path / "tables" / "tiny-bert__sst2.md").read_text()
+    assert "0.990" not in text and "(random weights)" in text and "cost only" in text
+
+
+def _write(records: list[dict], folder: Path) -> None:
+    for rec in records:
+        write_atomic(folder / f"{rec['run']['id']}.json", rec)
+
+
+def prompt_records() -> list[dict]:
+    recs = []
+    for model, size, full_score, pt_scores in (("small", 1000, 0.90, [0.60, 0.65]), ("large", 100000, 0.93, [0.85, 0.90])):
+        recs.append(record("full", 0, full_score, size, 500, model=model, base_params=size))
+        for length, sc in zip((5, 20), pt_scores):
+            recs.append(record("prompt_tuning", 0, sc, length * 8, 400, model=model, base_params=size, num_virtual_tokens=length))
+    return recs
+
+
+def test_the_command_writes_tables_plots_and_a_dashboard(tmp_path: Path):
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    _write(known_records(), a)
+    _write(prompt_records(), b)
+    proc = subprocess.run([sys.executable, "-m", "bench", "report", f"results_dir={a},{b}", f"output_dir={out}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{len(known_records()) + len(prompt_records())} records" in proc.stdout
+    names = {p.name for p in (out / "plots").iterdir()}
+    for stem in ("minilm-l6__sst2__rank_vs_score", "minilm-l6__sst2__params_vs_score", "minilm-l6__sst2__memory_vs_score",
+                 "minilm-l6__sst2__speed_memory", "minilm-l6__sst2__inference", "all-models__sst2__prompt_length",
+                 "all-models__sst2__prompt_scale"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
+        assert (out / "plots" / f"{stem}.png").stat().st_size > 10_000
+    page = (out / "dashboard.html").read_text()
+    assert "cdn" not in page.lower().split("<script>")[0] and 'src="http' not in page  # nothing fetched from the network
+    bad = subprocess.run([sys.executable, "-m", "bench.report", f"results_dir={tmp_path / 'nope'}"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "results_dir=" in bad.stderr
+
+
+def test_prompt_scale_plot_has_full_and_each_prompt_length_across_sizes():
+    points = report.points_frame(report.runs_frame(prompt_records()))
+    assert dict(zip(points["model"], points["model_size"])) == {"small": 1000.0, "large": 100000.0}
+    fig = plots.prompt_scale(points)
+    lines = {c.get_label(): list(c.lines[0].get_data()[1]) for c in fig.axes[0].containers}
+    assert lines == {"full fine-tuning": pytest.approx([0.90, 0.93]), "prompt tuning, P=5": pytest.approx([0.60, 0.85]),
+                     "prompt tuning, P=20": pytest.approx([0.65, 0.90])}
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+def test_dashboard_in_a_headless_browser_loads_renders_and_filters(tmp_path: Path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    _write(known_records() + prompt_records(), tmp_path / "records")
+    made = report.build([tmp_path / "records"], tmp_path / "out")
+    page_path = tmp_path / "out" / "dashboard.html"
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(page_path.as_uri())
+        page.wait_for_selector(".chart .main-svg")
+        total = made["points"]
+        assert page.locator("#points tbody tr").count() == total
+        assert page.locator(".chart").count() >= 3 and page.locator(".chart .scatterlayer .point").count() > 0
+        page.screenshot(path=str(tmp_path / "out" / "dashboard.png"), full_page=True)
+
+        page.select_option("#f-method", "lora")
+        lora_rows = page.locator("#points tbody tr").count()
+        assert lora_rows == 3 and page.locator("#count").inner_text() == f"3 of {total} points"
+        page.select_option("#f-method", "")
+        page.select_option("#f-model", "large")
+        assert page.locator("#points tbody tr").count() == 3  # full, prompt P=5, P=20
+        assert page.locator(".chart:visible").count() >= 1 and page.locator(".chart:visible[data-model='minilm-l6']").count() == 0
+        page.select_option("#f-model", "")
+        page.fill("#f-text", "OutOfMemory")
+        assert page.locator("#points tbody tr").count() == 1
+        page.fill("#f-text", "")
+        page.click("th[data-key='score_mean']")
+        page.click("th[data-key='score_mean']")  # descending
+        first = page.locator("#points tbody tr").first.locator("td").nth(8).inner_text()
+        assert first == "0.930"
+        browser.close()
+    assert errors == []
+
+
+def test_report_on_thousands_of_records_prints_its_time(tmp_path: Path):
+    """Not a timing assertion (shared machines are noisy): it builds the report from 3,000 records
+    and prints how long that took."""
+    records = []
+    for i in range(3000):
+        r = [1, 2, 4, 8, 16, 32, 64][i % 7]
+        records.append(record("lora", i // 7, 0.7 + 0.01 * (i % 7), r * 10, 300 + r, r=r, task=f"task{i % 5}"))
+    _write(records, tmp_path / "records")
+    start = time.perf_counter()
+    made = report.build([tmp_path / "records"], tmp_path / "out")
+    seconds = time.perf_counter() - start
+    assert made["records"] == 3000 and made["points"] == 35
+    print(f"report: 3,000 records -> {made['points']} points, {len(made['files'])} files in {seconds:.1f} s")
+
+
+def test_wandb_report_run_holds_the_table_and_the_plots(tmp_path: Path, monkeypatch):
+    """wandb=true: one offline run of job_type 'report' in the records' sweep group, holding the
+    comparison table (one row per point) and the plots."""
+    from bench.tracking import read_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    _write(known_records(), tmp_path / "records")
+    made = report.build([tmp_path / "records"], tmp_path / "out", to_wandb=True)
+    assert made["wandb"]["error"] is None
+    wb = read_offline_run(made["wandb"]["dir"])
+    assert wb["run"]["job_type"] == "report" and wb["run"]["run_group"] == "multirun/x"
+    logged = wb["summary"]  # nested values come back flattened: comparison/_type, plots/<name>/_type, ...
+    assert logged["comparison/_type"] == "table-file" and logged["comparison/nrows"] == made["points"]
+    table = json.loads((Path(made["wandb"]["dir"]) / "files" / logged["comparison/path"]).read_text())
+    labels = table["columns"].index("label")
+    assert sorted(r[labels] for r in table["data"]) == sorted(report.points_frame(report.runs_frame(known_records()))["label"])
+    images = {k.rsplit("/", 1)[0] for k, v in logged.items() if k.startswith("plots/") and k.endswith("/_type") and v == "image-file"}
+    assert images == {f"plots/{name}" for name in made["plots"]}
