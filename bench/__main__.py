@@ -53,6 +53,7 @@ def app(cfg: DictConfig) -> None:
         print(f"\n{record['run']['id']}: {status}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
         print(markdown_table([record]))
         print(f"record: {record['run'].get('path')}")
+        print_tracking(record)
         if status != "success":
             sys.exit(1)
         return
@@ -67,6 +68,20 @@ def app(cfg: DictConfig) -> None:
     record = run_isolated(cfg, sweep, cores_for_job(hydra_cfg.launcher))  # one fresh process per point
     (job_dir / POINTER).write_text(str(record["run"]["path"]))
     print(f"\n{record['run']['id']}: {record['run']['status']}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
+    print_tracking(record)
+
+
+def print_tracking(record: dict[str, Any]) -> None:
+    """Where the W&B copy went, and how to upload it when it is offline."""
+    tracked = record.get("tracking")
+    if not tracked:
+        return
+    if tracked.get("error"):
+        print(f"W&B: not tracked ({tracked['error']})")
+    elif tracked.get("mode") == "offline":
+        print(f"W&B: offline run in {tracked['dir']} (upload: wandb sync {tracked['dir']})")
+    elif tracked.get("url"):
+        print(f"W&B: {tracked['url']}")
 
 
 def main() -> None:
