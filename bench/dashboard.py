@@ -78,9 +78,9 @@ def figures(points) -> list[dict[str, Any]]:
         lora = scored[(scored["method"] == "lora") & scored["lora_r"].notna()]
         if lora["lora_r"].nunique() >= 2:
             fig = go.Figure()
-            for targets, line in lora.groupby(lora["target_modules"].fillna("default")):
+            for series, line in lora.groupby("series"):
                 line = line.sort_values("lora_r")
-                fig.add_trace(go.Scatter(x=line["lora_r"], y=line["score_mean"], mode="lines+markers", name=f"LoRA on {targets}",
+                fig.add_trace(go.Scatter(x=line["lora_r"], y=line["score_mean"], mode="lines+markers", name=series,
                                          error_y={"type": "data", "array": line["score_ci95"].fillna(0).tolist()}))
             full = scored[scored["method"] == "full"]
             if len(full):

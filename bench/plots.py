@@ -44,15 +44,16 @@ def rank_vs_score(points) -> Figure | None:
     if lora["lora_r"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for targets, line in lora.groupby(lora["target_modules"].fillna("default"), sort=True):
+    for series, line in lora.groupby("series", sort=True):  # a line per target set (and per other differing knob)
         line = line.sort_values("lora_r")
-        ax.errorbar(line["lora_r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=f"LoRA on {targets}")
-    full = scored[scored["method"] == "full"]
-    if len(full):
-        best = full.sort_values("score_mean").iloc[-1]
-        ax.axhline(best["score_mean"], color="black", linestyle="--", label=f"full fine-tuning ({best['score_mean']:.3f})")
-        if best["score_ci95"] is not None and best["score_ci95"] == best["score_ci95"]:
-            ax.axhspan(best["score_mean"] - best["score_ci95"], best["score_mean"] + best["score_ci95"], color="black", alpha=0.08)
+        targets = line["target_modules"].iloc[0]
+        rest = " ".join(series.removeprefix("lora").replace(str(targets), "").split())  # the other knobs that differ, if any
+        name = f"LoRA on {targets}" + (f" ({rest})" if rest else "")
+        ax.errorbar(line["lora_r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
+    for _, full in scored[scored["method"] == "full"].iterrows():  # the reference: full fine-tuning's score and interval
+        ax.axhline(full["score_mean"], color="black", linestyle="--", label=f"full fine-tuning{full['label'].removeprefix('full')} ({full['score_mean']:.3f})")
+        if full["score_ci95"] is not None and full["score_ci95"] == full["score_ci95"]:
+            ax.axhspan(full["score_mean"] - full["score_ci95"], full["score_mean"] + full["score_ci95"], color="black", alpha=0.08)
     ranks = sorted(lora["lora_r"].astype(int).unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ranks, [str(r) for r in ranks])
@@ -97,9 +98,10 @@ def prompt_length(points) -> Figure | None:
     if pt["num_virtual_tokens"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for model, line in pt.groupby("model"):
+    for (model, series), line in pt.groupby(["model", "series"]):
         line = line.sort_values("num_virtual_tokens")
-        ax.errorbar(line["num_virtual_tokens"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=model)
+        name = model + series.removeprefix("prompt_tuning")
+        ax.errorbar(line["num_virtual_tokens"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("prompt length (virtual tokens, log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
@@ -118,13 +120,15 @@ def prompt_scale(points) -> Figure | None:
     if scored["model"].nunique() < 2 or not (scored["method"] == "prompt_tuning").any():
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    full = scored[scored["method"] == "full"].sort_values("score_mean").groupby("model").tail(1).sort_values("model_size")
-    if len(full):
-        ax.errorbar(full["model_size"], full["score_mean"], yerr=_yerr(full), marker="s", color="black", capsize=4, label="full fine-tuning")
+    for series, full in scored[scored["method"] == "full"].groupby("series"):
+        full = full.sort_values("model_size")
+        ax.errorbar(full["model_size"], full["score_mean"], yerr=_yerr(full), marker="s", color="black", capsize=4,
+                    label="full fine-tuning" + series.removeprefix("full"))
     pt = scored[scored["method"] == "prompt_tuning"]
-    for length, line in pt.groupby("num_virtual_tokens"):
+    for (length, series), line in pt.groupby(["num_virtual_tokens", "series"]):
         line = line.sort_values("model_size")
-        ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=f"prompt tuning, P={int(length)}")
+        ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="o", capsize=4,
+                    label=f"prompt tuning, P={int(length)}" + series.removeprefix("prompt_tuning"))
     for _, row in scored.drop_duplicates("model").iterrows():
         ax.annotate(row["model"], (row["model_size"], ax.get_ylim()[0]), textcoords="offset points", xytext=(2, 4), fontsize=8, rotation=90)
     ax.set_xscale("log")

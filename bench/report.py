@@ -134,12 +134,13 @@ def runs_frame(records: list[dict[str, Any]]):
     if frame.empty:
         return frame
     frame["label"] = _labels(frame)
+    frame["series"] = _labels(frame, leave_out=("lora_r", "num_virtual_tokens"))  # a curve joins points that differ only on its axis
     return frame
 
 
-def _labels(frame) -> list[str]:
+def _labels(frame, leave_out: tuple[str, ...] = ()) -> list[str]:
     """Method name plus the knobs that vary among that method's runs on one model and task."""
-    knobs = ("lora_r", "target_modules", "num_virtual_tokens", "num_layers", "lr", "max_steps")
+    knobs = tuple(k for k in ("lora_r", "target_modules", "num_virtual_tokens", "num_layers", "lr", "max_steps") if k not in leave_out)
     short = {"lora_r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top", "lr": "lr", "max_steps": "steps"}
     varying: dict[tuple, list[str]] = {}
     for key, group in frame.groupby(["model", "task", "method"], dropna=False):
@@ -171,7 +172,7 @@ def points_frame(runs):
     for key, group in runs.groupby("point", sort=False):
         ok = group[group["status"] == "success"]
         first = group.iloc[0]
-        row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "lora_r", "target_modules",
+        row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "series", "lora_r", "target_modules",
                                                       "num_virtual_tokens", "num_layers", "random_weights", "main_metric")}
         row["runs"] = len(group)
         row["seeds"] = int(ok["seed"].nunique())
