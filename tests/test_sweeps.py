@@ -29,8 +29,10 @@ def bench(args: list[str], results: Path, sweep_dir: Path | None = None, timeout
 
 def start(args: list[str], results: Path, log: Path, sweep_dir: Path | None = None) -> subprocess.Popen:
     where = [f"results_dir={results}"] + ([f"hydra.sweep.dir={sweep_dir}"] if sweep_dir else [])
+    # SIGINT back to its default in the child: a shell's background job (as a CI runner may start
+    # us) inherits SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
     return subprocess.Popen([sys.executable, "-m", "bench", *args, *where], cwd=ROOT, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
