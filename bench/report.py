@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -336,6 +337,8 @@ def log_to_wandb(runs, points, drawn: dict[str, list[Path]], output_dir: Path) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
     args = parse_args(sys.argv[1:] if argv is None else argv)
     results_dirs = [Path(p) for p in args.get("results_dir", "results/runs").split(",")]
     for folder in results_dirs:
