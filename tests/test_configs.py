@@ -116,32 +116,27 @@ def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, a
     print(f"{args}: failed in {seconds:.2f} s (process start and imports included)")
 
 
-SWEEP_PRESETS = {"methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 8, "selective_depth": 6}
+SWEEP_PRESETS = {"methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 10, "selective_depth": 6}
 
 
 @pytest.mark.parametrize("name,points", SWEEP_PRESETS.items())
 def test_sweep_presets_state_their_command_and_expand_to_their_points(name: str, points: int):
-    """Each preset's header gives its command; its sweep is the cartesian product of its lists,
-    and every point composes and validates (except the ones a preset says are refused)."""
-    import itertools
-
+    """Each preset's header gives its command; its sweep expands (points crossed with params, or
+    params alone) to its number of points, and a spread of them composes and validates (except the
+    ones a preset says are refused)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.peft_bench_sweeper import PointsSweeper
 
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     assert f"python -m bench -m experiment={name}" in text
-    cfg = make_cfg([f"experiment={name}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    parser = OverridesParser.create()
-    axes = []
-    for key, values in params.items():
-        override = parser.parse_override(f"{key}={values}")
-        axes.append([(key, v) for v in override.sweep_iterator()] if override.is_sweep_override() else [(key, override.value())])
-    combos = list(itertools.product(*axes))
-    assert len(combos) == points
-    for combo in combos[:: max(1, len(combos) // 6)]:  # a spread of points, each validated
-        overrides = [f"experiment={name}"] + [f"{k}={'null' if v is None else v}" for k, v in combo]
-        point = make_cfg(overrides)
-        if point.method.name == "prefix_tuning" or (point.method.name == "prompt_tuning" and point.model.name == "smollm2-135m"):
+    sweeper_cfg = make_cfg([f"experiment={name}"], return_hydra_config=True).hydra.sweeper
+    sweeper = PointsSweeper(points=list(sweeper_cfg.get("points") or []), params=dict(sweeper_cfg.params))
+    jobs = sweeper.jobs([], OverridesParser.create())
+    assert len(jobs) == points
+    for job in jobs[:: max(1, len(jobs) // 6)]:
+        point = make_cfg([f"experiment={name}", *job])
+        if point.method.name == "prefix_tuning" or point.model.name == "smollm2-135m":
             continue  # prefix tuning on an encoder is refused by design; SmolLM2 needs its wheel fetched
         assert validate(point) in ("encoder", "decoder")
 

@@ -1,0 +1,76 @@
+"""The points sweeper: a sweep given as a list of points, each a line of overrides that may hold
+its own comma lists, crossed with the shared `params` (seeds, say). Why: Hydra's basic sweeper only
+builds one cartesian product, so a preset cannot put `method=full` and `method=lora method.r=1,2,4`
+in one sweep (`method.r` does not exist on `method=full`). It lives in `hydra_plugins` because
+Hydra loads sweepers only from there. A preset selects it with `override /hydra/sweeper: points`.
+
+(No `from __future__ import annotations` here: Hydra executes plugin modules outside sys.modules,
+where dataclasses cannot resolve string annotations.)"""
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass
+class PointsSweeperConf:
+    _target_: str = "hydra_plugins.peft_bench_sweeper.PointsSweeper"
+    points: List[str] = field(default_factory=list)  # one line of overrides per point; comma lists expand
+    params: Optional[Dict[str, str]] = None  # crossed with every point, e.g. {seed: "0,1,2"}
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="points", node=PointsSweeperConf, provider="peft-bench")
+
+
+class PointsSweeper(Sweeper):
+    def __init__(self, points: Optional[List[str]] = None, params: Optional[Dict[str, str]] = None) -> None:
+        super().__init__()
+        self.points = list(points or [])
+        self.params = dict(params or {})
+        self.config: Optional[DictConfig] = None
+        self.launcher: Optional[Launcher] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def jobs(self, arguments: List[str], parser: OverridesParser) -> List[List[str]]:
+        """Every point's jobs, in order: the point's overrides crossed with params and the command
+        line (a later one wins on a shared key); a job that two points both produce runs once."""
+        jobs: List[List[str]] = []
+        for point in self.points or [""]:
+            axes: Dict[str, List[str]] = {}
+            shared = [f"{k}={v}" for k, v in self.params.items()]
+            for override in parser.parse_overrides(shared + point.split() + list(arguments)):
+                key = override.get_key_element()
+                if override.is_sweep_override():
+                    axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+                else:
+                    axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+            for job in itertools.product(*axes.values()):
+                if list(job) not in jobs:
+                    jobs.append(list(job))
+        return jobs
+
+    def sweep(self, arguments: List[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.validate_batch_is_legal(jobs)  # every job composes before the first one starts
+        results = self.launcher.launch(jobs, initial_job_idx=0)
+        for result in results:
+            _ = result.return_value  # raises if a job raised
+        return [results]
