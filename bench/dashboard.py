@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.report import MIB, pareto_front
+from bench.report import MIB, pareto_front, scored as scored_points
 
 COLUMNS = [  # (key in the row, header, kind)
     ("model", "model", "text"), ("task", "task", "text"), ("label", "method", "text"),
@@ -56,8 +56,8 @@ def figures(points) -> list[dict[str, Any]]:
 
     out = []
     for (model, task), group in points.groupby(["model", "task"]):
-        scored = group[(group["seeds"] > 0) & group["score_mean"].notna() & ~group["random_weights"].astype(bool)]
-        if len(scored) < 1:
+        scored = scored_points(group)
+        if scored.empty:
             continue
         metric = str(scored["main_metric"].iloc[0])
         for cost, title, scale in (("trainable", "trainable parameters", 1.0), ("peak_bytes", "peak memory (MiB)", float(MIB))):

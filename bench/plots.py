@@ -13,14 +13,10 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report import MIB, pareto_front  # noqa: E402
+from bench.report import MIB, pareto_front, scored as _scored  # noqa: E402
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
-
-
-def _scored(points):
-    return points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool)]
 
 
 def _metric(points) -> str:

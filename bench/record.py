@@ -18,13 +18,17 @@ SCHEMA_VERSION = 1
 NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force")
 
 
+def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """sha256 of a resolved config (a plain dict) minus where-it-goes keys and `leave_out`."""
+    kept = {k: v for k, v in plain.items() if k not in NON_IDENTITY_KEYS and k not in leave_out}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """sha256 of the resolved config minus where-it-goes keys: equal hashes = the same experiment."""
+    """Equal hashes = the same experiment (the report's points also leave out the seed)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    for key in NON_IDENTITY_KEYS:
-        plain.pop(key, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+    return config_digest(plain)
 
 
 def write_atomic(path: Path, record: dict[str, Any]) -> Path:

@@ -16,8 +16,6 @@ Random-weight models are reported for cost only: their quality is left blank."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import signal
 import sys
@@ -25,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.record import NON_IDENTITY_KEYS, load_records
+from bench.record import config_digest, load_records
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -80,8 +78,7 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
 # ---------------------------------------------------------------- records -> runs -> points
 def point_key(config: dict[str, Any]) -> str:
     """A point is a config without its seed (and without where-it-goes keys)."""
-    plain = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS and k != "seed"}
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return config_digest(config, leave_out=("seed",))[:12]
 
 
 def _get(d: dict | None, *path: str) -> Any:
@@ -210,6 +207,11 @@ def model_sizes(runs) -> dict[str, float]:
     return sizes
 
 
+def scored(points):
+    """The points with a score to plot: at least one successful seed, pretrained weights."""
+    return points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool)]
+
+
 def pareto_front(points, cost: str, score: str = "score_mean") -> list[str]:
     """Point keys on the front: no other point costs less or the same and scores at least as well
     (one of them strictly). Walks the points from cheapest, keeping each that beats every cheaper one."""
@@ -291,13 +293,17 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return args
 
 
+def read(results_dirs: list[Path], sweep: str | None = None) -> list[dict[str, Any]]:
+    """The records under every folder, those of one sweep when `sweep` is given."""
+    records = [r for d in results_dirs for r in load_records(d)]
+    return [r for r in records if r["run"].get("sweep") == sweep] if sweep else records
+
+
 def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, to_wandb: bool = False) -> dict[str, Any]:
     """Everything the report writes, from the records under results_dirs; returns what it made."""
     from bench import dashboard, plots
 
-    records = [r for d in results_dirs for r in load_records(d)]
-    if sweep:
-        records = [r for r in records if r["run"].get("sweep") == sweep]
+    records = read(results_dirs, sweep)
     runs = runs_frame(records)
     if runs.empty:
         return {"records": 0, "files": []}
@@ -326,7 +332,8 @@ def log_to_wandb(runs, points, drawn: dict[str, list[Path]], output_dir: Path) -
         run = wandb.init(project="peft-bench", mode=resolve_mode(OmegaConf.create({"mode": "auto"})), dir=str(output_dir),
                          group=str(sweeps[0]) if len(sweeps) == 1 else None, job_type="report", name="report",
                          settings=wandb.Settings(silent=True, console="off"))
-        table = points.drop(columns=["point"]).astype(object).where(points.drop(columns=["point"]).notna(), None)
+        shown = points.drop(columns=["point"])
+        table = shown.astype(object).where(shown.notna(), None)
         run.log({"comparison": wandb.Table(dataframe=table),
                  **{f"plots/{name}": wandb.Image(str(paths[0])) for name, paths in drawn.items()}})
         run.finish()
@@ -346,10 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results_dir={folder} is not a folder of run records", file=sys.stderr)
             return 2
     if "output_dir" not in args:
-        records = [r for d in results_dirs for r in load_records(d)]
-        if args.get("sweep"):
-            records = [r for r in records if r["run"].get("sweep") == args["sweep"]]
-        print(markdown_table(records))
+        print(markdown_table(read(results_dirs, args.get("sweep"))))
         return 0
     start = time.perf_counter()
     made = build(results_dirs, Path(args["output_dir"]), args.get("sweep"), args.get("wandb", "false").lower() in ("1", "true", "yes"))
