@@ -249,3 +249,12 @@ def test_wandb_report_run_holds_the_table_and_the_plots(tmp_path: Path, monkeypa
     assert sorted(r[labels] for r in table["data"]) == sorted(report.points_frame(report.runs_frame(known_records()))["label"])
     images = {k.rsplit("/", 1)[0] for k, v in logged.items() if k.startswith("plots/") and k.endswith("/_type") and v == "image-file"}
     assert images == {f"plots/{name}" for name in made["plots"]}
+
+
+def test_bad_report_arguments_name_the_key_and_the_valid_ones():
+    with pytest.raises(SystemExit) as info:
+        report.parse_args(["results_dir=a", "ouput_dir=b"])
+    assert "unknown key 'ouput_dir'" in str(info.value) and "output_dir" in str(info.value)
+    with pytest.raises(SystemExit) as info:
+        report.parse_args(["results"])
+    assert "expected key=value" in str(info.value)
