@@ -86,6 +86,8 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
     _number(t, "weight_decay", "train.weight_decay", 0.0, 1.0, "AdamW weight decay")
     _number(t, "max_grad_norm", "train.max_grad_norm", 0.0, 1e6, "0 turns clipping off")
     _int(t, "eval_every", "train.eval_every", 0, "0 = evaluate only at the end")
+    if not isinstance(t.get("group_by_length", False), bool):
+        raise ConfigError("train.group_by_length", t.group_by_length, "true or false")
     if t.schedule not in SCHEDULES:
         raise ConfigError("train.schedule", t.schedule, f"one of {', '.join(SCHEDULES)}")
     if e.get("max_examples") is not None:

@@ -49,13 +49,34 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
     return factor
 
 
-def batches(features: list[dict], batch_size: int, seed: int, collate: Callable) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless shuffled batches; each epoch reshuffled from the run's seed."""
+def batches(features: list[dict], batch_size: int, seed: int, collate: Callable,
+            group_by_length: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless shuffled batches; each epoch reshuffled from the run's seed. With group_by_length,
+    examples of similar length share a batch, so dynamic padding pads little."""
     gen = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(features), generator=gen).tolist()
+        if group_by_length:
+            order = length_grouped(order, features, batch_size, gen)
         for b in range(max(1, len(order) // batch_size)):  # the last partial batch is dropped
             yield collate([features[i] for i in order[b * batch_size : (b + 1) * batch_size]])
+
+
+GROUP_WINDOW = 50  # batches per window sorted by length: wide enough to pad little, narrow enough to stay random
+
+
+def length_grouped(order: list[int], features: list[dict], batch_size: int, gen: torch.Generator) -> list[int]:
+    """Sort each window of GROUP_WINDOW batches of a shuffled order by length, cut it into batches,
+    then shuffle the batches: each batch holds similar lengths, and which batch comes next is random.
+    Only whole batches are kept, as without grouping."""
+    window = GROUP_WINDOW * batch_size
+    groups: list[list[int]] = []
+    for w in range(0, len(order), window):
+        part = sorted(order[w : w + window], key=lambda i: len(features[i]["input_ids"]))
+        groups += [part[b : b + batch_size] for b in range(0, len(part) - batch_size + 1, batch_size)]
+    if not groups:  # fewer examples than one batch: keep them all, as without grouping
+        return order
+    return [i for g in torch.randperm(len(groups), generator=gen).tolist() for i in groups[g]]
 
 
 def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
@@ -72,7 +93,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     max_steps = int(tcfg.max_steps)
     warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
-    data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate)
+    data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate, bool(tcfg.get("group_by_length", False)))
     accum = int(tcfg.grad_accum_steps)
     result = TrainResult(optimizer=optimizer)
     bar = progress(max_steps, "train", every=int(tcfg.log_every))

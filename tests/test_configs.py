@@ -61,6 +61,11 @@ def test_negative_lr():
     assert err.field == "train.lr" and "(0.0, 10.0]" in str(err)
 
 
+def test_group_by_length_must_be_a_bool():
+    err = _error(["train.group_by_length=sometimes"])
+    assert err.field == "train.group_by_length" and "true or false" in str(err)
+
+
 def test_missing_data_root(tmp_path: Path):
     err = _error(["task=sst2", f"data_root={tmp_path / 'nowhere'}"])
     assert err.field == "data_root" and "../shared/datasets" in str(err)
@@ -116,7 +121,7 @@ def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, a
     print(f"{args}: failed in {seconds:.2f} s (process start and imports included)")
 
 
-SWEEP_PRESETS = {"methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 10, "selective_depth": 6}
+SWEEP_PRESETS = {"dialogsum_smollm2": 22, "glue_minilm": 33, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 10, "selective_depth": 6}
 
 
 @pytest.mark.parametrize("name,points", SWEEP_PRESETS.items())

@@ -65,3 +65,31 @@ def test_mrpc_pairs_read_despite_quotes_and_bom():
     cfg = make_cfg(["task=mrpc", f"data_root={SHARED_DATA}"])
     first = read_rows(cfg.task, cfg.data_root, "eval")[0]
     assert first["Quality"] == "1" and first["#2 String"].startswith('" The foodservice pie')
+
+
+def test_length_grouped_batches_cover_each_example_once_and_pad_less():
+    """One epoch of grouped batches is a permutation of the whole batches, with far less padding."""
+    import random
+
+    from bench.train import batches
+
+    rng = random.Random(0)
+    feats = [{"input_ids": [0] * rng.randint(3, 120), "i": i} for i in range(1000)]
+    collate = lambda batch: {"i": [f["i"] for f in batch], "lens": [len(f["input_ids"]) for f in batch]}  # noqa: E731
+
+    def epoch(group: bool, seed: int = 0) -> list[dict]:
+        stream = batches(feats, 16, seed, collate, group_by_length=group)
+        return [next(stream) for _ in range(1000 // 16)]
+
+    def padding(epoch_batches: list[dict]) -> float:
+        padded = sum(max(b["lens"]) * len(b["lens"]) for b in epoch_batches)
+        return 1 - sum(sum(b["lens"]) for b in epoch_batches) / padded
+
+    grouped = epoch(True)
+    seen = [i for b in grouped for i in b["i"]]
+    assert len(seen) == len(set(seen)) == (1000 // 16) * 16
+    assert all(len(b["i"]) == 16 for b in grouped)
+    assert padding(grouped) < 0.1 < 0.3 < padding(epoch(False))
+    assert [b["i"] for b in epoch(True, seed=1)] != [b["i"] for b in grouped]  # the order still depends on the seed
+    # fewer examples than a batch: one partial batch, as without grouping
+    assert len(next(batches(feats[:5], 16, 0, collate, group_by_length=True))["i"]) == 5

@@ -47,3 +47,29 @@ def test_classification_by_hand():
 def test_rouge_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="2 predictions but 1"):
         metrics.rouge(["a", "b"], [["a"]])
+
+
+def test_classification_eval_batches_by_length_yet_scores_each_example_against_its_own_label():
+    """Eval sorts examples by length to pad little; each prediction must still land on its example."""
+    import random
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.tasks.classification import _evaluate
+
+    class FirstTokenParity(torch.nn.Module):  # predicts the parity of each row's first token
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(logits=torch.nn.functional.one_hot(input_ids[:, 0] % 2, 2).float())
+
+    rng = random.Random(0)
+    feats = []
+    for _ in range(101):
+        first = rng.randint(1, 9)
+        feats.append({"input_ids": [first] + [5] * rng.randint(0, 40), "label": first % 2})
+    collate = lambda batch: {"input_ids": torch.tensor([f["input_ids"] + [0] * (41 - len(f["input_ids"])) for f in batch]),  # noqa: E731
+                             "attention_mask": torch.ones(len(batch), 41, dtype=torch.long)}
+    task = SimpleNamespace(eval=feats, collate=collate, num_labels=2)
+    progress = lambda total, desc: SimpleNamespace(update=lambda n: None, close=lambda: None)  # noqa: E731
+    out = _evaluate(FirstTokenParity(), task, SimpleNamespace(batch_size=8), torch.device("cpu"), progress)
+    assert out["accuracy"] == 1.0 and out["num_examples"] == 101

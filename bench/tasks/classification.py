@@ -35,15 +35,17 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[di
 def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
     """Batched forward passes, argmax, then the metrics over every evaluated example."""
     model.eval()
-    preds: list[int] = []
+    preds = [0] * len(task.eval)
+    order = sorted(range(len(task.eval)), key=lambda i: len(task.eval[i]["input_ids"]))  # similar lengths per batch: little padding
     bs = int(eval_cfg.batch_size)
     bar = progress(total=len(task.eval), desc="eval")
     with torch.no_grad():
-        for start in range(0, len(task.eval), bs):
-            chunk = task.eval[start : start + bs]
-            batch = {k: v.to(device) for k, v in task.collate(chunk).items() if k != "labels"}
-            preds += model(**batch).logits.argmax(-1).tolist()
-            bar.update(len(chunk))
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items() if k != "labels"}
+            for i, pred in zip(idx, model(**batch).logits.argmax(-1).tolist()):
+                preds[i] = pred
+            bar.update(len(idx))
     bar.close()
     gold = [f["label"] for f in task.eval]
     out: dict[str, Any] = metrics.classification(preds, gold, task.num_labels)
