@@ -185,6 +185,37 @@ def inference(points) -> Figure | None:
     return fig
 
 
+def curves(runs) -> Figure | None:
+    """Training curves of every point, mean over its seeds: the dev score at each periodic
+    evaluation (with the seeds' range shaded) and the training loss (running mean over 25 steps).
+    Whether a budget was long enough shows here: the curves should have flattened by the end."""
+    import pandas as pd
+
+    ok = runs[(runs["status"] == "success") & runs["eval_curve"].map(len).gt(1)]
+    if ok.empty:
+        return None
+    fig, (score_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = plt.get_cmap("tab20").colors
+    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
+        color = colors[i % len(colors)]
+        evals = pd.DataFrame([dict(c) for c in group["eval_curve"]]).T.sort_index()  # step x seed
+        score_ax.plot(evals.index, evals.mean(axis=1), marker=".", color=color, label=f"{label} ({len(group)} seeds)")
+        score_ax.fill_between(evals.index, evals.min(axis=1), evals.max(axis=1), color=color, alpha=0.15)
+        losses = pd.DataFrame([dict(c) for c in group["loss_curve"]]).T.sort_index()
+        loss_ax.plot(losses.index, losses.mean(axis=1).rolling(25, min_periods=1).mean(), color=color, label=label)
+    metric = str(ok["main_metric"].iloc[0])
+    score_ax.set_xlabel("optimizer step")
+    score_ax.set_ylabel(f"dev {metric} (mean over seeds; shade: min to max)")
+    loss_ax.set_xlabel("optimizer step")
+    loss_ax.set_ylabel("training loss (running mean of 25 steps, mean over seeds)")
+    for ax in (score_ax, loss_ax):
+        ax.grid(alpha=0.3)
+    score_ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(_title(ok, "Training curves"))
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig: Figure | None, stem: Path) -> list[Path]:
     if fig is None:
         return []
@@ -196,9 +227,14 @@ def _save(fig: Figure | None, stem: Path) -> list[Path]:
     return paths
 
 
-def draw_all(points, folder: Path) -> dict[str, list[Path]]:
-    """Every figure the points support; name -> [png, svg]."""
+def draw_all(points, folder: Path, runs=None) -> dict[str, list[Path]]:
+    """Every figure the points (and, for the training curves, the runs) support; name -> [png, svg]."""
     drawn: dict[str, list[Path]] = {}
+    if runs is not None:
+        for (model, task), group in runs.groupby(["model", "task"]):
+            paths = _save(curves(group), folder / f"{model}__{task}__curves")
+            if paths:
+                drawn[f"{model}__{task}__curves"] = paths
     for (model, task), group in points.groupby(["model", "task"]):
         for name, fig in (("rank_vs_score", rank_vs_score(group)),
                           ("params_vs_score", pareto(group, "trainable", "trainable parameters (log scale)")),

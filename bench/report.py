@@ -126,6 +126,8 @@ def runs_frame(records: list[dict[str, Any]]):
             "extra_input_tokens": inference.get("extra_input_tokens"),
             "storage_bytes": _get(rec, "storage", "bytes"),
             "forgetting_measure": _get(rec, "forgetting", "measure"), "forgetting_delta": _get(rec, "forgetting", "delta"),
+            "loss_curve": [(p["step"], p["loss"]) for p in rec.get("curve") or []],
+            "eval_curve": _eval_curve(rec),
         }
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -134,6 +136,17 @@ def runs_frame(records: list[dict[str, Any]]):
     frame["label"] = _labels(frame)
     frame["series"] = _labels(frame, leave_out=("lora_r", "num_virtual_tokens"))  # a curve joins points that differ only on its axis
     return frame
+
+
+def _eval_curve(rec: dict[str, Any]) -> list[tuple[int, float]]:
+    """(step, main metric) at each periodic evaluation, then the final score at the last step."""
+    quality, run = rec.get("quality") or {}, rec["run"]
+    main = quality.get("main_metric")
+    if run.get("random_weights") or main is None or run["status"] != "success":
+        return []
+    curve = rec.get("curve") or []
+    points = [(p["step"], p["eval"][main]) for p in curve if main in (p.get("eval") or {})]
+    return points + ([(curve[-1]["step"], quality[main])] if curve and main in quality else [])
 
 
 def _labels(frame, leave_out: tuple[str, ...] = ()) -> list[str]:
@@ -276,7 +289,7 @@ def write_tables(runs, points, out: Path) -> list[Path]:
             writer.writerows(rows)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     points.to_csv(folder / "points.csv", index=False)
-    runs.to_csv(folder / "runs.csv", index=False)
+    runs.drop(columns=["loss_curve", "eval_curve"]).to_csv(folder / "runs.csv", index=False)  # curves: in the records and the plots
     return written + [folder / "points.csv", folder / "runs.csv"]
 
 
@@ -310,7 +323,7 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
     points = points_frame(runs)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = write_tables(runs, points, output_dir)
-    drawn = plots.draw_all(points, output_dir / "plots")
+    drawn = plots.draw_all(points, output_dir / "plots", runs)
     files += [p for paths in drawn.values() for p in paths]
     files.append(dashboard.write(runs, points, drawn, output_dir / "dashboard.html"))
     made = {"records": len(records), "points": len(points), "files": files, "plots": drawn}

@@ -125,11 +125,34 @@ def test_random_weight_runs_are_cost_only(tmp_path: Path):
     runs = report.runs_frame(recs)
     points = report.points_frame(runs)
     assert points["score_mean"].isna().all()
-    drawn = plots.draw_all(points, tmp_path)
-    assert not any("score" in name for name in drawn) and any(name.endswith("speed_memory") for name in drawn)
+    drawn = plots.draw_all(points, tmp_path, runs)
+    assert not any("score" in name or "curves" in name for name in drawn) and any(name.endswith("speed_memory") for name in drawn)
     report.write_tables(runs, points, tmp_path)
     text = (tmp_path / "tables" / "tiny-bert__sst2.md").read_text()
     assert "0.990" not in text and "(random weights)" in text and "cost only" in text
+
+
+def test_training_curves_average_each_points_seeds(tmp_path: Path):
+    """The curves figure: one line per point, the mean over seeds of the periodic dev scores and
+    the final score at the last step; the loss panel plots the running mean of the loss."""
+    recs = []
+    for seed, (mid, final) in enumerate([(0.6, 0.80), (0.7, 0.90)]):
+        rec = record("lora", seed, final, 10, 100, r=4)
+        rec["curve"] = [{"step": s, "loss": 1.0 / s, **({"eval": {"accuracy": mid}} if s == 5 else {})} for s in range(1, 11)]
+        recs.append(rec)
+    recs.append(record("full", 0, 0.95, 1000, 900))  # no curve: left out of the figure
+    runs = report.runs_frame(recs)
+    assert runs.set_index("method").loc["lora", "eval_curve"].iloc[0] == [(5, 0.6), (10, 0.80)]
+    fig = plots.curves(runs)
+    score_ax, loss_ax = fig.axes
+    (line,) = score_ax.get_lines()
+    assert list(line.get_xdata()) == [5, 10] and list(line.get_ydata()) == pytest.approx([0.65, 0.85])
+    assert "(2 seeds)" in line.get_label()
+    assert loss_ax.get_lines()[0].get_ydata()[1] == pytest.approx((1.0 + 0.5) / 2)
+    drawn = plots.draw_all(report.points_frame(runs), tmp_path, runs)
+    assert "minilm-l6__sst2__curves" in drawn and all(p.exists() for p in drawn["minilm-l6__sst2__curves"])
+    report.write_tables(runs, report.points_frame(runs), tmp_path)
+    assert "eval_curve" not in (tmp_path / "tables" / "runs.csv").read_text().splitlines()[0]
 
 
 def _write(records: list[dict], folder: Path) -> None:
