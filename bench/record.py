@@ -15,12 +15,22 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
 SCHEMA_VERSION = 1
 # Keys that change where results go or how they are shown, not what is measured.
-NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force")
+NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force", "cache_data")
+
+
+# Knobs added after records existed, with the default that reproduces the earlier behaviour. At
+# that default a knob is left out of the digest, so an earlier record still matches its point
+# (a sweep skips it, the report joins its seeds); set to anything else, it makes a new point.
+ADDED_KNOBS: dict[tuple[str, str], Any] = {("train", "group_by_length"): False}
 
 
 def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
-    """sha256 of a resolved config (a plain dict) minus where-it-goes keys and `leave_out`."""
+    """sha256 of a resolved config (a plain dict) minus where-it-goes keys, `leave_out`, and
+    added knobs at their default."""
     kept = {k: v for k, v in plain.items() if k not in NON_IDENTITY_KEYS and k not in leave_out}
+    for (section, key), default in ADDED_KNOBS.items():
+        if isinstance(kept.get(section), dict) and key in kept[section] and kept[section][key] == default:
+            kept[section] = {k: v for k, v in kept[section].items() if k != key}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -30,7 +30,7 @@ from bench.methods import get_method
 from bench.progress import progress
 from bench.record import SCHEMA_VERSION, config_hash, write_atomic
 from bench.tasks import get_kind
-from bench.tasks.data import read_rows
+from bench.tasks.cache import prepare_task
 from bench.train import NonFiniteLoss, TrainResult, train
 
 
@@ -105,13 +105,10 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
     head = kind.head_for(family)
 
     tokenizer = models.load_tokenizer(cfg.model)
-    eval_rows = read_rows(cfg.task, cfg.data_root, "eval")
-    if cfg.eval.max_examples is not None:
-        eval_rows = eval_rows[: int(cfg.eval.max_examples)]
-    train_rows = read_rows(cfg.task, cfg.data_root, "train") if method.trains else []
-    if cfg.task.get("max_train_examples") and method.trains:
-        train_rows = train_rows[: int(cfg.task.max_train_examples)]
-    task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
+    task, record["data"] = prepare_task(cfg, kind, tokenizer, family, method.trains)
+    data = record["data"]
+    print(f"data: {data['train_examples']:,} train + {data['eval_examples']:,} eval examples "
+          + ("loaded from the tokenised cache" if data["cache"] == "hit" else "tokenised") + f" in {data['prepare_s']:.2f} s", file=sys.stderr)
     rss_before_load = measure.rss_bytes()  # the baseline of the CPU peak: data ready, no model yet
     t0 = time.perf_counter()
     model = models.load_model(cfg.model, head, task.num_labels, tokenizer)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pathlib import Path
+
 import pytest
 
 from bench.config import validate
@@ -93,3 +95,47 @@ def test_length_grouped_batches_cover_each_example_once_and_pad_less():
     assert [b["i"] for b in epoch(True, seed=1)] != [b["i"] for b in grouped]  # the order still depends on the seed
     # fewer examples than a batch: one partial batch, as without grouping
     assert len(next(batches(feats[:5], 16, 0, collate, group_by_length=True))["i"]) == 5
+
+
+def test_tokenised_data_is_prepared_once_and_reused(tmp_path, monkeypatch):
+    """A second run with the same data, tokenizer and lengths loads the features from the cache;
+    a change to any of them (here task.max_length), a damaged entry, or cache_data=false tokenises anew."""
+    import bench.tasks.cache as cache
+    from bench import models
+    from bench.tasks import get_kind
+
+    monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
+    cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment"])
+    family = validate(cfg)
+    tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
+
+    first, info1 = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
+    second, info2 = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
+    assert (info1["cache"], info2["cache"]) == ("miss", "hit") and info1["cache_path"] == info2["cache_path"]
+    assert second.train == first.train and second.eval == first.eval and len(first.train) == info1["train_examples"] > 0
+    assert second.collate(second.train[:4])["input_ids"].shape[0] == 4  # the cached Task works like a fresh one
+    print(f"prepare: tokenised {info1['prepare_s']:.3f} s, from the cache {info2['prepare_s']:.3f} s")
+
+    shorter = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "task.max_length=8"])
+    task, info = cache.prepare_task(shorter, kind, tokenizer, family, trains=True)
+    assert info["cache"] == "miss" and max(len(f["input_ids"]) for f in task.train) <= 8
+
+    Path(info1["cache_path"]).write_bytes(b"half-written")
+    assert cache.prepare_task(cfg, kind, tokenizer, family, trains=True)[1]["cache"] == "miss"
+    assert cache.prepare_task(cfg, kind, tokenizer, family, trains=True)[1]["cache"] == "hit"
+
+    off = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "cache_data=false"])
+    task, info = cache.prepare_task(off, kind, tokenizer, family, trains=True)
+    assert info["cache"] == "off" and info["cache_path"] is None and task.train == first.train
+
+
+def test_a_knob_added_later_at_its_default_keeps_earlier_records_hashes():
+    from omegaconf import OmegaConf
+
+    from bench.record import config_digest
+
+    plain = OmegaConf.to_container(make_cfg(["task=sst2"]), resolve=True)
+    earlier = {**plain, "train": {k: v for k, v in plain["train"].items() if k != "group_by_length"}}
+    assert plain["train"]["group_by_length"] is False
+    assert config_digest(plain) == config_digest(earlier)
+    assert config_digest({**plain, "train": {**plain["train"], "group_by_length": True}}) != config_digest(earlier)
