@@ -75,6 +75,27 @@ def check_task(tcfg: DictConfig, data_root: str) -> None:
          "task.max_length" if tcfg.kind == "classification" else "task.max_source_tokens", 1, "tokens")
 
 
+ATTENTION = ("auto", "sdpa", "eager")
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_speed(cfg: DictConfig) -> None:
+    """The speed switches; bf16 on a CUDA card without bf16 is refused here, before any model loads."""
+    sp = cfg.get("speed") or {}
+    if sp.get("attention", "auto") not in ATTENTION:
+        raise ConfigError("speed.attention", sp.get("attention"), f"one of {', '.join(ATTENTION)}")
+    if sp.get("precision", "fp32") not in PRECISIONS:
+        raise ConfigError("speed.precision", sp.get("precision"), f"one of {', '.join(PRECISIONS)}")
+    for key in ("compile", "gradient_checkpointing"):
+        if not isinstance(sp.get(key, False), bool):
+            raise ConfigError(f"speed.{key}", sp.get(key), "true or false")
+    if sp.get("fused_adamw", "auto") not in ("auto", True, False):
+        raise ConfigError("speed.fused_adamw", sp.get("fused_adamw"), "auto, true or false")
+    if sp.get("precision") == "bf16" and cfg.device != "cpu":
+        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            raise ConfigError("speed.precision", "bf16", f"fp32: {torch.cuda.get_device_name()} has no bf16 support")
+
+
 def check_train_eval(cfg: DictConfig, trains: bool) -> None:
     t, e = cfg.train, cfg.eval
     if trains:
@@ -88,6 +109,7 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
     _int(t, "eval_every", "train.eval_every", 0, "0 = evaluate only at the end")
     if not isinstance(t.get("group_by_length", False), bool):
         raise ConfigError("train.group_by_length", t.group_by_length, "true or false")
+    check_speed(cfg)
     if t.schedule not in SCHEDULES:
         raise ConfigError("train.schedule", t.schedule, f"one of {', '.join(SCHEDULES)}")
     if e.get("max_examples") is not None:

@@ -140,11 +140,14 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer: PreTrainedTokenizerBase | None = None) -> nn.Module:
-    """Build the model the task kind asked for. Random weights when source=config."""
+def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer: PreTrainedTokenizerBase | None = None,
+               attention: str = "auto") -> nn.Module:
+    """Build the model the task kind asked for. Random weights when source=config. attention:
+    the attention kernel (speed.attention); auto leaves transformers' choice."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    kernel = {} if attention == "auto" else {"attn_implementation": attention}
     if model_cfg.source == "config":
         config = load_config(model_cfg)
         if tokenizer is not None:  # the embedding table must cover the tokenizer
@@ -156,18 +159,18 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
         auto = {"classifier": AutoModel, "causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}[head]
         with torch.random.fork_rng():  # the same random model for every method and seed: only they differ
             torch.manual_seed(0)
-            built = auto.from_config(config, dtype=dtype)
+            built = auto.from_config(config, dtype=dtype, **kernel)
         if head != "classifier":
             return built
         backbone = built
     else:
         path = resolve_path(model_cfg)
         if head == "classifier":
-            backbone = AutoModel.from_pretrained(path, dtype=dtype)
+            backbone = AutoModel.from_pretrained(path, dtype=dtype, **kernel)
         elif head == "causal_lm":
-            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kernel)
         else:
-            return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
+            return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **kernel)
     if getattr(backbone.config, "is_encoder_decoder", False):
         backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
     return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean"))

@@ -4,6 +4,7 @@ minimal hand-written PyTorch loop, and at least as fast as transformers' Trainer
     python -m bench.perf                  # MiniLM-L6 (train, classify), SmolLM2-135M (generate): ~5 min on 2 cores
     python -m bench.perf models=tiny      # tiny random models: the machinery in seconds (ratios mean little)
     python -m bench.perf steps=20 rounds=5 task=sst2 data_root=../shared/datasets   # longer; other Hydra overrides
+    python -m bench.perf part=switches compile=true   # only the speed switches, torch.compile included
 
 In one process, on the same model object, the same batches in the same order and the same
 optimizer (AdamW, the run's lr schedule, clipping at 1.0), each contestant runs `steps` steps per
@@ -12,6 +13,8 @@ median step time (the first step of each round is left out: it allocates the opt
 Evaluation compares the suite's classification pass and greedy generation with a bare forward
 loop and with `model.generate`. A benchmark prints figures; it asserts nothing (machines are
 noisy). The last line is `overhead ratio max: X.XX`, the suite's worst ratio to the bare loop.
+First it runs each speed switch (config `speed.*`, train.group_by_length) as a short real run in
+its own process and prints step time and peak memory beside the default's: both sides of each trade.
 """
 
 from __future__ import annotations
@@ -171,7 +174,10 @@ def generation_pair(model: torch.nn.Module, tokenizer: Any, new_tokens: int) -> 
 
 # ---------------------------------------------------------------- the benchmark
 def alternate(contestants: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
-    """Run each contestant once per round, in turn; collect what each returns (a list or a number)."""
+    """Run each contestant once untimed (warm-up: first-call allocations, lazy imports), then once
+    per round, in turn; collect what each returns (a list or a number)."""
+    for run_once in contestants.values():
+        run_once()
     times: dict[str, list[float]] = {name: [] for name in contestants}
     for r in range(rounds):
         names = list(contestants) if r % 2 == 0 else list(reversed(contestants))  # neither always goes first
@@ -199,16 +205,68 @@ def data_cost(overrides: list[str]) -> dict[str, float]:
     return {"tokenise_s": cold["prepare_s"], "cached_s": warm["prepare_s"], "examples": cold["train_examples"] + cold["eval_examples"]}
 
 
+SWITCHES = [  # (name, overrides): each against the default run, on full fine-tuning
+    ("default (fp32, auto attention)", []),
+    ("gradient checkpointing", ["speed.gradient_checkpointing=true"]),
+    ("eager attention", ["speed.attention=eager"]),
+    ("sdpa attention", ["speed.attention=sdpa"]),
+    ("bf16 autocast", ["speed.precision=bf16"]),
+    ("length-grouped batches", ["train.group_by_length=true"]),
+]
+
+
+def switches(model: str, extra: list[str], steps: int, rounds: int, compile_too: bool) -> list[dict[str, Any]]:
+    """Each switch as a real run in its own process (the memory peak needs a fresh process), the
+    variants taken in turn for `rounds` rounds; medians over rounds of step time and peak memory."""
+    from bench.run import run_isolated
+
+    variants = SWITCHES + ([("torch.compile", ["speed.compile=true"])] if compile_too else [])
+    seen: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    with tempfile.TemporaryDirectory() as out:
+        for r in range(rounds):
+            for name, overrides in (variants if r % 2 == 0 else list(reversed(variants))):
+                cfg = compose_cfg([f"model={model}", "method=full", f"train.max_steps={steps}", "train.batch_size=16",
+                                   "eval.max_examples=32", "inference.enabled=false", "forgetting.enabled=false",
+                                   "keep_artifacts=false", f"results_dir={out}", *extra, *overrides])
+                rec = run_isolated(cfg, sweep=None)
+                if rec["run"]["status"] == "success":
+                    seen[name].append(rec)
+                else:
+                    print(f"  {name}: {rec['run']['status']} ({rec['run']['error']})", flush=True)
+    rows = []
+    for name, recs in seen.items():
+        if recs:
+            rows.append({"switch": name, "step_s": statistics.median(r["speed"]["step_time_median_s"] for r in recs),
+                         "peak_bytes": statistics.median(r["memory"]["peak_bytes"] for r in recs),
+                         "padding": statistics.median(r["speed"]["padding_fraction"] for r in recs), "runs": len(recs)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv))
     which = args.pop("models", "offline")
     steps, rounds = int(args.pop("steps", 12)), int(args.pop("rounds", 3))
+    part = args.pop("part", "all")  # overhead | switches | all
+    compile_too = args.pop("compile", "false") == "true"  # torch.compile among the switches (needs a C++ compiler; slow first steps)
+    if part not in ("overhead", "switches", "all"):
+        print(f"part={part}: must be one of overhead, switches, all", file=sys.stderr)
+        return 2
     if which not in MODELS:
         print(f"models={which}: must be one of {', '.join(MODELS)}", file=sys.stderr)
         return 2
     classify_model, generate_model = MODELS[which]
     extra = [f"{k}={v}" for k, v in args.items()]
     print(f"torch threads: {torch.get_num_threads()}; {steps} steps x {rounds} rounds per contestant", flush=True)
+    if part in ("switches", "all"):
+        table = switches(classify_model, extra, max(steps, 10), max(1, rounds - 1), compile_too)
+        base = next((r for r in table if r["switch"].startswith("default")), None)
+        print(f"\n| switch ({classify_model}, full fine-tuning) | step s | x default | peak MiB | x default | padding | runs |")
+        print("|---|---|---|---|---|---|---|")
+        for r in table:
+            rel = (f"{r['step_s'] / base['step_s']:.2f}", f"{r['peak_bytes'] / base['peak_bytes']:.2f}") if base else ("", "")
+            print(f"| {r['switch']} | {r['step_s']:.3f} | {rel[0]} | {r['peak_bytes'] / 2**20:,.0f} | {rel[1]} | {r['padding']:.2f} | {r['runs']} |")
+        if part == "switches":
+            return 0
     rows = []
     for method in METHODS:
         cfg = compose_cfg([f"model={classify_model}", f"method={method}", "train.batch_size=16", *extra])

@@ -21,7 +21,11 @@ NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "
 # Knobs added after records existed, with the default that reproduces the earlier behaviour. At
 # that default a knob is left out of the digest, so an earlier record still matches its point
 # (a sweep skips it, the report joins its seeds); set to anything else, it makes a new point.
-ADDED_KNOBS: dict[tuple[str, str], Any] = {("train", "group_by_length"): False}
+ADDED_KNOBS: dict[tuple[str, str], Any] = {
+    ("train", "group_by_length"): False,
+    ("speed", "attention"): "auto", ("speed", "precision"): "fp32", ("speed", "compile"): False,
+    ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
+}
 
 
 def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
@@ -31,6 +35,8 @@ def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str
     for (section, key), default in ADDED_KNOBS.items():
         if isinstance(kept.get(section), dict) and key in kept[section] and kept[section][key] == default:
             kept[section] = {k: v for k, v in kept[section].items() if k != key}
+            if not kept[section]:
+                del kept[section]  # a section that holds only added knobs at their defaults
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, models, tracking
+from bench import env, estimate, forgetting, inference, measure, models, speed, tracking
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
@@ -111,7 +111,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
           + ("loaded from the tokenised cache" if data["cache"] == "hit" else "tokenised") + f" in {data['prepare_s']:.2f} s", file=sys.stderr)
     rss_before_load = measure.rss_bytes()  # the baseline of the CPU peak: data ready, no model yet
     t0 = time.perf_counter()
-    model = models.load_model(cfg.model, head, task.num_labels, tokenizer)
+    model = models.load_model(cfg.model, head, task.num_labels, tokenizer, speed.settings(cfg)["attention"])
     load_s = time.perf_counter() - t0
     if cfg.forgetting.enabled:  # the base model's score on general text, before the method touches it
         chunks = forgetting.sample_chunks(cfg.forgetting, tokenizer)
@@ -122,7 +122,8 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
     record["params"]["what_trains"] = method.summary
 
     def evaluate() -> dict[str, Any]:
-        return task.evaluate(model, task, cfg.eval, device, progress)
+        with speed.autocast(cfg, device):
+            return task.evaluate(model, task, cfg.eval, device, progress)
 
     # The memory peak is reset just before training and read right after it (before the final
     # evaluation); a method that trains nothing is measured over its evaluation instead.
@@ -158,6 +159,8 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
         "padding_fraction": 1 - result.real_tokens / result.padded_tokens if result.padded_tokens else None,
         "train_wall_s": result.wall_s,
         "model_load_s": load_s,
+        "switches": {**speed.settings(cfg), "attention_used": speed.attention_used(model),
+                     "fused_adamw_used": bool(result.optimizer is not None and result.optimizer.defaults.get("fused"))},
     }
     record["quality"] = dict(quality)
     record["quality"]["main_metric"] = task.main_metric
@@ -176,7 +179,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
 
     # Inference cost: served beside a fresh copy of the base model, in this process.
     if cfg.inference.enabled:
-        base = models.load_model(cfg.model, head, task.num_labels, tokenizer) if method.trains else None
+        base = models.load_model(cfg.model, head, task.num_labels, tokenizer, speed.settings(cfg)["attention"]) if method.trains else None
         record["inference"] = inference.measure(model, base, task, cfg.inference, device, method.can_merge)
         del base
     if not cfg.keep_artifacts:

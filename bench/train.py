@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 from omegaconf import DictConfig
 
+from bench import speed
 from bench.progress import progress
 from bench.tasks import Task
 
@@ -89,7 +90,11 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     if not params:
         return TrainResult(optimizer=None)
     optimizer = torch.optim.AdamW(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay),
-                                  betas=(float(tcfg.adam_beta1), float(tcfg.adam_beta2)))
+                                  betas=(float(tcfg.adam_beta1), float(tcfg.adam_beta2)),
+                                  **({"fused": True} if speed.fused_adamw(cfg, device) else {}))
+    if speed.settings(cfg)["gradient_checkpointing"]:
+        speed.enable_gradient_checkpointing(model)
+    step_model = torch.compile(model) if speed.settings(cfg)["compile"] else model  # the same parameters, compiled forward
     max_steps = int(tcfg.max_steps)
     warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
@@ -104,7 +109,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         loss_sum = 0.0
         for _ in range(accum):
             batch = {k: v.to(device) for k, v in next(data).items()}
-            loss = model(**batch).loss
+            with speed.autocast(cfg, device):
+                loss = step_model(**batch).loss
             (loss / accum).backward()
             loss_sum += float(loss.detach())
             result.samples += int(batch["input_ids"].shape[0])

@@ -1,0 +1,48 @@
+"""bench.perf, the overhead benchmark, on tiny models: its tables hold every contestant and method,
+and its last line is the figure CI and users read. It asserts no speed (machines are noisy)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _perf(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "bench.perf", "models=tiny", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_overhead_table_has_each_method_and_contestant_and_ends_with_the_max_ratio():
+    out = _perf("part=overhead", "steps=3", "rounds=1")
+    print(out)
+    rows = [line for line in out.splitlines() if line.startswith("| train step") or line.startswith("| classify pass")]
+    assert sorted(r.split("|")[2].strip() for r in rows) == sorted(["full", "lora", "prompt_tuning"] * 2)
+    for r in rows:
+        cells = [c.strip() for c in r.split("|")[1:-1]]
+        assert float(cells[2]) > 0 and float(cells[3]) > 0 and float(cells[5]) > 0
+        if r.startswith("| train step"):
+            assert float(cells[4]) > 0 and float(cells[6]) > 0  # the Trainer column is filled for training
+    assert sum(line.startswith("| generate") for line in out.splitlines()) == 2
+    assert "data preparation" in out and "from the cache" in out
+    ratios = [float(r.split("|")[6]) for r in rows]
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"overhead ratio max: \d+\.\d\d", last) and float(last.split(": ")[1]) >= round(max(ratios), 2) - 0.005
+
+
+@pytest.mark.slow
+def test_switches_table_measures_each_switch_against_the_default():
+    out = _perf("part=switches", "steps=4", "rounds=2")
+    print(out)
+    names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and not line.startswith("| switch")]
+    assert names == ["default (fp32, auto attention)", "gradient checkpointing", "eager attention", "sdpa attention",
+                     "bf16 autocast", "length-grouped batches"]
+    grouped = next(line for line in out.splitlines() if line.startswith("| length-grouped"))
+    default = next(line for line in out.splitlines() if line.startswith("| default"))
+    assert float(grouped.split("|")[6]) < float(default.split("|")[6])  # grouping pads less (not a timing)

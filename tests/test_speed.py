@@ -1,0 +1,56 @@
+"""The speed switches: each is validated before a model loads, recorded with the run, and changes
+how fast a run goes without changing what it trains (checkpointing: the same losses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench.errors import ConfigError
+from bench.record import SCHEMA_PATH
+from bench.run import run
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def _ok(record: dict) -> dict:
+    assert record["run"]["status"] == "success", record["run"].get("traceback") or record["run"]["error"]
+    on_disk = json.loads(Path(record["run"]["path"]).read_text())
+    jsonschema.validate(on_disk, SCHEMA)
+    return on_disk
+
+
+@pytest.mark.parametrize("override,field", [("speed.precision=fp8", "speed.precision"), ("speed.attention=flash", "speed.attention"),
+                                            ("speed.compile=maybe", "speed.compile"), ("speed.fused_adamw=yes", "speed.fused_adamw")])
+def test_bad_switch_names_its_field_before_a_model_loads(cfg_factory, override: str, field: str):
+    with pytest.raises(ConfigError) as info:
+        run(cfg_factory("model=tiny-bert", override))
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("model,method", [("tiny-bert", "full"), ("tiny-llama", "lora"), ("tiny-bert", "prompt_tuning")])
+def test_gradient_checkpointing_gives_the_same_losses(cfg_factory, model: str, method: str):
+    plain = _ok(run(cfg_factory(f"model={model}", f"method={method}")))
+    checkpointed = _ok(run(cfg_factory(f"model={model}", f"method={method}", "speed.gradient_checkpointing=true")))
+    assert checkpointed["speed"]["switches"]["gradient_checkpointing"] is True
+    assert [p["loss"] for p in checkpointed["curve"]] == pytest.approx([p["loss"] for p in plain["curve"]], rel=1e-4)
+
+
+def test_bf16_autocast_and_attention_kernel_are_recorded(cfg_factory):
+    fp32 = _ok(run(cfg_factory("model=tiny-llama", "method=lora", "speed.attention=eager")))
+    bf16 = _ok(run(cfg_factory("model=tiny-llama", "method=lora", "speed.precision=bf16", "speed.attention=sdpa")))
+    assert fp32["speed"]["switches"]["attention_used"] == "eager" and bf16["speed"]["switches"]["attention_used"] == "sdpa"
+    assert bf16["speed"]["switches"]["precision"] == "bf16" and not bf16["speed"]["switches"]["fused_adamw_used"]  # auto: CUDA only
+    fp32_losses, bf16_losses = [p["loss"] for p in fp32["curve"]], [p["loss"] for p in bf16["curve"]]
+    assert bf16_losses != fp32_losses and bf16_losses == pytest.approx(fp32_losses, rel=0.05)  # bf16 matmuls: close, not equal
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_the_same_model(cfg_factory):
+    plain = _ok(run(cfg_factory("model=tiny-bert", "method=lora")))
+    compiled = _ok(run(cfg_factory("model=tiny-bert", "method=lora", "speed.compile=true")))
+    assert compiled["speed"]["switches"]["compile"] is True
+    assert [p["loss"] for p in compiled["curve"]] == pytest.approx([p["loss"] for p in plain["curve"]], rel=1e-3)
