@@ -110,7 +110,7 @@ def runs_frame(records: list[dict[str, Any]]):
         row = {
             "id": run["id"], "sweep": run.get("sweep"), "model": run["model"], "task": run["task"], "method": run["method"],
             "seed": run.get("seed"), "status": run["status"], "error": run.get("error"), "random_weights": bool(run.get("random_weights")),
-            "point": point_key(cfg), "started_at": run.get("started_at"),
+            "point": point_key(cfg), "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
             "lora_r": method_cfg.get("r") if run["method"] == "lora" else None,
             "target_modules": _targets(method_cfg.get("target_modules")) if run["method"] in ("lora", "ia3") else None,
             "num_virtual_tokens": method_cfg.get("num_virtual_tokens"),
@@ -272,6 +272,21 @@ def table_rows(points) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def duration_line(runs) -> str:
+    """How long the runs took: the sum of their own times, and the wall clock from the first start
+    to the last finish (shorter than the sum when points ran in parallel)."""
+    import pandas as pd
+
+    start = pd.to_datetime(runs["started_at"], utc=True, format="ISO8601", errors="coerce")
+    end = pd.to_datetime(runs["finished_at"], utc=True, format="ISO8601", errors="coerce")
+    ok = start.notna() & end.notna()
+    if not ok.any():
+        return f"{len(runs)} runs."
+    summed = (end[ok] - start[ok]).dt.total_seconds().sum() / 60
+    wall = (end[ok].max() - start[ok].min()).total_seconds() / 60
+    return f"{len(runs)} runs: {summed:,.1f} min of run time, {wall:,.1f} min of wall clock from the first start to the last finish."
+
+
 def write_tables(runs, points, out: Path) -> list[Path]:
     import csv
 
@@ -282,7 +297,8 @@ def write_tables(runs, points, out: Path) -> list[Path]:
         headers, rows = table_rows(group)
         stem = folder / f"{model}__{task}"
         title = f"## {model} on {task}" + (" (random weights: cost only)" if group["random_weights"].all() else "")
-        stem.with_suffix(".md").write_text(f"{title}\n\n{_markdown(headers, rows)}\n")
+        these = runs[(runs["model"] == model) & (runs["task"] == task)]
+        stem.with_suffix(".md").write_text(f"{title}\n\n{_markdown(headers, rows)}\n\n{duration_line(these)}\n")
         with open(stem.with_suffix(".csv"), "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(headers)

@@ -281,3 +281,11 @@ def test_bad_report_arguments_name_the_key_and_the_valid_ones():
     with pytest.raises(SystemExit) as info:
         report.parse_args(["results"])
     assert "expected key=value" in str(info.value)
+
+
+def test_duration_line_sums_run_times_and_spans_the_wall_clock():
+    recs = [record("lora", s, 0.8, 10, 100, r=4) for s in range(2)]
+    recs[0]["run"].update(started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:10:00+00:00")
+    recs[1]["run"].update(started_at="2026-01-01T00:05:00+00:00", finished_at="2026-01-01T00:20:00+00:00")  # overlaps the first
+    line = report.duration_line(report.runs_frame(recs))
+    assert line == "2 runs: 25.0 min of run time, 20.0 min of wall clock from the first start to the last finish."
