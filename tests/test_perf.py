@@ -3,6 +3,7 @@ and its last line is the figure CI and users read. It asserts no speed (machines
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -46,3 +47,24 @@ def test_switches_table_measures_each_switch_against_the_default():
     grouped = next(line for line in out.splitlines() if line.startswith("| length-grouped"))
     default = next(line for line in out.splitlines() if line.startswith("| default"))
     assert float(grouped.split("|")[6]) < float(default.split("|")[6])  # grouping pads less (not a timing)
+
+
+def test_cost_curve_exponent_is_the_log_log_slope():
+    from bench.cost import exponent
+
+    assert exponent([1, 2, 4, 8], [3 * x**2 for x in (1, 2, 4, 8)]) == pytest.approx(2.0)
+    assert exponent([64, 128, 256], [0.5, 1.0, 2.0]) == pytest.approx(1.0)
+    assert exponent([5], [1.0]) is None
+
+
+@pytest.mark.slow
+def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cost", "quick=true", f"out={tmp_path}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "cost-cpu.json").read_text())
+    assert len(rows) == 9 and not any("error" in r for r in rows)  # 2 sizes + 1 more length, x 3 methods
+    assert all(r["step_s"] > 0 and r["peak_bytes"] > 0 for r in rows)
+    table = (tmp_path / "cost-cpu.md").read_text()
+    method_rows = [line for line in table.splitlines() if line.startswith(("| full", "| lora", "| prompt_tuning"))]
+    assert len(method_rows) == 6 and all(re.search(r"\| -?\d+\.\d\d, -?\d+\.\d\d \|$", line) for line in method_rows)
