@@ -3,24 +3,13 @@ how fast a run goes without changing what it trains (checkpointing: the same los
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from bench.errors import ConfigError
-from bench.record import SCHEMA_PATH
 from bench.run import run
-
-SCHEMA = json.loads(SCHEMA_PATH.read_text())
-
-
-def _ok(record: dict) -> dict:
-    assert record["run"]["status"] == "success", record["run"].get("traceback") or record["run"]["error"]
-    on_disk = json.loads(Path(record["run"]["path"]).read_text())
-    jsonschema.validate(on_disk, SCHEMA)
-    return on_disk
+from test_end_to_end import _check as _ok  # success, and the record on disk matches the schema
 
 
 @pytest.mark.parametrize("override,field", [("speed.precision=fp8", "speed.precision"), ("speed.attention=flash", "speed.attention"),
