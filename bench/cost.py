@@ -1,7 +1,7 @@
 """The cost curve: how training step time and peak memory grow with model size and with sequence
 length, for full fine-tuning, LoRA and prompt tuning, with the fitted power-law exponent of each.
 
-    python -m bench.cost                         # CPU: Llama-shaped models from 7M to SmolLM2-135M's shape (~15 min on 2 cores)
+    python -m bench.cost                         # CPU: Llama-shaped models from 7M to SmolLM2-135M's shape (~6 min on 2 cores)
     python -m bench.cost out=results/reference/cost-curve   # also writes the table and the points
     python -m bench.cost quick=true              # toy sizes: the machinery in a minute
 

@@ -127,10 +127,11 @@ def step_flops(model: nn.Module, task: Task, cfg: DictConfig, device: torch.devi
 def cell(name: str, spec: tuple[str, dict[str, Any], str], method: str, device: torch.device, batch: int, seq_len: int,
          steps: int, peak_tflops: float | None) -> dict[str, Any]:
     arch, size, head = spec
-    overrides = {"train.batch_size": batch, "train.max_steps": steps, "train.log_every": 10**9, "train.warmup_ratio": 0.0,
-                 "speed.precision": "bf16" if device.type == "cuda" else "fp32", "method.init": "random"
-                 if method == "prompt_tuning" else None}
-    cfg = base_cfg(method, {k: v for k, v in overrides.items() if v is not None})
+    overrides: dict[str, Any] = {"train.batch_size": batch, "train.max_steps": steps, "train.log_every": 10**9,
+                                 "train.warmup_ratio": 0.0, "speed.precision": "bf16" if device.type == "cuda" else "fp32"}
+    if method == "prompt_tuning":
+        overrides["method.init"] = "random"  # random weights: no vocabulary worth starting from
+    cfg = base_cfg(method, overrides)
     task = synthetic_task(head, size["vocab_size"], batch, seq_len, max(8, seq_len // 4))
     model = get_method(method).apply(build(arch, size, head, device), cfg.method, task).to(device)
     flops = step_flops(model, task, cfg, device)

@@ -56,7 +56,10 @@ def breakdown(model: nn.Module, optimizer: torch.optim.Optimizer | None, peak: i
     params = {id(p): p for p in model.parameters()}.values()
     weights = tensor_bytes(params)
     trainable = tensor_bytes(p for p in params if p.requires_grad)
-    grads = tensor_bytes(p.grad for p in params if p.grad is not None)  # the loop keeps its gradient buffers
+    # One gradient per trainable weight, alive from the backward pass through the optimizer step (so
+    # at the peak); the loop frees them between steps (zero_grad(set_to_none=True), the faster way),
+    # so they are counted from the weights rather than read after training.
+    grads = trainable if optimizer is not None else 0
     opt = 0
     if optimizer is not None:
         opt = sum(tensor_bytes(state.values()) for state in optimizer.state.values())

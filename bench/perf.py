@@ -37,7 +37,7 @@ from bench.methods import get_method
 from bench.progress import progress
 from bench.tasks import Task, get_kind, pad
 from bench.tasks.cache import prepare_task
-from bench.train import lr_lambda, train
+from bench.train import epoch_orders, lr_lambda, train
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 METHODS = ("full", "lora", "prompt_tuning")
@@ -61,9 +61,9 @@ def setup(cfg: DictConfig) -> tuple[torch.nn.Module, Task]:
 
 
 # ---------------------------------------------------------------- training: three contestants
-def first_epoch_order(task: Task, seed: int) -> list[int]:
-    """The order the suite's batches take in its first epoch (bench.train.batches)."""
-    return torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed)).tolist()
+def first_epoch_order(task: Task, cfg: DictConfig) -> list[int]:
+    """The order the suite's batches take in its first epoch, from bench.train itself."""
+    return next(epoch_orders(task.train, int(cfg.train.batch_size), int(cfg.seed), bool(cfg.train.group_by_length)))
 
 
 def suite_train(model: torch.nn.Module, task: Task, cfg: DictConfig, steps: int) -> list[float]:
@@ -78,7 +78,7 @@ def bare_train(model: torch.nn.Module, task: Task, cfg: DictConfig, steps: int) 
     warmup = int(round(float(cfg.train.warmup_ratio) * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(cfg.train.schedule), warmup, steps))
     loader = torch.utils.data.DataLoader(task.train, batch_size=int(cfg.train.batch_size), collate_fn=task.collate,
-                                         sampler=first_epoch_order(task, int(cfg.seed)), drop_last=True)
+                                         sampler=first_epoch_order(task, cfg), drop_last=True)
     model.train()
     times, batches = [], iter(loader)
     for _ in range(steps):
@@ -88,7 +88,7 @@ def bare_train(model: torch.nn.Module, task: Task, cfg: DictConfig, steps: int) 
         torch.nn.utils.clip_grad_norm_(params, float(cfg.train.max_grad_norm))
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad()
         times.append(time.perf_counter() - t0)
     return times[1:]
 
@@ -98,7 +98,7 @@ def trainer_train(model: torch.nn.Module, task: Task, cfg: DictConfig, steps: in
     consecutive step ends (data loading included, as in the other two)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    order = first_epoch_order(task, int(cfg.seed))
+    order = first_epoch_order(task, cfg)
     ends: list[float] = []
 
     class StepEnds(TrainerCallback):
