@@ -129,7 +129,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)  # free the gradients: 9% faster full fine-tuning steps on CPU than zeroing them
+        optimizer.zero_grad(set_to_none=True)  # free the gradients (as Trainer does): zeroing them cost full fine-tuning ~6% a step
         dt = time.perf_counter() - t0
         result.step_times_s.append(dt)
         point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
