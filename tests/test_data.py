@@ -97,6 +97,25 @@ def test_length_grouped_batches_cover_each_example_once_and_pad_less():
     assert len(next(batches(feats[:5], 16, 0, collate, group_by_length=True))["i"]) == 5
 
 
+def test_perf_contestants_take_the_suites_batch_order():
+    """bench.perf feeds its bare loop and Trainer the suite's own first-epoch order, grouped or not."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from bench.perf import first_epoch_order
+    from bench.train import batches
+
+    feats = [{"input_ids": [0] * (3 + (i * 37) % 90), "i": i} for i in range(200)]
+    collate = lambda batch: {"i": [f["i"] for f in batch]}  # noqa: E731
+    for group in (False, True):
+        cfg = OmegaConf.create({"seed": 3, "train": {"batch_size": 16, "group_by_length": group}})
+        order = first_epoch_order(SimpleNamespace(train=feats), cfg)
+        stream = batches(feats, 16, 3, collate, group_by_length=group)
+        suite = [i for _ in range(200 // 16) for i in next(stream)["i"]]
+        assert suite == order[: len(suite)]
+
+
 def test_tokenised_data_is_prepared_once_and_reused(tmp_path, monkeypatch):
     """A second run with the same data, tokenizer and lengths loads the features from the cache;
     a change to any of them (here task.max_length), a damaged entry, or cache_data=false tokenises anew."""

@@ -115,3 +115,18 @@ def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
     assert [r.split(" | ")[2] for r in rows] == ["base", "model", "merged"]
     tradeoffs = tradeoff_table([rec, failed])
     assert "(random weights)" in tradeoffs and "representation_cosine 1.000 ->" in tradeoffs and "bitfit" not in tradeoffs
+
+
+def test_the_loop_frees_gradients_between_steps_and_the_breakdown_still_counts_them(cfg_factory):
+    """zero_grad(set_to_none=True) is the faster loop; the breakdown must not read the freed grads."""
+    from bench import measure
+    from bench.train import train
+
+    cfg = cfg_factory("model=tiny-bert", "method=full")
+    base, task, _ = build(cfg)
+    model = get_method("full").apply(base, cfg.method, task)
+    result = train(model, task, cfg, torch.device("cpu"))
+    assert result.optimizer.state and all(p.grad is None for p in model.parameters())
+    parts = measure.breakdown(model, result.optimizer, peak=10**9)
+    assert parts["gradients_bytes"] == parts["trainable_weights_bytes"] > 0
+    assert measure.breakdown(model, None, peak=10**9)["gradients_bytes"] == 0  # nothing trains: no gradients
