@@ -38,7 +38,8 @@ def cores_for_job(launcher: Any) -> int:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def app(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> str | None:
+    """One run, or one point of a sweep; a sweep point returns its record's path (the tuning stage reads it)."""
     from bench.run import interrupt_on_sigterm, run, run_isolated  # torch loads after Hydra parsed the command line
 
     hydra_cfg = HydraConfig.get()
@@ -56,19 +57,22 @@ def app(cfg: DictConfig) -> None:
         print_tracking(record)
         if status != "success":
             sys.exit(1)
-        return
+        return None
 
     sweep = str(hydra_cfg.sweep.dir)
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    done = None if cfg.get("force") is True else find_success(cfg.results_dir, config_hash(cfg))
+    # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
+    trial = (cfg.get("validation") or {}).get("score_on") == "validation"
+    done = None if cfg.get("force") is True else find_success(cfg.results_dir, config_hash(cfg), final=trial)
     if done is not None:
-        print(f"skip: {done.name} already holds a successful run of this point (force=true reruns it)")
+        print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")
         (job_dir / POINTER).write_text(str(done))
-        return
+        return str(done)
     record = run_isolated(cfg, sweep, cores_for_job(hydra_cfg.launcher))  # one fresh process per point
     (job_dir / POINTER).write_text(str(record["run"]["path"]))
     print(f"\n{record['run']['id']}: {record['run']['status']}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
     print_tracking(record)
+    return str(record["run"]["path"])
 
 
 def print_tracking(record: dict[str, Any]) -> None:

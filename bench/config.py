@@ -123,12 +123,34 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
     _int(cfg.forgetting, "max_chunks", "forgetting.max_chunks", 1, "chunks scored")
     if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
+    _number(t, "diverge_factor", "train.diverge_factor", 0.0, 1e9, "0 turns the divergence check off")
+    check_validation(cfg)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError("seed", cfg.seed, "an integer >= 0")
     if cfg.device not in DEVICES:
         raise ConfigError("device", cfg.device, f"one of {', '.join(DEVICES)}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "cuda", "auto or cpu: torch sees no CUDA device here")
+
+
+SCORE_ON = ("eval", "validation")
+
+
+def check_validation(cfg: DictConfig) -> None:
+    """The split carved from train; the tuning knobs, which the sweeper also checks before launching."""
+    v = cfg.get("validation")
+    if v is None:
+        return
+    _int(v, "examples", "validation.examples", 0, "training rows held out; 0 = none")
+    _int(v, "seed", "validation.seed", 0, "which rows are held out")
+    if v.get("score_on") not in SCORE_ON:
+        raise ConfigError("validation.score_on", v.get("score_on"), f"one of {', '.join(SCORE_ON)}")
+    if v.score_on == "validation" and v.examples == 0:
+        raise ConfigError("validation.examples", 0, "an integer >= 1 when validation.score_on=validation (the rows to score)")
+    if cfg.get("tune") is not None:
+        from bench.tune import check
+
+        check(cfg.tune)
 
 
 def check_tracking(cfg: DictConfig) -> None:

@@ -15,7 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
 SCHEMA_VERSION = 1
 # Keys that change where results go or how they are shown, not what is measured.
-NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force", "cache_data")
+# `tune` drives the sweeper (which trials and finals to launch), and `selection` reports how a final's
+# lr was chosen: the run itself is fixed by train.lr and validation.*, which are identity.
+NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force", "cache_data",
+                     "tune", "selection")
 
 
 # Knobs added after records existed, with the default that reproduces the earlier behaviour. At
@@ -25,6 +28,8 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("train", "group_by_length"): False,
     ("speed", "attention"): "auto", ("speed", "precision"): "fp32", ("speed", "compile"): False,
     ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
+    ("train", "diverge_factor"): 10.0,
+    ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
 }
 
 
@@ -83,15 +88,23 @@ def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def find_success(results_dir: str | Path, digest: str) -> Path | None:
-    """The record of a successful run with this config hash in results_dir, if there is one. Records
-    are named ...-<hash[:8]>.json, so only a handful of files are opened; a half-written file
-    cannot match (writes are atomic, and temp files start with a dot)."""
+def is_final(run: dict[str, Any]) -> bool:
+    """A verdict that rerunning the same config would only repeat: success, a trial stopped by the
+    pruner, or a diverged loss (the same seed diverges again). Failures of the machine (OOM, a kill,
+    a crash) are not final: a relaunch retries them."""
+    status = run.get("status")
+    return status in ("success", "pruned") or (status == "failed" and str(run.get("error") or "").startswith("diverged"))
+
+
+def find_success(results_dir: str | Path, digest: str, final: bool = False) -> Path | None:
+    """The record of a successful run with this config hash in results_dir, if there is one (with
+    final=True: any record that `is_final`). Records are named ...-<hash[:8]>.json, so only a handful
+    of files are opened; a half-written file cannot match (writes are atomic, temp files start with a dot)."""
     for path in sorted(Path(results_dir).glob(f"*-{digest[:8]}.json")):
         try:
             run = json.loads(path.read_text())["run"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError):
             continue
-        if run.get("config_hash") == digest and run.get("status") == "success":
+        if run.get("config_hash") == digest and (is_final(run) if final else run.get("status") == "success"):
             return path
     return None

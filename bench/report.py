@@ -48,10 +48,12 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
     scores = ", ".join(f"{k} {quality[k]:.3f}" for k in keys if k in quality)
     if run.get("random_weights") and scores:
         scores = "(random weights: not a quality result)"  # such runs measure speed and memory only
+    lr = _get(run, "config", "train", "lr")
+    tag = {"trial": f" (trial: lr {lr:g}, scored on validation)", "final": f" (tuned lr {lr:g})"}.get(run.get("role", "run"), "") if lr else ""
     return {
         "model": run["model"] + (" (random)" if run.get("random_weights") else ""),
         "task": run["task"],
-        "method": run["method"],
+        "method": run["method"] + tag,
         "seed": str(run.get("seed")),
         "status": run["status"] if run["status"] == "success" else f"{run['status']}: {(run.get('error') or '')[:160]}",
         "trainable params": f"{params['trainable']:,} ({params['percent']:.2f}%)" if params else "",

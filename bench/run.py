@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, models, speed, tracking
+from bench import env, estimate, forgetting, inference, measure, models, speed, tracking, tune
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
@@ -50,6 +50,7 @@ def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
     """The record's skeleton, filled as the run goes; status is decided at the end."""
     now = datetime.now(timezone.utc)
     digest = config_hash(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
     run_id = f"{now:%Y%m%d-%H%M%S-%f}-{cfg.model.name}-{cfg.task.name}-{cfg.method.name}-s{cfg.seed}-{digest[:8]}"
     return {
         "schema_version": SCHEMA_VERSION,
@@ -66,8 +67,11 @@ def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
             "status": "running",
             "error": None,
             "random_weights": cfg.model.source == "config",
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "role": tune.role(cfg),  # trial (scored on validation) | final (tuned lr) | run (lr as configured)
+            "study": tune.study_key(plain),  # the point that trials and finals share
+            "config": plain,
         },
+        **({"selection": OmegaConf.to_container(cfg.selection, resolve=True)} if cfg.get("selection") else {}),
     }
 
 
@@ -131,8 +135,12 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
     peak_reset = measure.reset_cpu_peak() if device.type == "cpu" else True
+    pruner = tune.MedianPruner(cfg, record["run"]["study"], task.main_metric) \
+        if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune") else None
     if method.trains:
-        result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step)
+        result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step, should_stop=pruner.should_stop if pruner else None)
+        if result.stopped:
+            record["stopped"] = result.stopped  # the pruner's reason: the run concludes as `pruned`
         memory = peak_memory(device, rss_before_load, peak_reset, phase="train")
         quality = evaluate()
     else:
@@ -219,10 +227,14 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         return conclude(record, results_dir, tracker, "oom", f"{type(exc).__name__}: {exc}")
-    except (NonFiniteLoss, Exception) as exc:  # a failed run is a row with its reason
+    except NonFiniteLoss as exc:  # diverged: a failed row with its curve, never a success (and never a tuning choice)
+        record["curve"] = exc.curve
+        return conclude(record, results_dir, tracker, "failed", f"diverged: {exc}")
+    except Exception as exc:  # a failed run is a row with its reason
         record["run"]["traceback"] = traceback.format_exc(limit=8)
         return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
-    return conclude(record, results_dir, tracker, "success")
+    stopped = record.pop("stopped", None)
+    return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -19,7 +19,15 @@ from bench.tasks import Task
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: the run fails with this reason instead of training on."""
+    """The loss diverged (NaN, infinite, or train.diverge_factor x its first value): the run fails
+    with this reason instead of training on, and keeps the curve up to that step."""
+
+    def __init__(self, message: str, curve: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.curve = curve or []
+
+
+DIVERGE_WINDOW = 5  # steps averaged before comparing with the first step's loss: one noisy batch is no divergence
 
 
 @dataclass
@@ -32,6 +40,7 @@ class TrainResult:
     padded_tokens: int = 0  # every position the model computed, padding included
     max_seq_len: int = 0  # the longest padded batch: what the activation peak scales with
     wall_s: float = 0.0
+    stopped: str | None = None  # why training stopped before max_steps (the pruner), else None
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -87,9 +96,11 @@ def length_grouped(order: list[int], features: list[dict], batch_size: int, gen:
 
 def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
           evaluate: Callable[[], dict[str, Any]] | None = None,
-          on_step: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None) -> TrainResult:
     """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
-    on_step gets each curve point as it is made (a tracker's live curves)."""
+    on_step gets each curve point as it is made (a tracker's live curves); should_stop gets each
+    periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None."""
     tcfg = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -124,7 +135,12 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             result.max_seq_len = max(result.max_seq_len, int(batch["input_ids"].shape[1]))
         loss_value = loss_sum / accum
         if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss is {loss_value} at step {step}")
+            raise NonFiniteLoss(f"loss is {loss_value} at step {step}", result.curve)
+        recent = [p["loss"] for p in result.curve[-(DIVERGE_WINDOW - 1):]] + [loss_value]
+        factor = float(tcfg.get("diverge_factor", 0) or 0)
+        if factor > 0 and result.curve and len(recent) == DIVERGE_WINDOW and statistics.mean(recent) > factor * result.curve[0]["loss"]:
+            raise NonFiniteLoss(f"mean loss {statistics.mean(recent):.4g} over steps {step - DIVERGE_WINDOW + 1}-{step} is over "
+                                f"{factor:g}x the first step's {result.curve[0]['loss']:.4g}", result.curve)
         if float(tcfg.max_grad_norm) > 0:
             torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
         optimizer.step()
@@ -141,6 +157,10 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             on_step(point)
         bar.set_postfix_str(f"loss {loss_value:.4f} step {statistics.median(result.step_times_s[-20:]):.2f}s")
         bar.update(1)
+        if should_stop is not None and "eval" in point:
+            result.stopped = should_stop(step, point["eval"])
+            if result.stopped:
+                break
     bar.close()
     result.wall_s = time.perf_counter() - start
     return result

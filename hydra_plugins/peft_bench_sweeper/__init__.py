@@ -2,7 +2,12 @@
 its own comma lists, crossed with the shared `params` (seeds, say). Why: Hydra's basic sweeper only
 builds one cartesian product, so a preset cannot put `method=full` and `method=lora method.r=1,2,4`
 in one sweep (`method.r` does not exist on `method=full`). It lives in `hydra_plugins` because
-Hydra loads sweepers only from there. A preset selects it with `override /hydra/sweeper: points`.
+Hydra loads sweepers only from there. conf/config.yaml makes it the default sweeper, so every
+`-m` sweep and preset goes through it.
+
+With `tune.enabled=true` it runs the tuning stage (bench/tune.py) instead of the jobs as given:
+each point's learning-rate trials on a validation split carved from train, then the point's
+finals, one per seed of the sweep, at the chosen learning rate.
 
 (No `from __future__ import annotations` here: Hydra executes plugin modules outside sys.modules,
 where dataclasses cannot resolve string annotations.)"""
@@ -36,6 +41,7 @@ class PointsSweeper(Sweeper):
         self.points = list(points or [])
         self.params = dict(params or {})
         self.config: Optional[DictConfig] = None
+        self.job_idx = 0  # jobs launched so far: each launch numbers its job folders after the last
         self.launcher: Optional[Launcher] = None
         self.hydra_context: Optional[HydraContext] = None
 
@@ -63,14 +69,35 @@ class PointsSweeper(Sweeper):
                     jobs.append(list(job))
         return jobs
 
+    def launch(self, jobs: List[List[str]]) -> List[Any]:
+        """Launch jobs after every one of them composes; returns what each job returned (its record's path)."""
+        assert self.launcher is not None
+        if not jobs:
+            return []
+        self.validate_batch_is_legal(jobs)  # every job composes before the first one starts
+        results = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+        self.job_idx += len(jobs)
+        return [result.return_value for result in results]  # raises if a job raised
+
+    def compose(self, overrides: List[str]) -> DictConfig:
+        assert self.config is not None and self.hydra_context is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self.validate_batch_is_legal(jobs)  # every job composes before the first one starts
-        results = self.launcher.launch(jobs, initial_job_idx=0)
-        for result in results:
-            _ = result.return_value  # raises if a job raised
-        return [results]
+        if not (self.config.get("tune") or {}).get("enabled"):
+            return [self.launch(jobs)]
+        import sys
+
+        from bench.errors import ConfigError
+        from bench.tune import run_tuning
+
+        try:
+            return [run_tuning(jobs, self.compose, self.launch)]
+        except ConfigError as exc:  # before any trial starts: the field, the value and what is valid
+            print(f"config error: {exc}", file=sys.stderr)
+            sys.exit(2)
