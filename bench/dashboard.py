@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.report import MIB, pareto_front, scored as scored_points
+from bench.report import MIB, lr_text, pareto_front, scored as scored_points
 
 COLUMNS = [  # (key in the row, header, kind)
-    ("model", "model", "text"), ("task", "task", "text"), ("label", "method", "text"),
+    ("model", "model", "text"), ("task", "task", "text"), ("label", "method", "text"), ("lr", "lr", "text"),
     ("trainable", "trainable params", "int"), ("percent", "trainable %", "num3"), ("peak_mib", "peak MiB", "int"),
     ("step_time_s", "step s", "num3"), ("tokens_per_s", "tokens/s", "int"), ("score_mean", "score", "num3"),
     ("score_ci95", "± 95% CI", "num3"), ("seeds", "seeds", "int"), ("latency_ms", "latency b1 ms", "num2"),
@@ -36,6 +36,7 @@ def table_rows(points) -> list[dict[str, Any]]:
         random = bool(p["random_weights"])
         rows.append({
             "model": p["model"] + (" (random)" if random else ""), "task": p["task"], "method": p["method"], "label": p["label"],
+            "lr": lr_text(p),
             "trainable": _clean(p["trainable"]), "percent": _clean(p["percent"]),
             "peak_mib": None if _clean(p["peak_bytes"]) is None else p["peak_bytes"] / MIB,
             "step_time_s": _clean(p["step_time_s"]), "tokens_per_s": _clean(p["tokens_per_s"]),
@@ -47,6 +48,30 @@ def table_rows(points) -> list[dict[str, Any]]:
             "status": p["status"] + (f": {p['reason'][:160]}" if p["reason"] else ""),
         })
     return rows
+
+
+def sensitivity(trials) -> list[dict[str, Any]]:
+    """Per model and task, the tuning trials' validation score against learning rate (log axis),
+    a line per method; pruned trials as x at their last score."""
+    import plotly.graph_objects as go
+
+    out = []
+    ok = trials[trials["status"].isin(["success", "pruned"]) & trials["score"].notna() & ~trials["random_weights"].astype(bool)]
+    for (model, task), group in ok.groupby(["model", "task"]):
+        fig = go.Figure()
+        for label, line in group.groupby("method_label"):
+            done = line[line["status"] == "success"].groupby("lr")["score"].mean()
+            fig.add_trace(go.Scatter(x=done.index.tolist(), y=done.tolist(), mode="lines+markers", name=label))
+            pruned = line[line["status"] == "pruned"]
+            if len(pruned):
+                fig.add_trace(go.Scatter(x=pruned["lr"].tolist(), y=pruned["score"].tolist(), mode="markers", marker={"symbol": "x"},
+                                         name=f"{label} (pruned)"))
+        metric = str(group["main_metric"].iloc[0])
+        fig.update_layout(title=f"validation {metric} vs learning rate (tuning trials): {model} on {task}",
+                          xaxis={"type": "log", "title": "peak learning rate (log)"}, yaxis={"title": f"validation {metric}"},
+                          height=420, margin={"t": 50})
+        out.append({"model": model, "task": task, "figure": json.loads(fig.to_json())})
+    return out
 
 
 def figures(points) -> list[dict[str, Any]]:
@@ -108,7 +133,8 @@ def write(runs, points, drawn: dict[str, list[Path]], path: Path) -> Path:
     headers = "".join(f'<th data-key="{key}" data-kind="{kind}">{html.escape(name)}</th>' for key, name, kind in COLUMNS)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = PAGE.format(plotly=get_plotlyjs(), selects=selects, headers=headers, records=len(runs), points=len(points),
-                       stamp=stamp, rows=_json(rows), columns=_json(COLUMNS), figures=_json(figures(points)))
+                       stamp=stamp, rows=_json(rows), columns=_json(COLUMNS),
+                       figures=_json(figures(points) + (sensitivity(runs[runs["role"] == "trial"]) if "role" in runs else [])))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path

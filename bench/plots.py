@@ -216,6 +216,40 @@ def curves(runs) -> Figure | None:
     return fig
 
 
+def lr_sensitivity(trials, points=None) -> Figure | None:
+    """Validation score against learning rate (log axis) from the tuning trials, a line per method
+    (its point without the lr); the band spans the trial seeds' min to max; x marks a pruned
+    trial at its last score, a star the chosen rate. Scored on the validation split carved from
+    train, never on the reported split. A flat top means the choice matters little; a peak at
+    the grid's edge means the range was too narrow."""
+    ok = trials[trials["status"].isin(["success", "pruned"]) & trials["score"].notna() & ~trials["random_weights"].astype(bool)]
+    if ok.empty or ok["lr"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+    for i, (label, group) in enumerate(ok.groupby("method_label", sort=True)):
+        color = colors[i % len(colors)]
+        done = group[group["status"] == "success"].groupby("lr")["score"]
+        mean = done.mean()
+        ax.plot(mean.index, mean.values, marker="o", color=color, label=f"{label} ({group['seed'].nunique()} seed{'s' if group['seed'].nunique() > 1 else ''})")
+        if group["seed"].nunique() > 1:
+            ax.fill_between(mean.index, done.min().values, done.max().values, color=color, alpha=0.15)
+        pruned = group[group["status"] == "pruned"]
+        ax.scatter(pruned["lr"], pruned["score"], marker="x", color=color, s=45)
+        chosen = points[points["study"].isin(group["study"]) & points["tuned"].astype(bool)] if points is not None else []
+        for _, final in (chosen.iterrows() if len(chosen) else []):
+            if final["lr"] in mean.index:
+                ax.scatter([final["lr"]], [mean[final["lr"]]], marker="*", s=220, color=color, edgecolor="black", zorder=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate (log scale)")
+    ax.set_ylabel(f"validation {_metric(ok)} (split carved from train; band: seeds' range)")
+    ax.set_title(_title(ok, "Learning-rate sensitivity") + "\n* chosen lr, x pruned trial (at its last score)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig: Figure | None, stem: Path) -> list[Path]:
     if fig is None:
         return []
@@ -228,13 +262,20 @@ def _save(fig: Figure | None, stem: Path) -> list[Path]:
 
 
 def draw_all(points, folder: Path, runs=None) -> dict[str, list[Path]]:
-    """Every figure the points (and, for the training curves, the runs) support; name -> [png, svg]."""
+    """Every figure the points (and, for the training curves and the lr sensitivity, the runs)
+    support; name -> [png, svg]. points is None when only tuning trials exist."""
     drawn: dict[str, list[Path]] = {}
     if runs is not None:
         for (model, task), group in runs.groupby(["model", "task"]):
-            paths = _save(curves(group), folder / f"{model}__{task}__curves")
-            if paths:
-                drawn[f"{model}__{task}__curves"] = paths
+            trials = group[group["role"] == "trial"] if "role" in group else group.iloc[:0]
+            mine = points[(points["model"] == model) & (points["task"] == task)] if points is not None else None
+            for name, fig in (("curves", curves(group[group["role"] != "trial"] if "role" in group else group)),
+                              ("lr_sensitivity", lr_sensitivity(trials, mine) if len(trials) else None)):
+                paths = _save(fig, folder / f"{model}__{task}__{name}")
+                if paths:
+                    drawn[f"{model}__{task}__{name}"] = paths
+    if points is None:
+        return drawn
     for (model, task), group in points.groupby(["model", "task"]):
         for name, fig in (("rank_vs_score", rank_vs_score(group)),
                           ("params_vs_score", pareto(group, "trainable", "trainable parameters (log scale)")),

@@ -118,6 +118,9 @@ def runs_frame(records: list[dict[str, Any]]):
             "num_virtual_tokens": method_cfg.get("num_virtual_tokens"),
             "num_layers": method_cfg.get("num_layers"),
             "lr": _get(cfg, "train", "lr"), "max_steps": _get(cfg, "train", "max_steps"),
+            "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
+            "lr_setting": "tuned" if rec.get("selection") else _get(cfg, "train", "lr"),  # a knob when set by hand, an outcome when tuned
+            "selection": rec.get("selection"), "run_s": _duration_s(run),
             "trainable": _get(rec, "params", "trainable"), "total": _get(rec, "params", "total"), "percent": _get(rec, "params", "percent"),
             "peak_bytes": _get(rec, "memory", "peak_bytes"),
             **{k: _get(rec, "memory", "breakdown", k) for k in BREAKDOWN},
@@ -135,9 +138,23 @@ def runs_frame(records: list[dict[str, Any]]):
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["label"] = _labels(frame)
-    frame["series"] = _labels(frame, leave_out=("lora_r", "num_virtual_tokens"))  # a curve joins points that differ only on its axis
+    for column, leave_out in (("label", ()), ("series", ("lora_r", "num_virtual_tokens")),  # a curve joins points that differ only on its axis
+                              ("method_label", ("lr_setting", "max_steps"))):  # a tuning trial's line: its point without the lr
+        frame[column] = ""
+        for is_trial in (True, False):  # trials vary the lr and are labelled among themselves
+            mask = (frame["role"] == "trial") == is_trial
+            if mask.any():
+                frame.loc[mask, column] = _labels(frame[mask], leave_out)
     return frame
+
+
+def _duration_s(run: dict[str, Any]) -> float | None:
+    from datetime import datetime
+
+    try:
+        return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _eval_curve(rec: dict[str, Any]) -> list[tuple[int, float]]:
@@ -153,8 +170,8 @@ def _eval_curve(rec: dict[str, Any]) -> list[tuple[int, float]]:
 
 def _labels(frame, leave_out: tuple[str, ...] = ()) -> list[str]:
     """Method name plus the knobs that vary among that method's runs on one model and task."""
-    knobs = tuple(k for k in ("lora_r", "target_modules", "num_virtual_tokens", "num_layers", "lr", "max_steps") if k not in leave_out)
-    short = {"lora_r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top", "lr": "lr", "max_steps": "steps"}
+    knobs = tuple(k for k in ("lora_r", "target_modules", "num_virtual_tokens", "num_layers", "lr_setting", "max_steps") if k not in leave_out)
+    short = {"lora_r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top", "lr_setting": "lr", "max_steps": "steps"}
     varying: dict[tuple, list[str]] = {}
     for key, group in frame.groupby(["model", "task", "method"], dropna=False):
         varying[key] = [k for k in knobs if group[k].astype(str).nunique() > 1]
@@ -189,6 +206,8 @@ def points_frame(runs):
                                                       "num_virtual_tokens", "num_layers", "random_weights", "main_metric")}
         row["runs"] = len(group)
         row["seeds"] = int(ok["seed"].nunique())
+        row["tuned"], row["lr"], row["selection"], row["study"] = bool(first["tuned"]), first["lr"], first["selection"], first["study"]
+        row["run_s"] = float(ok["run_s"].dropna().mean()) if ok["run_s"].notna().any() else None
         scores = ok["score"].dropna().astype(float)
         row["score_mean"] = float(scores.mean()) if len(scores) else None
         row["score_std"] = float(scores.std(ddof=1)) if len(scores) > 1 else None
@@ -256,21 +275,63 @@ def _num(x: Any, spec: str, scale: float = 1.0) -> str:
     return format(x / scale, spec)
 
 
+def lr_text(point) -> str:
+    """The learning rate and how it was set: tuned on the validation split, or untuned (as configured)."""
+    if point["method"] == "none" or point["lr"] is None or (isinstance(point["lr"], float) and math.isnan(point["lr"])) or not point["lr"]:
+        return "–"
+    if point["tuned"]:
+        sel = point["selection"] or {}
+        return f"{point['lr']:.3g} tuned ({sel.get('trials', '?')} trials on {sel.get('validation_examples', '?')} validation rows)"
+    return f"{point['lr']:.3g} untuned"
+
+
 def table_rows(points) -> tuple[list[str], list[list[str]]]:
     """The comparison table for one model and task: a row per point, cheapest first within a method."""
     metric = points["main_metric"].dropna().iloc[0] if points["main_metric"].notna().any() else "score"
-    headers = ["method", "trainable params", "trainable %", "peak MiB", "weights MiB", "grads MiB", "optimizer MiB",
+    headers = ["method", "lr", "trainable params", "trainable %", "peak MiB", "weights MiB", "grads MiB", "optimizer MiB",
                "activations MiB", "step s", "tokens/s", f"{metric} (mean ± 95% CI)", "seeds", "latency b1 ms",
                "unmerged / merged", "storage MiB", "forgetting Δ", "status"]
     rows = []
     for _, p in points.sort_values(["method", "trainable"], na_position="last").iterrows():
         ratio = p["latency_b1_s"] / p["latency_merged_b1_s"] if p["latency_merged_b1_s"] and p["latency_b1_s"] else None
-        rows.append([p["label"], _num(p["trainable"], ",.0f"), _num(p["percent"], ".3f"), _num(p["peak_bytes"], ",.0f", MIB),
+        rows.append([p["label"], lr_text(p), _num(p["trainable"], ",.0f"), _num(p["percent"], ".3f"), _num(p["peak_bytes"], ",.0f", MIB),
                      _num(p["weights_bytes"], ",.0f", MIB), _num(p["gradients_bytes"], ",.1f", MIB),
                      _num(p["optimizer_state_bytes"], ",.1f", MIB), _num(p["activations_and_other_bytes"], ",.0f", MIB),
                      _num(p["step_time_s"], ".3f"), _num(p["tokens_per_s"], ",.0f"), _score_text(p), str(p["seeds"]),
                      _num(p["latency_b1_s"], ".2f", 1e-3), _num(ratio, ".2f"), _num(p["storage_bytes"], ",.2f", MIB),
                      _num(p["forgetting_delta"], ".4f"), p["status"] + (f": {p['reason'][:120]}" if p["reason"] else "")])
+    return headers, rows
+
+
+def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
+    """The tuning table for one model and task: per tuned point, every learning rate tried with its
+    validation score, the chosen one and its ratio to full fine-tuning's, and what tuning cost
+    against one final run (the goal: at most about 2x)."""
+    tuned = points[points["tuned"].astype(bool)]
+    full = tuned[tuned["method"] == "full"]
+    full_lr = float(full["lr"].iloc[0]) if len(full) else None
+    metric = tuned["main_metric"].dropna().iloc[0] if tuned["main_metric"].notna().any() else "score"
+    headers = ["method", f"validation {metric} by lr (p = pruned, at its last score; f = failed)", "chosen lr", "x full's lr",
+               "trials (pruned, failed)", "trial steps", "tuning s", "final run s", "tuning / final run"]
+    rows = []
+    for _, p in tuned.sort_values(["method", "trainable"], na_position="last").iterrows():
+        sel = p["selection"] or {}
+        mine = trials[trials["study"] == p["study"]] if len(trials) else trials
+        cells = []
+        for lr, group in sorted(mine.groupby("lr"), key=lambda kv: kv[0]) if len(mine) else []:
+            ok = group[group["status"] == "success"]["score"].dropna()
+            if len(ok):
+                cells.append(f"{lr:.3g}: {ok.mean():.3f}")
+            elif (group["status"] == "pruned").any():
+                cells.append(f"{lr:.3g}: {group['score'].dropna().mean():.3f}p" if group["score"].notna().any() else f"{lr:.3g}: p")
+            else:
+                cells.append(f"{lr:.3g}: f")
+        cost, final = sel.get("cost_s"), p["run_s"]
+        lrs = sel.get("lrs") or []
+        edge = " (grid's edge: widen tune.lr_span)" if lrs and p["lr"] in (min(lrs), max(lrs)) else ""
+        rows.append([p["label"], ", ".join(cells), _num(p["lr"], ".3g") + edge, _num(p["lr"] / full_lr if full_lr else None, ".1f"),
+                     f"{sel.get('trials', '')} ({sel.get('pruned', 0)}, {sel.get('failed', 0)})", str(sel.get("trial_steps", "")),
+                     _num(cost, ",.0f"), _num(final, ",.0f"), _num(cost / final if cost is not None and final else None, ".2f")])
     return headers, rows
 
 
@@ -290,17 +351,28 @@ def duration_line(runs) -> str:
 
 
 def write_tables(runs, points, out: Path) -> list[Path]:
+    """Per model and task: the comparison table (.md, .csv), and the tuning table when points were
+    tuned; then every point and every run (trials included, by `role`) as CSV."""
     import csv
 
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    trials = runs[runs["role"] == "trial"]
     for (model, task), group in points.groupby(["model", "task"]):
         headers, rows = table_rows(group)
         stem = folder / f"{model}__{task}"
         title = f"## {model} on {task}" + (" (random weights: cost only)" if group["random_weights"].all() else "")
         these = runs[(runs["model"] == model) & (runs["task"] == task)]
-        stem.with_suffix(".md").write_text(f"{title}\n\n{_markdown(headers, rows)}\n\n{duration_line(these)}\n")
+        text = f"{title}\n\n{_markdown(headers, rows)}\n\n{duration_line(these[these['role'] != 'trial'])}\n"
+        if group["tuned"].astype(bool).any():
+            tuning_headers, tuning = tuning_rows(group, these[these["role"] == "trial"])
+            tuning_path = folder / f"{model}__{task}__tuning.md"
+            tuning_path.write_text(f"## Learning-rate tuning: {model} on {task}\n\n{_markdown(tuning_headers, tuning)}\n\n"
+                                   f"Trials: {duration_line(these[these['role'] == 'trial'])}\n")
+            written.append(tuning_path)
+            text += f"\nLearning rates: each tuned row's was chosen on a validation split carved from the training data (see {tuning_path.name}); untuned rows ran at the lr as configured.\n"
+        stem.with_suffix(".md").write_text(text)
         with open(stem.with_suffix(".csv"), "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(headers)
@@ -338,8 +410,13 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
     runs = runs_frame(records)
     if runs.empty:
         return {"records": 0, "files": []}
-    points = points_frame(runs)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if (runs["role"] == "trial").all():  # an interrupted tuning stage: no row is scored on the reported split yet
+        drawn = plots.draw_all(None, output_dir / "plots", runs)
+        runs.drop(columns=["loss_curve", "eval_curve"]).to_csv(output_dir / "runs.csv", index=False)
+        files = [output_dir / "runs.csv"] + [p for paths in drawn.values() for p in paths]
+        return {"records": len(records), "points": 0, "files": files, "plots": drawn}
+    points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
     files = write_tables(runs, points, output_dir)
     drawn = plots.draw_all(points, output_dir / "plots", runs)
     files += [p for paths in drawn.values() for p in paths]

@@ -239,7 +239,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         if trains:
             validate(compose(trial + [f"seed={seeds[0]}", f"train.lr={float(cfg.method.lr)!r}"]))  # before any trial starts
         plans.append({"overrides": overrides, "base": base, "seeds": seeds, "cfg": cfg, "trains": trains, "trial": trial,
-                      "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "grid": lr_grid(cfg.tune, float(cfg.method.lr)),
+                      "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
                       "metric": str(cfg.task.metrics[0]), "records": []})
     tuned = [p for p in plans if p["trains"]]
     mode = str(plans[0]["cfg"].tune.mode) if plans else "grid"

@@ -94,8 +94,8 @@ def test_tables_hold_the_numbers_and_failed_points_with_their_reason(tmp_path: P
     points = report.points_frame(runs)
     report.write_tables(runs, points, tmp_path)
     md = (tmp_path / "tables" / "minilm-l6__sst2.md").read_text()
-    assert "| lora r=8 | 10 | 1.000 | 300 | 10 | 1.0 | 2.0 | 287 | 0.500 | 100 | 0.820 ± 0.050 | 3 | 12.00 | 1.20 | 0.00 | -0.0100 | success |" in md
-    assert "| full | 1,000 | 100.000 | 900 |" in md and "0.910 ± 0.025 | 3 |" in md  # sd 0.01 -> 4.3027 * 0.01 / 1.732 = 0.0248
+    assert "| lora r=8 | 0.001 untuned | 10 | 1.000 | 300 | 10 | 1.0 | 2.0 | 287 | 0.500 | 100 | 0.820 ± 0.050 | 3 | 12.00 | 1.20 | 0.00 | -0.0100 | success |" in md
+    assert "| full | 0.001 untuned | 1,000 | 100.000 | 900 |" in md and "0.910 ± 0.025 | 3 |" in md  # sd 0.01 -> 4.3027 * 0.01 / 1.732 = 0.0248
     assert "| prefix_tuning |" in md and "failed: config: prefix tuning needs a decoder |" in md
     assert "1/2 success: OutOfMemoryError: CUDA" in md
     with open(tmp_path / "tables" / "minilm-l6__sst2.csv") as f:

@@ -99,7 +99,7 @@ def test_a_failed_run_closes_its_wandb_run_as_failed(cfg_factory, monkeypatch):
 
     monkeypatch.setattr(bench.run, "train", nan_at_step_1)
     rec = run(cfg_factory("model=tiny-bert", "method=full", "tracking=wandb"))
-    assert rec["run"]["status"] == "failed" and rec["run"]["error"] == "NonFiniteLoss: loss is nan at step 1"
+    assert rec["run"]["status"] == "failed" and rec["run"]["error"] == "diverged: loss is nan at step 1"
     wb = _offline_run(rec)
     assert wb["exit_code"] == 1 and wb["summary"]["run/status"] == "failed"
 

@@ -1,0 +1,200 @@
+"""The tuning stage: the validation split is carved from train and disjoint from what trains and
+from the reported split; the chosen lr is the best on validation (never on the reported split);
+the median pruner stops a clearly worse trial; a diverged trial is a failed row, never chosen;
+and a tuned sweep relaunched runs nothing new."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bench import tune
+from bench.errors import ConfigError
+from bench.record import is_final, write_atomic
+from bench.run import run
+from bench.tasks.cache import _rows, carve_validation
+from conftest import ROOT, make_cfg
+
+
+def write_tsv_task(root: Path, n_train: int = 60, n_dev: int = 20) -> Path:
+    """A tiny SST-2-shaped dataset whose sentences name their split and row: overlap is visible."""
+    folder = root / "glue" / "SST-2"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"train row {i} good\t{i % 2}\n" for i in range(n_train)))
+    (folder / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"dev row {i} bad\t{i % 2}\n" for i in range(n_dev)))
+    return root
+
+
+# ---------------------------------------------------------------- the validation split
+def test_validation_rows_are_disjoint_from_training_rows_and_from_the_reported_split(tmp_path: Path):
+    root = write_tsv_task(tmp_path)
+    common = ["task=sst2", f"data_root={root}", "validation.examples=15", "validation.seed=3"]
+    train_rows, val_rows = _rows(make_cfg(common + ["validation.score_on=validation"]), trains=True)
+    final_train, reported = _rows(make_cfg(common + ["validation.score_on=eval"]), trains=True)
+    sentences = lambda rows: {r["sentence"] for r in rows}  # noqa: E731
+    assert len(val_rows) == 15 and len(train_rows) == 45
+    assert not sentences(val_rows) & sentences(train_rows)  # never trains on what it is scored on
+    assert sentences(val_rows) | sentences(train_rows) == {f"train row {i} good" for i in range(60)}  # carved from train
+    assert not sentences(val_rows) & sentences(reported) and all(s.startswith("dev") for s in sentences(reported))
+    assert sentences(final_train) == sentences(train_rows)  # finals train on exactly the rest
+    again, _ = carve_validation([{"i": i} for i in range(60)], 15, 3)
+    other, _ = carve_validation([{"i": i} for i in range(60)], 15, 4)
+    assert again == carve_validation([{"i": i} for i in range(60)], 15, 3)[0] and again != other  # seeded
+
+
+def test_max_train_examples_limits_the_rest_after_the_validation_rows_are_held_out(tmp_path: Path):
+    root = write_tsv_task(tmp_path)
+    train_rows, val_rows = _rows(make_cfg(["task=sst2", f"data_root={root}", "validation.examples=10",
+                                           "validation.score_on=validation", "task.max_train_examples=20"]), trains=True)
+    assert len(train_rows) == 20 and not {r["sentence"] for r in val_rows} & {r["sentence"] for r in train_rows}
+
+
+def test_a_validation_split_as_large_as_train_names_the_field(tmp_path: Path):
+    with pytest.raises(ConfigError, match="validation.examples"):
+        carve_validation([{"i": i} for i in range(5)], 5, 0)
+    from bench.config import validate
+
+    with pytest.raises(ConfigError, match="validation.examples"):
+        validate(make_cfg(["validation.score_on=validation", "validation.examples=0"]))
+    with pytest.raises(ConfigError, match="tune.mode"):
+        validate(make_cfg(["tune.mode=random"]))
+
+
+# ---------------------------------------------------------------- choosing
+def trial_record(lr: float, val_score: float | None, status: str = "success", error: str | None = None, seed: int = 0,
+                 steps: int = 10, study: str = "s", curve: list | None = None) -> dict:
+    return {"schema_version": 1,
+            "run": {"id": f"t-{lr}-{seed}-{status}", "role": "trial", "study": study, "status": status, "error": error,
+                    "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:10+00:00",
+                    "config": {"train": {"lr": lr, "max_steps": steps}, "validation": {"examples": 50, "score_on": "validation"}}},
+            "quality": {"accuracy": val_score, "main_metric": "accuracy"} if val_score is not None else {},
+            "curve": curve or []}
+
+
+def test_select_takes_the_best_mean_validation_score_and_never_a_pruned_or_diverged_trial():
+    trials = [trial_record(1e-4, 0.70), trial_record(1e-4, 0.74, seed=1), trial_record(1e-3, 0.71), trial_record(1e-3, 0.71, seed=1),
+              trial_record(1e-2, 0.99, status="pruned", error="pruned at step 5"),  # a pruned trial's score is partial: never chosen
+              trial_record(1e-1, None, status="failed", error="diverged: loss is nan at step 3")]
+    sel = tune.select(trials, "accuracy", "grid")
+    assert sel["chosen_lr"] == 1e-4 and sel["split"] == "validation" and sel["metric"] == "accuracy"
+    assert sel["lrs"] == [1e-4, 1e-3, 1e-2, 1e-1] and sel["scores"] == [pytest.approx(0.72), pytest.approx(0.71), None, None]
+    assert sel["trials"] == 6 and sel["pruned"] == 1 and sel["failed"] == 1 and sel["cost_s"] == 60.0
+    assert tune.select([trial_record(1e-3, None, status="failed", error="diverged: x")], "accuracy", "grid")["chosen_lr"] is None
+
+
+def fake_stage(tmp_path: Path, val_best: float, eval_best: float, prune: bool = False):
+    """A launcher that writes records without training: a trial's validation score peaks at
+    val_best, and what the reported split would say peaks at eval_best."""
+    launched: list[list[str]] = []
+
+    def launch(jobs: list[list[str]]) -> list[str]:
+        paths = []
+        for job in jobs:
+            launched.append(job)
+            cfg = make_cfg(job)
+            lr = float(cfg.train.lr)
+            peak = val_best if cfg.validation.score_on == "validation" else eval_best
+            rec = {"schema_version": 1, "run": {"id": f"r{len(launched)}", "role": tune.role(cfg), "status": "success", "error": None,
+                                                "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:02+00:00",
+                                                "config": {"train": {"lr": lr, "max_steps": int(cfg.train.max_steps)},
+                                                           "validation": dict(cfg.validation)}},
+                   "quality": {"accuracy": 1 - abs(lr - peak) / peak, "main_metric": "accuracy"}}
+            paths.append(str(write_atomic(tmp_path / f"r{len(launched)}.json", rec)))
+        return paths
+
+    return launch, launched
+
+
+def test_the_stage_chooses_on_validation_then_runs_every_seed_at_that_lr_scored_on_the_reported_split(tmp_path: Path):
+    root = write_tsv_task(tmp_path)
+    jobs = [[f"seed={s}", "method=lora", "task=sst2", f"data_root={root}", "model=tiny-bert", "tune.lrs=[0.0001,0.001,0.01]",
+             "tune.val_examples=10", "tune.max_steps=4"] for s in (0, 1, 2)]
+    jobs += [["seed=0", "method=none", "task=sst2", f"data_root={root}", "model=tiny-bert"]]
+    launch, launched = fake_stage(tmp_path / "records", val_best=0.001, eval_best=0.01)
+    finals = tune.run_tuning(jobs, make_cfg, launch, log=lambda line: None)
+    trials = [job for job in launched if "validation.score_on=validation" in job]
+    assert len(trials) == 3 and all("seed=0" in t and "train.max_steps=4" in t and "inference.enabled=false" in t for t in trials)
+    final_jobs = [job for job in launched if job not in trials]
+    lora = [job for job in final_jobs if "method=lora" in job]
+    assert len(lora) == 3 and all("train.lr=0.001" in job and "validation.examples=10" in job for job in lora)  # validation's best, not eval's 0.01
+    assert sorted(next(o for o in job if o.startswith("seed=")) for job in lora) == ["seed=0", "seed=1", "seed=2"]
+    selection = make_cfg(lora[0]).selection
+    assert selection.chosen_lr == 0.001 and selection.split == "validation" and list(selection.lrs) == [0.0001, 0.001, 0.01]
+    assert [job for job in final_jobs if "method=none" in job] == [jobs[-1][1:] + ["seed=0"]]  # nothing to tune: runs as it is
+    assert len(finals) == 4
+
+
+def test_train_lr_set_by_hand_in_a_tuned_sweep_is_refused_before_anything_launches(tmp_path: Path):
+    launch, launched = fake_stage(tmp_path, 1e-3, 1e-3)
+    with pytest.raises(ConfigError, match="train.lr"):
+        tune.run_tuning([["method=lora", "train.lr=0.1", "model=tiny-bert"]], make_cfg, launch, log=lambda line: None)
+    assert launched == []
+
+
+def test_the_grid_is_log_spaced_around_the_methods_default_and_launched_from_the_middle():
+    grid = tune.lr_grid(make_cfg(["tune.trials=5"]).tune, 5e-4)
+    assert grid == [5e-05, 0.000158, 0.0005, 0.00158, 0.005]
+    assert tune.middle_out(grid) == [0.0005, 0.00158, 0.000158, 0.005, 5e-05]
+
+
+# ---------------------------------------------------------------- the pruner and divergence, in real runs
+def test_the_median_pruner_stops_a_clearly_worse_trial_and_the_run_is_a_pruned_row(tmp_path: Path):
+    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=6",
+                    "train.eval_every=2", "train.batch_size=4", "validation.examples=16", "validation.score_on=validation",
+                    "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false", "tune.prune_startup_trials=2"])
+    plain = json.loads(json.dumps(dict(__import__("omegaconf").OmegaConf.to_container(cfg, resolve=True))))
+    study = tune.study_key(plain)
+    for i in range(2):  # two finished siblings that scored 1.0 at every checkpoint: a random-weight model cannot
+        write_atomic(tmp_path / f"sib{i}.json", trial_record(1e-2 * (i + 1), 1.0, steps=6, study=study,
+                                                             curve=[{"step": s, "eval": {"accuracy": 1.0}} for s in (2, 4)]))
+    pruner = tune.MedianPruner(cfg, study, "accuracy")
+    assert pruner.should_stop(2, {"accuracy": 0.5}).startswith("pruned at step 2")
+    assert tune.MedianPruner(cfg, study, "accuracy").should_stop(2, {"accuracy": 1.0}) is None  # level with the median: goes on
+    assert tune.MedianPruner(cfg, "another-point", "accuracy").should_stop(2, {"accuracy": 0.0}) is None  # no finished siblings
+    rec = run(cfg)
+    assert rec["run"]["status"] == "pruned" and rec["run"]["role"] == "trial" and rec["run"]["error"].startswith("pruned at step 2")
+    assert len(rec["curve"]) == 2 and rec["data"]["scored"] == "validation" and rec["data"]["eval_examples"] == 16
+    assert is_final(rec["run"])  # a relaunch does not rerun it
+
+
+def test_a_diverged_run_is_a_failed_row_with_its_curve_and_is_final_for_a_trial(tmp_path: Path):
+    cfg = make_cfg(["model=tiny-bert", "method=full", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=30",
+                    "train.lr=10", "train.warmup_ratio=0", "train.max_grad_norm=0", "train.batch_size=4", "eval.max_examples=8",
+                    "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"])
+    rec = run(cfg)
+    assert rec["run"]["status"] == "failed" and rec["run"]["error"].startswith("diverged:"), rec["run"]["error"]
+    assert 0 < len(rec["curve"]) < 30 and "quality" not in rec
+    assert is_final(rec["run"]) and tune.select([dict(rec, run={**rec["run"], "config": rec["run"]["config"]})], "accuracy", "grid")["chosen_lr"] is None
+
+
+# ---------------------------------------------------------------- the whole stage from the command line
+def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tmp_path: Path):
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "-m", "model=tiny-bert", "method=lora", "tracking=none", "train.batch_size=4",
+            "train.max_steps=4", "eval.max_examples=8", "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false",
+            "tune.enabled=true", "tune.lrs=[0.001,0.01]", "tune.val_examples=16", "seed=0,1", f"results_dir={results}"]
+    first = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    assert sorted(r["run"]["role"] for r in records) == ["final", "final", "trial", "trial"]
+    schema = json.loads((ROOT / "bench" / "record_schema.json").read_text())
+    finals = [r for r in records if r["run"]["role"] == "final"]
+    for rec in finals:
+        jsonschema.validate(rec, schema)
+        assert rec["selection"]["lrs"] == [0.001, 0.01] and rec["selection"]["chosen_lr"] == rec["run"]["config"]["train"]["lr"]
+        assert rec["data"]["validation_examples"] == 16 and rec["data"]["scored"] != "validation"
+    again = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skip:") == 4 and len(list(results.glob("*.json"))) == 4
+
+
+def test_a_bad_tuning_knob_exits_2_naming_it_before_any_run(tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "bench", "-m", "model=tiny-bert", "tune.enabled=true", "tune.trials=1",
+                          f"results_dir={tmp_path / 'r'}", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "tune.trials=1 is not valid: an integer >= 2" in out.stderr
+    assert not (tmp_path / "r").exists()
