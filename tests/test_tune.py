@@ -18,7 +18,7 @@ from bench.errors import ConfigError
 from bench.record import is_final, write_atomic
 from bench.run import run
 from bench.tasks.cache import _rows, carve_validation
-from conftest import ROOT, make_cfg
+from conftest import ROOT, SHARED_DATA, make_cfg
 
 
 def write_tsv_task(root: Path, n_train: int = 60, n_dev: int = 20) -> Path:
@@ -129,6 +129,22 @@ def test_the_stage_chooses_on_validation_then_runs_every_seed_at_that_lr_scored_
     assert len(finals) == 4
 
 
+def test_tpe_mode_asks_the_same_rates_again_on_a_relaunch_and_chooses_among_them(tmp_path: Path):
+    """Optuna's seeded TPE sampler, told results in a fixed order: a relaunch asks the same rates,
+    so the app finds their records and runs nothing new."""
+    jobs = [["seed=0", "method=lora", "model=tiny-bert", "tune.mode=tpe", "tune.trials=4", "tune.val_examples=10"]]
+    asked = []
+    for attempt in range(2):
+        launch, launched = fake_stage(tmp_path / f"records{attempt}", val_best=0.002, eval_best=0.0001)
+        tune.run_tuning(jobs, make_cfg, launch, log=lambda line: None)
+        asked.append([next(o for o in job if o.startswith("train.lr=")) for job in launched if "validation.score_on=validation" in job])
+        final = make_cfg([job for job in launched if "validation.score_on=validation" not in job][0])
+        lrs = [float(x.split("=")[1]) for x in asked[-1]]
+        assert final.selection.mode == "tpe" and final.selection.chosen_lr == min(lrs, key=lambda lr: abs(lr - 0.002))
+        assert all(5e-5 <= lr <= 5e-3 for lr in lrs)  # within the method's default / 10 ... x 10
+    assert len(asked[0]) == 4 and asked[0] == asked[1]
+
+
 def test_train_lr_set_by_hand_in_a_tuned_sweep_is_refused_before_anything_launches(tmp_path: Path):
     launch, launched = fake_stage(tmp_path, 1e-3, 1e-3)
     with pytest.raises(ConfigError, match="train.lr"):
@@ -198,3 +214,26 @@ def test_a_bad_tuning_knob_exits_2_naming_it_before_any_run(tmp_path: Path):
                           f"results_dir={tmp_path / 'r'}", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "tune.trials=1 is not valid: an integer >= 2" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real datasets not found at {SHARED_DATA}")
+def test_tune_quick_preset_tunes_then_runs_its_finals_and_a_relaunch_runs_nothing(tmp_path: Path):
+    """The README's quick check, as a user runs it (about 2.5 minutes on 2 cores)."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "-m", "experiment=tune_quick", f"data_root={SHARED_DATA}", f"results_dir={results}", "tracking=none"]
+    first = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    trials = [r for r in records if r["run"]["role"] == "trial"]
+    finals = [r for r in records if r["run"]["role"] == "final"]
+    assert len(trials) == 6 and len(finals) == 4 and {r["run"]["seed"] for r in finals} == {0, 1}
+    assert all(r["data"]["scored"] == "validation" and r["data"]["eval_examples"] == 200 for r in trials)
+    for rec in finals:
+        assert rec["run"]["status"] == "success" and rec["data"]["scored"] == "dev.tsv" and rec["quality"]["num_examples"] == 400
+        mine = [t for t in trials if t["run"]["study"] == rec["run"]["study"]]
+        best = max((t for t in mine if t["run"]["status"] == "success"), key=lambda t: t["quality"]["accuracy"])
+        assert rec["selection"]["chosen_lr"] == rec["run"]["config"]["train"]["lr"] == best["run"]["config"]["train"]["lr"]
+    print("tune_quick finals:", {(r["run"]["method"], r["run"]["seed"]): (r["run"]["config"]["train"]["lr"], r["quality"]["accuracy"]) for r in finals})
+    again = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("skip:") == 10 and len(list(results.glob("*.json"))) == 10
