@@ -18,7 +18,8 @@ COLUMNS = [  # (key in the row, header, kind)
     ("trainable", "trainable params", "int"), ("percent", "trainable %", "num3"), ("peak_mib", "peak MiB", "int"),
     ("step_time_s", "step s", "num3"), ("tokens_per_s", "tokens/s", "int"), ("score_mean", "score", "num3"),
     ("score_ci95", "± 95% CI", "num3"), ("seeds", "seeds", "int"), ("latency_ms", "latency b1 ms", "num2"),
-    ("storage_mib", "storage MiB", "num2"), ("forgetting_delta", "forgetting Δ", "num4"), ("status", "status", "text"),
+    ("storage_mib", "storage MiB", "num2"), ("forgetting_delta", "forgetting Δ", "num4"),
+    ("tuning_s", "tuning s", "int"), ("tuning_ratio", "tuning / final run", "num2"), ("status", "status", "text"),
 ]
 
 
@@ -45,6 +46,8 @@ def table_rows(points) -> list[dict[str, Any]]:
             "latency_ms": None if _clean(p["latency_b1_s"]) is None else p["latency_b1_s"] * 1e3,
             "storage_mib": None if _clean(p["storage_bytes"]) is None else p["storage_bytes"] / MIB,
             "forgetting_delta": _clean(p["forgetting_delta"]),
+            "tuning_s": (p["selection"] or {}).get("cost_s") if p["tuned"] else None,
+            "tuning_ratio": (p["selection"] or {}).get("cost_s", 0) / p["run_s"] if p["tuned"] and _clean(p["run_s"]) else None,
             "status": p["status"] + (f": {p['reason'][:160]}" if p["reason"] else ""),
         })
     return rows

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.record import config_digest, load_records
+from bench.record import config_digest
 
 MODES = ("grid", "tpe")
 # The keys a trial and its finals may differ on: they are one point of the comparison.
@@ -111,9 +111,14 @@ class MedianPruner:
         self.results_dir, self.study, self.metric = Path(cfg.results_dir), study, metric
         self.max_steps, self.startup = int(cfg.train.max_steps), int(cfg.tune.prune_startup_trials)
         self.history: list[tuple[int, float]] = []
+        self.pattern = f"*-{cfg.model.name}-{cfg.task.name}-{cfg.method.name}-s*.json"
 
     def finished_trials(self) -> list[dict[str, Any]]:
-        return [r for r in load_records(self.results_dir) if self.results_dir.is_dir()
+        """Records are named <time>-<model>-<task>-<method>-s<seed>-<hash>.json: only this point's
+        model, task and method are opened, however many records results_dir holds."""
+        if not self.results_dir.is_dir():
+            return []
+        return [r for r in map(_read, map(str, self.results_dir.glob(self.pattern))) if r is not None
                 and r["run"].get("role") == "trial" and r["run"].get("study") == self.study
                 and r["run"]["status"] in ("success", "pruned")
                 and (r["run"].get("config") or {}).get("train", {}).get("max_steps") == self.max_steps]
@@ -260,9 +265,11 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
             continue
         records = [_read(path) for path in p["records"]]
         selection = select([r for r in records if r is not None], p["metric"], mode)
-        if selection["chosen_lr"] is None:
-            log(f"tuning: no trial of {' '.join(p['base']) or 'the point'} succeeded; its finals run at the method's default lr and fail as untunable")
-        lr = selection["chosen_lr"] or float(p["cfg"].method.lr)
+        if selection["chosen_lr"] is None:  # every trial pruned, diverged or failed: their rows say why
+            log(f"tuning: {_label(p['base'])}: no trial succeeded ({selection['pruned']} pruned, {selection['failed']} failed); "
+                f"no finals run for this point: widen or move the range (tune.lr_span, tune.lrs)")
+            continue
+        lr = selection["chosen_lr"]
         log(f"tuning: {_label(p['base'])}: chose lr {lr:g} from {selection['lrs']} "
             f"({selection['metric']} on {selection['validation_examples']} validation rows; trials took {selection['cost_s']:.0f} s)")
         selection_override = "selection={" + ",".join(f"{k}:{_value(v)}" for k, v in selection.items()) + "}"
@@ -315,7 +322,8 @@ def _read(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("run"), dict) else None
     except (OSError, ValueError):
         print(f"tuning: could not read the record {path}", file=sys.stderr)
         return None

@@ -87,7 +87,7 @@ def test_select_takes_the_best_mean_validation_score_and_never_a_pruned_or_diver
     assert tune.select([trial_record(1e-3, None, status="failed", error="diverged: x")], "accuracy", "grid")["chosen_lr"] is None
 
 
-def fake_stage(tmp_path: Path, val_best: float, eval_best: float, prune: bool = False):
+def fake_stage(tmp_path: Path, val_best: float, eval_best: float, diverge: bool = False):
     """A launcher that writes records without training: a trial's validation score peaks at
     val_best, and what the reported split would say peaks at eval_best."""
     launched: list[list[str]] = []
@@ -99,7 +99,9 @@ def fake_stage(tmp_path: Path, val_best: float, eval_best: float, prune: bool = 
             cfg = make_cfg(job)
             lr = float(cfg.train.lr)
             peak = val_best if cfg.validation.score_on == "validation" else eval_best
-            rec = {"schema_version": 1, "run": {"id": f"r{len(launched)}", "role": tune.role(cfg), "status": "success", "error": None,
+            diverged = diverge and cfg.validation.score_on == "validation"
+            rec = {"schema_version": 1, "run": {"id": f"r{len(launched)}", "role": tune.role(cfg), "status": "failed" if diverged else "success",
+                                                "error": "diverged: loss is nan at step 2" if diverged else None,
                                                 "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:02+00:00",
                                                 "config": {"train": {"lr": lr, "max_steps": int(cfg.train.max_steps)},
                                                            "validation": dict(cfg.validation)}},
@@ -145,6 +147,13 @@ def test_tpe_mode_asks_the_same_rates_again_on_a_relaunch_and_chooses_among_them
     assert len(asked[0]) == 4 and asked[0] == asked[1]
 
 
+def test_a_point_whose_every_trial_diverged_runs_no_finals_and_says_why(tmp_path: Path):
+    launch, launched = fake_stage(tmp_path, 1e-3, 1e-3, diverge=True)
+    lines: list[str] = []
+    finals = tune.run_tuning([["seed=0", "method=lora", "model=tiny-bert", "tune.trials=2"]], make_cfg, launch, log=lines.append)
+    assert finals == [] and len(launched) == 2 and "no trial succeeded (0 pruned, 2 failed)" in lines[-1]
+
+
 def test_train_lr_set_by_hand_in_a_tuned_sweep_is_refused_before_anything_launches(tmp_path: Path):
     launch, launched = fake_stage(tmp_path, 1e-3, 1e-3)
     with pytest.raises(ConfigError, match="train.lr"):
@@ -166,7 +175,7 @@ def test_the_median_pruner_stops_a_clearly_worse_trial_and_the_run_is_a_pruned_r
     plain = json.loads(json.dumps(dict(__import__("omegaconf").OmegaConf.to_container(cfg, resolve=True))))
     study = tune.study_key(plain)
     for i in range(2):  # two finished siblings that scored 1.0 at every checkpoint: a random-weight model cannot
-        write_atomic(tmp_path / f"sib{i}.json", trial_record(1e-2 * (i + 1), 1.0, steps=6, study=study,
+        write_atomic(tmp_path / f"20260101-000000-{i}-tiny-bert-embedded-sentiment-lora-s0-x.json", trial_record(1e-2 * (i + 1), 1.0, steps=6, study=study,
                                                              curve=[{"step": s, "eval": {"accuracy": 1.0}} for s in (2, 4)]))
     pruner = tune.MedianPruner(cfg, study, "accuracy")
     assert pruner.should_stop(2, {"accuracy": 0.5}).startswith("pruned at step 2")
