@@ -88,6 +88,16 @@ def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def run_seconds(run: dict[str, Any]) -> float | None:
+    """A run's own time, start to finish (what a tuning trial cost), from its record's `run` section."""
+    from datetime import datetime
+
+    try:
+        return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def is_final(run: dict[str, Any]) -> bool:
     """A verdict that rerunning the same config would only repeat: success, a trial stopped by the
     pruner, or a diverged loss (the same seed diverges again). Failures of the machine (OOM, a kill,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.record import config_digest, load_records
+from bench.record import config_digest, load_records, run_seconds
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -120,7 +120,7 @@ def runs_frame(records: list[dict[str, Any]]):
             "lr": _get(cfg, "train", "lr"), "max_steps": _get(cfg, "train", "max_steps"),
             "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
             "lr_setting": "tuned" if rec.get("selection") else _get(cfg, "train", "lr"),  # a knob when set by hand, an outcome when tuned
-            "selection": rec.get("selection"), "run_s": _duration_s(run),
+            "selection": rec.get("selection"), "run_s": run_seconds(run),
             "trainable": _get(rec, "params", "trainable"), "total": _get(rec, "params", "total"), "percent": _get(rec, "params", "percent"),
             "peak_bytes": _get(rec, "memory", "peak_bytes"),
             **{k: _get(rec, "memory", "breakdown", k) for k in BREAKDOWN},
@@ -146,15 +146,6 @@ def runs_frame(records: list[dict[str, Any]]):
             if mask.any():
                 frame.loc[mask, column] = _labels(frame[mask], leave_out)
     return frame
-
-
-def _duration_s(run: dict[str, Any]) -> float | None:
-    from datetime import datetime
-
-    try:
-        return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _eval_curve(rec: dict[str, Any]) -> list[tuple[int, float]]:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.record import config_digest
+from bench.record import config_digest, run_seconds
 
 MODES = ("grid", "tpe")
 # The keys a trial and its finals may differ on: they are one point of the comparison.
@@ -148,13 +147,6 @@ class MedianPruner:
 
 
 # ---------------------------------------------------------------- choosing, from the trials' records
-def _duration_s(rec: dict[str, Any]) -> float:
-    try:
-        return (datetime.fromisoformat(rec["run"]["finished_at"]) - datetime.fromisoformat(rec["run"]["started_at"])).total_seconds()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-
-
 def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
     """The `selection` section of the finals: the learning rate with the best mean validation score
     over its successful trials (a pruned or failed trial is never chosen), every lr tried, and what
@@ -180,7 +172,7 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         "pruned": sum(r["run"]["status"] == "pruned" for r in trials),
         "failed": sum(r["run"]["status"] not in ("success", "pruned") for r in trials),
         "chosen_lr": chosen,
-        "cost_s": round(sum(_duration_s(r) for r in trials), 3),
+        "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
     }
 
 
