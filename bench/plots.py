@@ -46,8 +46,8 @@ def rank_vs_score(points) -> Figure | None:
         rest = " ".join(series.removeprefix("lora").replace(str(targets), "").split())  # the other knobs that differ, if any
         name = f"LoRA on {targets}" + (f" ({rest})" if rest else "")
         ax.errorbar(line["lora_r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
-    for _, full in scored[scored["method"] == "full"].iterrows():  # the reference: full fine-tuning's score and interval
-        ax.axhline(full["score_mean"], color="black", linestyle="--", label=f"full fine-tuning{full['label'].removeprefix('full')} ({full['score_mean']:.3f})")
+    for i, (_, full) in enumerate(scored[scored["method"] == "full"].iterrows()):  # the reference: full fine-tuning's score and interval
+        ax.axhline(full["score_mean"], color="black", linestyle=("--", ":", "-.")[i % 3], label=f"full fine-tuning{full['label'].removeprefix('full')} ({full['score_mean']:.3f})")
         if full["score_ci95"] is not None and full["score_ci95"] == full["score_ci95"]:
             ax.axhspan(full["score_mean"] - full["score_ci95"], full["score_mean"] + full["score_ci95"], color="black", alpha=0.08)
     ranks = sorted(lora["lora_r"].astype(int).unique())
@@ -225,7 +225,7 @@ def lr_sensitivity(trials, points=None) -> Figure | None:
     ok = trials[trials["status"].isin(["success", "pruned"]) & trials["score"].notna() & ~trials["random_weights"].astype(bool)]
     if ok.empty or ok["lr"].nunique() < 2:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     colors = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
     for i, (label, group) in enumerate(ok.groupby("method_label", sort=True)):
         color = colors[i % len(colors)]
@@ -245,7 +245,7 @@ def lr_sensitivity(trials, points=None) -> Figure | None:
     ax.set_ylabel(f"validation {_metric(ok)} (split carved from train; band: seeds' range)")
     ax.set_title(_title(ok, "Learning-rate sensitivity") + "\n* chosen lr, x pruned trial (at its last score)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: the low rates' x marks fill the plot
     fig.tight_layout()
     return fig
 
