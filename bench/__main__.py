@@ -44,6 +44,9 @@ def app(cfg: DictConfig) -> str | None:
 
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
+        if (cfg.get("tune") or {}).get("enabled"):  # trials and finals are a sweep's points: a single run cannot hold them
+            print("config error: tune.enabled=True is not valid for a single run: add -m (the tuning stage is a sweep)", file=sys.stderr)
+            sys.exit(2)
         interrupt_on_sigterm()
         try:
             record = run(cfg, None, cores_for_job(None))

@@ -223,6 +223,9 @@ def test_a_bad_tuning_knob_exits_2_naming_it_before_any_run(tmp_path: Path):
                           f"results_dir={tmp_path / 'r'}", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "tune.trials=1 is not valid: an integer >= 2" in out.stderr
     assert not (tmp_path / "r").exists()
+    single = subprocess.run([sys.executable, "-m", "bench", "model=tiny-bert", "tune.enabled=true", f"results_dir={tmp_path / 'r'}",
+                             f"hydra.run.dir={tmp_path / 'o'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert single.returncode == 2 and "add -m" in single.stderr and not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
