@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from bench.callbacks import POINTER
 from bench.errors import ConfigError
 from bench.record import config_hash, find_success
+from bench.tune import role
 from bench.report import markdown_table
 
 
@@ -65,7 +66,7 @@ def app(cfg: DictConfig) -> str | None:
     sweep = str(hydra_cfg.sweep.dir)
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
-    trial = (cfg.get("validation") or {}).get("score_on") == "validation"
+    trial = role(cfg) == "trial"
     done = None if cfg.get("force") is True else find_success(cfg.results_dir, config_hash(cfg), final=trial)
     if done is not None:
         print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")

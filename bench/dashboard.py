@@ -46,8 +46,7 @@ def table_rows(points) -> list[dict[str, Any]]:
             "latency_ms": None if _clean(p["latency_b1_s"]) is None else p["latency_b1_s"] * 1e3,
             "storage_mib": None if _clean(p["storage_bytes"]) is None else p["storage_bytes"] / MIB,
             "forgetting_delta": _clean(p["forgetting_delta"]),
-            "tuning_s": (p["selection"] or {}).get("cost_s") if p["tuned"] else None,
-            "tuning_ratio": (p["selection"] or {}).get("cost_s", 0) / p["run_s"] if p["tuned"] and _clean(p["run_s"]) else None,
+            "tuning_s": _clean(p["tuning_s"]), "tuning_ratio": _clean(p["tuning_ratio"]),
             "status": p["status"] + (f": {p['reason'][:160]}" if p["reason"] else ""),
         })
     return rows

@@ -199,6 +199,8 @@ def points_frame(runs):
         row["seeds"] = int(ok["seed"].nunique())
         row["tuned"], row["lr"], row["selection"], row["study"] = bool(first["tuned"]), first["lr"], first["selection"], first["study"]
         row["run_s"] = float(ok["run_s"].dropna().mean()) if ok["run_s"].notna().any() else None
+        row["tuning_s"] = (first["selection"] or {}).get("cost_s") if first["tuned"] else None  # the trials' run time
+        row["tuning_ratio"] = row["tuning_s"] / row["run_s"] if row["tuning_s"] is not None and row["run_s"] else None
         scores = ok["score"].dropna().astype(float)
         row["score_mean"] = float(scores.mean()) if len(scores) else None
         row["score_std"] = float(scores.std(ddof=1)) if len(scores) > 1 else None
@@ -268,7 +270,8 @@ def _num(x: Any, spec: str, scale: float = 1.0) -> str:
 
 def lr_text(point) -> str:
     """The learning rate and how it was set: tuned on the validation split, or untuned (as configured)."""
-    if point["method"] == "none" or point["lr"] is None or (isinstance(point["lr"], float) and math.isnan(point["lr"])) or not point["lr"]:
+    lr = point["lr"]
+    if point["method"] == "none" or not lr or lr != lr:  # nothing trains, or no lr (None, 0, NaN)
         return "–"
     if point["tuned"]:
         sel = point["selection"] or {}
@@ -317,12 +320,11 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
                 cells.append(f"{lr:.3g}: {group['score'].dropna().mean():.3f}p" if group["score"].notna().any() else f"{lr:.3g}: p")
             else:
                 cells.append(f"{lr:.3g}: f")
-        cost, final = sel.get("cost_s"), p["run_s"]
         lrs = sel.get("lrs") or []
         edge = " (grid's edge: widen tune.lr_span)" if lrs and p["lr"] in (min(lrs), max(lrs)) else ""
         rows.append([p["label"], ", ".join(cells), _num(p["lr"], ".3g") + edge, _num(p["lr"] / full_lr if full_lr else None, ".1f"),
                      f"{sel.get('trials', '')} ({sel.get('pruned', 0)}, {sel.get('failed', 0)})", str(sel.get("trial_steps", "")),
-                     _num(cost, ",.0f"), _num(final, ",.0f"), _num(cost / final if cost is not None and final else None, ".2f")])
+                     _num(p["tuning_s"], ",.0f"), _num(p["run_s"], ",.0f"), _num(p["tuning_ratio"], ".2f")])
     return headers, rows
 
 
@@ -404,8 +406,9 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
     output_dir.mkdir(parents=True, exist_ok=True)
     if (runs["role"] == "trial").all():  # an interrupted tuning stage: no row is scored on the reported split yet
         drawn = plots.draw_all(None, output_dir / "plots", runs)
-        runs.drop(columns=["loss_curve", "eval_curve"]).to_csv(output_dir / "runs.csv", index=False)
-        files = [output_dir / "runs.csv"] + [p for paths in drawn.values() for p in paths]
+        (output_dir / "tables").mkdir(exist_ok=True)
+        runs.drop(columns=["loss_curve", "eval_curve"]).to_csv(output_dir / "tables" / "runs.csv", index=False)  # where write_tables puts it
+        files = [output_dir / "tables" / "runs.csv"] + [p for paths in drawn.values() for p in paths]
         return {"records": len(records), "points": 0, "files": files, "plots": drawn}
     points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
     files = write_tables(runs, points, output_dir)

@@ -94,9 +94,10 @@ def peak_memory(device: torch.device, rss_before_load: int, peak_reset: bool, ph
             "rss_before_load_bytes": rss_before_load}
 
 
-def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: tracking.Tracker, threads: int = 0) -> None:
-    """The measured part of a run; fills `record` in place. threads: the launcher's share of the
-    cores for this job, used when cfg.threads is 0 (auto)."""
+def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: tracking.Tracker, threads: int = 0) -> str | None:
+    """The measured part of a run; fills `record` in place and returns why training stopped early
+    (a tuning trial's pruner), or None. threads: the launcher's share of the cores for this job,
+    used when cfg.threads is 0 (auto)."""
     if not sys.stderr.isatty():
         transformers_logging.disable_progress_bar()  # one bar per weight load is noise in logs
     device = pick_device(cfg.device)
@@ -139,8 +140,6 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
         if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune") else None
     if method.trains:
         result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step, should_stop=pruner.should_stop if pruner else None)
-        if result.stopped:
-            record["stopped"] = result.stopped  # the pruner's reason: the run concludes as `pruned`
         memory = peak_memory(device, rss_before_load, peak_reset, phase="train")
         quality = evaluate()
     else:
@@ -196,6 +195,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], family: str, tracker: track
             artifact_dir.parent.rmdir()  # leave no empty artifacts/ folder behind
         except OSError:
             pass  # other runs' artifacts are still there
+    return result.stopped
 
 
 def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracker, status: str, error: str | None = None) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
         return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"config: {exc}")
     tracker = tracking.start(cfg, record)
     try:
-        execute(cfg, record, family, tracker, threads)
+        stopped = execute(cfg, record, family, tracker, threads)  # the pruner's reason, if it stopped a trial
     except KeyboardInterrupt as exc:
         conclude(record, results_dir, tracker, "cancelled", f"interrupted ({str(exc) or 'Ctrl-C'})")
         exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
@@ -233,7 +233,6 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
     except Exception as exc:  # a failed run is a row with its reason
         record["run"]["traceback"] = traceback.format_exc(limit=8)
         return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
-    stopped = record.pop("stopped", None)
     return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)
 
 
