@@ -244,7 +244,13 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         f"{sum(len(p['grid']) * len(p['trial_seeds']) for p in tuned)} trials, then each point's finals")
 
     if mode == "grid":
-        trial_jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={lr!r}"]) for p in tuned for lr in middle_out(p["grid"]) for s in p["trial_seeds"]]
+        # Round by round across points (every point's middle rate, then every point's next ...): with
+        # N workers, a point's third rate starts only after its first two had their turn, so the
+        # pruner has finished trials to compare against instead of a point's whole grid at once.
+        orders = [(p, middle_out(p["grid"])) for p in tuned]
+        trial_jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={order[i]!r}"])
+                      for i in range(max((len(o) for _, o in orders), default=0))
+                      for p, order in orders if i < len(order) for s in p["trial_seeds"]]
         for (p, _), path in zip(trial_jobs, launch([job for _, job in trial_jobs])):
             p["records"].append(path)
     else:

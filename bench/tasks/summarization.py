@@ -30,8 +30,12 @@ def _prompt_text(task_cfg: DictConfig, row: dict, tokenizer: Any, family: str) -
 
 
 def _references(task_cfg: DictConfig, row: dict) -> list[str]:
-    fields = list(task_cfg.reference_fields) if task_cfg.get("reference_fields") else [task_cfg.target_field]
-    return [str(row[f]) for f in fields if row.get(f)]
+    """Every reference of an eval row; a row with none of task.reference_fields (a validation row
+    carved from the training file, which has only the training target) is scored against its target."""
+    fields = list(task_cfg.reference_fields) if task_cfg.get("reference_fields") else []
+    refs = [str(row[f]) for f in fields if row.get(f)]
+    target = row.get(task_cfg.target_field)
+    return refs or ([str(target)] if target else [])
 
 
 def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any, family: str, training: bool) -> list[dict]:
