@@ -258,3 +258,33 @@ def test_tune_quick_preset_tunes_then_runs_its_finals_and_a_relaunch_runs_nothin
     print("tune_quick finals:", {(r["run"]["method"], r["run"]["seed"]): (r["run"]["config"]["train"]["lr"], r["quality"]["accuracy"]) for r in finals})
     again = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("skip:") == 10 and len(list(results.glob("*.json"))) == 10
+
+
+def test_grid_trials_go_round_by_round_across_points_so_the_pruner_has_finished_trials_first(tmp_path: Path):
+    """With two points of three rates each, the launch order is each point's middle rate, then each
+    point's next: a point's third rate is never launched before the other point's first two."""
+    root = write_tsv_task(tmp_path)
+    common = ["task=sst2", f"data_root={root}", "model=tiny-bert", "tune.lrs=[0.0001,0.001,0.01]", "tune.val_examples=10", "seed=0"]
+    launch, launched = fake_stage(tmp_path / "records", val_best=0.001, eval_best=0.001)
+    tune.run_tuning([["method=lora", *common], ["method=full", *common]], make_cfg, launch, log=lambda line: None)
+    trials = [(next(o for o in job if o.startswith("method=")), next(o for o in job if o.startswith("train.lr=")))
+              for job in launched if "validation.score_on=validation" in job]
+    assert trials == [("method=lora", "train.lr=0.001"), ("method=full", "train.lr=0.001"),
+                      ("method=lora", "train.lr=0.01"), ("method=full", "train.lr=0.01"),
+                      ("method=lora", "train.lr=0.0001"), ("method=full", "train.lr=0.0001")]
+
+
+def test_validation_dialogues_carved_from_dialogsums_training_file_are_scored_against_their_summary(tmp_path: Path):
+    """DialogSum's training rows carry `summary` but none of the eval split's summary1..3: a held-out
+    row is scored against its own training target instead of zero references (ROUGE crashed on those)."""
+    from conftest import write_dialogsum_like
+
+    from bench.tasks.summarization import _references
+
+    root = write_dialogsum_like(tmp_path / "data", n=8)
+    cfg = make_cfg(["task=dialogsum", "model=tiny-llama", f"data_root={root}", "validation.examples=3", "validation.score_on=validation"])
+    _, scored = _rows(cfg, trains=True)
+    assert len(scored) == 3 and all("summary1" not in row for row in scored)
+    assert [_references(cfg.task, row) for row in scored] == [[row["summary"]] for row in scored]
+    test_row = {"dialogue": "x", "summary1": "a", "summary2": "b", "summary3": "c"}
+    assert _references(cfg.task, test_row) == ["a", "b", "c"]  # the reported split keeps every reference
