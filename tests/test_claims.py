@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from bench import report
 from bench.errors import ConfigError
 from bench.record import (CLAIMS, FALLBACK, PROBE_BYTES, check_max_attempts, check_results_dir, claim, config_digest,
                           load_records, write_atomic, write_record)
@@ -208,6 +209,7 @@ def test_records_and_the_report_ignore_the_claims_folder(tmp_path: Path):
     write_atomic(tmp_path / CLAIMS / "b.json", a_record("b"))  # nothing under .claims/ is a record
     (tmp_path / CLAIMS / f"{'ab' * 32}.lock").write_text("")
     assert [r["run"]["id"] for r in load_records(tmp_path)] == ["a"]
+    assert [r["run"]["id"] for r in report.read([tmp_path])] == ["a"]  # what the report's tables are built from
 
 
 @pytest.mark.slow
