@@ -73,7 +73,7 @@ def app(cfg: DictConfig) -> str | None:
     digest, force = config_hash(cfg), cfg.get("force") is True
     try:  # the sweeper checked these before launching; a point's own override is checked here
         check_results_dir(cfg.results_dir)
-        max_attempts = check_max_attempts(cfg.get("max_attempts", 3))
+        max_attempts = check_max_attempts(cfg.get("max_attempts"))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError
-
 from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
 SCHEMA_VERSION = 1

@@ -113,6 +113,9 @@ def test_the_cli_refuses_an_unwritable_results_dir_before_training(tmp_path: Pat
             assert not (tmp_path / "results").exists() and not (tmp_path / "sweep").exists()
             assert {p.split("/")[0] for p in tree(tmp_path)} <= {"a-file", "hydra-run"}  # only Hydra's own log folder
     assert tree_top(ROOT) == root_before  # `results_dir=` wrote nothing into the project root
+    proc = bench(["-m", *SMALL, "method.r=1,2", "max_attempts=0", f"results_dir={tmp_path / 'results'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("config error: max_attempts=0 is not valid")
+    assert not (tmp_path / "results").exists() and not (tmp_path / "sweep").exists()
 
 
 def tree_top(folder: Path) -> list[str]:

@@ -93,11 +93,12 @@ class PointsSweeper(Sweeper):
         jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
         # Before anything launches (or the sweep folder is made): every results_dir the jobs write to
         # takes a record, or the whole sweep is refused; otherwise every point would train for nothing.
-        given = {o.split("=", 1)[1] for job in jobs for o in job if o.split("=", 1)[0].lstrip("+") == "results_dir"}
+        default = self.config.get("results_dir")
+        given = [[o.split("=", 1)[1] for o in job if o.split("=", 1)[0].lstrip("+") == "results_dir"] for job in jobs]
         try:
-            for results_dir in sorted(given or {self.config.get("results_dir")}, key=str):
+            for results_dir in sorted({values[-1] if values else default for values in given} or {default}, key=str):
                 check_results_dir(results_dir)
-            check_max_attempts(self.config.get("max_attempts", 3))
+            check_max_attempts(self.config.get("max_attempts"))
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
