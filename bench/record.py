@@ -124,11 +124,12 @@ def check_results_dir(value: Any) -> Path:
         raise ConfigError("results_dir", value, "a folder for the run records (empty would write into the current folder)")
     path = Path(str(value)).expanduser()
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         where = "it is" if existing == path else f"{existing} is"
-        raise ConfigError("results_dir", str(value), f"{where} a file, not a folder; give a folder, or a path that can become one")
+        kind = "a link to nothing" if existing.is_symlink() else "a file"
+        raise ConfigError("results_dir", str(value), f"{where} {kind}, not a folder; give a folder, or a path that can become one")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".peft-bench-probe-")
     except OSError as exc:

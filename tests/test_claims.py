@@ -4,6 +4,7 @@ point, a cap on retried failures, records readable by the team, and unchanged co
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -58,14 +59,16 @@ def test_a_writable_results_dir_passes_and_nothing_is_created(tmp_path: Path):
     (None, "empty would write into the current folder"),
     ("{tmp}/a-file", "it is a file, not a folder"),
     ("{tmp}/a-file/under", "a-file is a file, not a folder"),
+    ("{tmp}/a-link/under", "a-link is a link to nothing, not a folder"),
 ])
 def test_a_results_dir_that_cannot_hold_records_is_refused_by_name(tmp_path: Path, value, problem: str):
     (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-link").symlink_to(tmp_path / "gone")
     value = value.format(tmp=tmp_path) if value else value
     with pytest.raises(ConfigError) as error:
         check_results_dir(value)
     assert error.value.field == "results_dir" and problem in str(error.value)
-    assert tree(tmp_path) == ["a-file"] and (tmp_path / "a-file").read_text() == "not a folder"
+    assert tree(tmp_path) == ["a-file", "a-link"] and (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_the_probe_is_a_fsynced_mebibyte_so_a_small_file_size_limit_is_caught(tmp_path: Path):
@@ -80,6 +83,23 @@ def test_the_probe_is_a_fsynced_mebibyte_so_a_small_file_size_limit_is_caught(tm
     assert f"results_dir='{tmp_path / 'results'}' is not valid: cannot write a 1 MiB file in {tmp_path}" in out.stdout
     assert "ulimit -f" in out.stdout and PROBE_BYTES == 1 << 20
     assert tree(tmp_path) == []  # the half-written probe was removed
+
+
+@pytest.mark.parametrize("fail,problem", [
+    ("mkstemp", "cannot create a file in {tmp} (Permission denied); give a writable folder"),  # a read-only folder (not as root)
+    ("fsync", "cannot write a 1 MiB file in {tmp} (the disk is full)"),
+])
+def test_a_read_only_folder_or_a_full_disk_is_refused_and_the_probe_removed(tmp_path: Path, monkeypatch, fail: str, problem: str):
+    """Root may write into a chmod'ed folder, so the two refusals of the OS are simulated where they happen."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied") if fail == "mkstemp" else OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile if fail == "mkstemp" else os, fail, refuse)
+    with pytest.raises(ConfigError) as error:
+        check_results_dir(tmp_path / "results")
+    assert str(error.value) == f"results_dir='{tmp_path / 'results'}' is not valid: " + problem.format(tmp=tmp_path) + \
+        ("" if fail == "mkstemp" else "; give a folder with room for the records")
+    assert tree(tmp_path) == []
 
 
 def test_max_attempts_is_a_whole_number_of_at_least_one():
@@ -196,10 +216,10 @@ def test_a_claimed_point_waits_for_the_holder_then_proceeds(tmp_path: Path, caps
         t0 = time.monotonic()
         with claim(tmp_path, "ab" * 32):
             waited = time.monotonic() - t0
-            assert holder.poll() is not None  # the holder had finished before this claim was granted
+        assert holder.wait(timeout=10) == 0
     finally:
         holder.kill()
-    assert waited > 0.5
+    assert waited > 0.5  # granted only when the holder's 1 s was over (it exited, so the kernel dropped its lock)
     assert "wait: another sweep is running this point" in capsys.readouterr().out
     t0 = time.monotonic()
     with claim(tmp_path, "ab" * 32):  # free now: granted at once, and the same lock file is reused
