@@ -3,7 +3,9 @@ The console script `peft-bench` is the same entry point; `peft-bench report ...`
 
 In a sweep every point runs in its own process, and a point whose config already has a
 successful record in results_dir is skipped (force=true reruns it): re-launching an interrupted
-sweep with the same command completes only the missing points."""
+sweep with the same command completes only the missing points. A point runs under a claim (a
+lock in results_dir/.claims/), so two sweeps into one results_dir never run it twice, and a point
+that failed max_attempts times is skipped too."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from omegaconf import DictConfig
 
 from bench.callbacks import POINTER
 from bench.errors import ConfigError
-from bench.record import config_hash, find_success
+from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.tune import role
 from bench.report import markdown_table
 
@@ -50,6 +52,7 @@ def app(cfg: DictConfig) -> str | None:
             sys.exit(2)
         interrupt_on_sigterm()
         try:
+            check_results_dir(cfg.results_dir)  # before any work: a record that cannot be written would lose it
             record = run(cfg, None, cores_for_job(None))
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
@@ -67,12 +70,25 @@ def app(cfg: DictConfig) -> str | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
     trial = role(cfg) == "trial"
-    done = None if cfg.get("force") is True else find_success(cfg.results_dir, config_hash(cfg), final=trial)
-    if done is not None:
-        print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")
-        (job_dir / POINTER).write_text(str(done))
-        return str(done)
-    record = run_isolated(cfg, sweep, cores_for_job(hydra_cfg.launcher))  # one fresh process per point
+    digest, force = config_hash(cfg), cfg.get("force") is True
+    try:  # the sweeper checked these before launching; a point's own override is checked here
+        check_results_dir(cfg.results_dir)
+        max_attempts = check_max_attempts(cfg.get("max_attempts"))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    with claim(cfg.results_dir, digest):  # another sweep on this point: wait for it, then find its record
+        done = None if force else find_success(cfg.results_dir, digest, final=trial)
+        failed = [] if force or done is not None else failed_attempts(cfg.results_dir, digest)
+        if done is not None:
+            print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")
+        elif len(failed) >= max_attempts:
+            done = failed[-1]
+            print(f"skip: this point failed {len(failed)} times (max_attempts={max_attempts}; the last: {done.name}); force=true reruns it")
+        if done is not None:
+            (job_dir / POINTER).write_text(str(done))
+            return str(done)
+        record = run_isolated(cfg, sweep, cores_for_job(hydra_cfg.launcher))  # one fresh process per point
     (job_dir / POINTER).write_text(str(record["run"]["path"]))
     print(f"\n{record['run']['id']}: {record['run']['status']}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
     print_tracking(record)

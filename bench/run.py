@@ -28,7 +28,7 @@ from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
 from bench.progress import progress
-from bench.record import SCHEMA_VERSION, config_hash, write_atomic
+from bench.record import SCHEMA_VERSION, config_hash, write_atomic, write_record
 from bench.tasks import get_kind
 from bench.tasks.cache import prepare_task
 from bench.train import NonFiniteLoss, TrainResult, train
@@ -76,10 +76,12 @@ def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
 
 
 def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | None = None) -> Path:
+    """Close the record and write it: into results_dir, or beside it when results_dir refuses it
+    (`write_record` says where on stderr), so a run's work is never lost."""
     record["run"]["status"] = status
     record["run"]["error"] = error
     record["run"]["finished_at"] = datetime.now(timezone.utc).isoformat()
-    return write_atomic(results_dir / f"{record['run']['id']}.json", record)
+    return write_record(results_dir, record)
 
 
 def peak_memory(device: torch.device, rss_before_load: int, peak_reset: bool, phase: str) -> dict[str, Any]:

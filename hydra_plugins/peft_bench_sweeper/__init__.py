@@ -85,15 +85,28 @@ class PointsSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        import sys
+
+        from bench.errors import ConfigError
+        from bench.record import check_max_attempts, check_results_dir
+
         jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
+        # Before anything launches (or the sweep folder is made): every results_dir the jobs write to
+        # takes a record, or the whole sweep is refused; otherwise every point would train for nothing.
+        default = self.config.get("results_dir")
+        given = [[o.split("=", 1)[1] for o in job if o.split("=", 1)[0].lstrip("+") == "results_dir"] for job in jobs]
+        try:
+            for results_dir in sorted({values[-1] if values else default for values in given} or {default}, key=str):
+                check_results_dir(results_dir)
+            check_max_attempts(self.config.get("max_attempts"))
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            sys.exit(2)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if not (self.config.get("tune") or {}).get("enabled"):
             return [self.launch(jobs)]
-        import sys
-
-        from bench.errors import ConfigError
         from bench.tune import run_tuning
 
         try:

@@ -1,0 +1,321 @@
+"""Nothing lost because of where it is written, and no point run twice: results_dir proven
+writable before any work, a refused record written beside it, a claim (file lock) per sweep
+point, a cap on retried failures, records readable by the team, and unchanged config hashes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from bench import report
+from bench.errors import ConfigError
+from bench.record import (CLAIMS, FALLBACK, PROBE_BYTES, check_max_attempts, check_results_dir, claim, config_digest,
+                          load_records, write_atomic, write_record)
+from conftest import ROOT, make_cfg
+
+SMALL = ["model=tiny-bert", "method=lora", "train.batch_size=4", "eval.max_examples=8", "eval.batch_size=8",
+         "inference.enabled=false", "forgetting.enabled=false", "tracking=none"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+def bench(args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, file_limit: int | None = None,
+          timeout: int = 300) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess; file_limit: `ulimit -f` in bytes for the child only."""
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))) if file_limit else None
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=limit)
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def tree_top(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def a_record(run_id: str = "20260101-000000-000000-x-y-z-s0-abcdef12") -> dict:
+    return {"schema_version": 1, "run": {"id": run_id, "config_hash": "abcdef12" * 8, "status": "success"}}
+
+
+# --- (1a) results_dir proven writable before any work -------------------------------------------
+
+def test_a_writable_results_dir_passes_and_nothing_is_created(tmp_path: Path):
+    assert check_results_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"  # can become a folder
+    assert check_results_dir(str(tmp_path)) == tmp_path
+    assert tree(tmp_path) == []  # the probe is removed, no folder is made
+
+
+@pytest.mark.parametrize("value,problem", [
+    ("", "empty would write into the current folder"),
+    ("  ", "empty would write into the current folder"),
+    (None, "empty would write into the current folder"),
+    ("{tmp}/a-file", "it is a file, not a folder"),
+    ("{tmp}/a-file/under", "a-file is a file, not a folder"),
+    ("{tmp}/a-link/under", "a-link is a link to nothing, not a folder"),
+])
+def test_a_results_dir_that_cannot_hold_records_is_refused_by_name(tmp_path: Path, value, problem: str):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-link").symlink_to(tmp_path / "gone")
+    value = value.format(tmp=tmp_path) if value else value
+    with pytest.raises(ConfigError) as error:
+        check_results_dir(value)
+    assert error.value.field == "results_dir" and problem in str(error.value)
+    assert tree(tmp_path) == ["a-file", "a-link"] and (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_the_probe_is_a_fsynced_mebibyte_so_a_small_file_size_limit_is_caught(tmp_path: Path):
+    """Run in a child with `ulimit -f 64` (KiB): a record would fit under it, the 1 MiB probe does not."""
+    code = ("from bench.record import check_results_dir\n"
+            "from bench.errors import ConfigError\n"
+            "try:\n    check_results_dir(__import__('sys').argv[1])\n"
+            "except ConfigError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "results")], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)))
+    assert out.returncode == 0, out.stderr
+    assert f"results_dir='{tmp_path / 'results'}' is not valid: cannot write a 1 MiB file in {tmp_path}" in out.stdout
+    assert "ulimit -f" in out.stdout and PROBE_BYTES == 1 << 20
+    assert tree(tmp_path) == []  # the half-written probe was removed
+
+
+@pytest.mark.parametrize("fail,problem", [
+    ("mkstemp", "cannot create a file in {tmp} (Permission denied); give a writable folder"),  # a read-only folder (not as root)
+    ("fsync", "cannot write a 1 MiB file in {tmp} (the disk is full)"),
+])
+def test_a_read_only_folder_or_a_full_disk_is_refused_and_the_probe_removed(tmp_path: Path, monkeypatch, fail: str, problem: str):
+    """Root may write into a chmod'ed folder, so the two refusals of the OS are simulated where they happen."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied") if fail == "mkstemp" else OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile if fail == "mkstemp" else os, fail, refuse)
+    with pytest.raises(ConfigError) as error:
+        check_results_dir(tmp_path / "results")
+    assert str(error.value) == f"results_dir='{tmp_path / 'results'}' is not valid: " + problem.format(tmp=tmp_path) + \
+        ("" if fail == "mkstemp" else "; give a folder with room for the records")
+    assert tree(tmp_path) == []
+
+
+def test_max_attempts_is_a_whole_number_of_at_least_one():
+    assert check_max_attempts(3) == 3
+    for bad in (0, -1, "3", 2.5, True, None):
+        with pytest.raises(ConfigError, match="max_attempts"):
+            check_max_attempts(bad)
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_an_unwritable_results_dir_before_training(tmp_path: Path):
+    """A single run and a sweep, each with results_dir a file, under a file, empty, and under
+    `ulimit -f 64`: exit 2 with one `config error: results_dir=...` line, no training, no record,
+    nothing created (not in results_dir's parent, not in the sweep folder, not in the project root)."""
+    (tmp_path / "a-file").write_text("not a folder")
+    root_before = tree_top(ROOT)
+    cases = [([f"results_dir={tmp_path / 'a-file'}"], None), ([f"results_dir={tmp_path / 'a-file' / 'under'}"], None),
+             (["results_dir="], None), ([f"results_dir={tmp_path / 'results'}"], 64 * 1024)]
+    for mode in ("run", "sweep"):
+        for where, limit in cases:
+            args = [*SMALL, "train.max_steps=2", *where, f"hydra.run.dir={tmp_path / 'hydra-run'}"]
+            if mode == "sweep":
+                args = ["-m", *args, "method.r=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+            proc = bench(args, file_limit=limit)
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert proc.returncode == 2, (mode, where, proc.stderr[-2000:])
+            assert len(lines) == 1 and lines[0].startswith("config error: results_dir="), (mode, where, lines[-3:])
+            assert "Traceback" not in proc.stderr and "train " not in proc.stdout + proc.stderr
+            assert not (tmp_path / "results").exists() and not (tmp_path / "sweep").exists()
+            assert {p.split("/")[0] for p in tree(tmp_path)} <= {"a-file", "hydra-run"}  # only Hydra's own log folder
+    assert tree_top(ROOT) == root_before  # `results_dir=` wrote nothing into the project root
+    proc = bench(["-m", *SMALL, "method.r=1,2", "max_attempts=0", f"results_dir={tmp_path / 'results'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("config error: max_attempts=0 is not valid")
+    assert not (tmp_path / "results").exists() and not (tmp_path / "sweep").exists()
+
+
+# --- (1b) a record that results_dir refuses at the end goes beside it ----------------------------
+
+def test_a_refused_record_is_written_to_the_fallback_folder_and_stderr_says_where(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    became_a_file = tmp_path / "results"
+    became_a_file.write_text("the folder became a file mid-run")
+    path = write_record(became_a_file, a_record())
+    assert path == tmp_path / "tmp" / FALLBACK / f"{a_record()['run']['id']}.json"
+    assert json.loads(path.read_text()) == a_record()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and f"results_dir={str(became_a_file)!r} refused the record" in err[0]
+
+
+def test_a_run_whose_results_dir_becomes_a_file_keeps_its_record_in_the_fallback(tmp_path: Path, monkeypatch, capsys, cfg_factory):
+    """The run's own write path (run.conclude -> finish), after the work: the record, measurements
+    included, lands in $TMPDIR/peft-bench-unwritten/ and is the path the run reports."""
+    from bench import run as run_module
+    from bench import tracking
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    cfg = cfg_factory()
+    record = run_module.new_record(cfg, None)
+    record["quality"] = {"accuracy": 0.75}  # what the work measured
+    Path(cfg.results_dir).write_text("a file now")
+    done = run_module.conclude(record, Path(cfg.results_dir), tracking.start(cfg, record), "success")
+    kept = json.loads(Path(done["run"]["path"]).read_text())
+    assert Path(done["run"]["path"]).parent == tmp_path / "tmp" / FALLBACK
+    assert kept["quality"] == {"accuracy": 0.75} and kept["run"]["status"] == "success"
+    assert done["run"]["path"] in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_single_run_whose_results_folder_becomes_a_file_mid_run_keeps_its_work(tmp_path: Path):
+    """The folder is replaced by a file while the run trains: no traceback, the record (with its
+    training curve) is in the fallback folder under $TMPDIR, and stderr's line says where."""
+    results, log = tmp_path / "results", tmp_path / "run.log"
+    env = {**ENV, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *SMALL, "train.max_steps=200", "train.log_every=20",
+                             f"results_dir={results}", f"hydra.run.dir={tmp_path / 'hydra-run'}"],
+                            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "train 20/200" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        shutil.rmtree(results, ignore_errors=True)
+        results.write_text("a file now")
+        proc.wait(timeout=240)
+    finally:
+        proc.kill()
+    out = log.read_text()
+    fallback = sorted((tmp_path / "tmp" / FALLBACK).glob("*.json"))
+    assert len(fallback) == 1, out[-3000:]
+    kept = json.loads(fallback[0].read_text())
+    assert len(kept["curve"]) > 0 and kept["speed"]["steps"] == 200  # the training is in the record
+    assert f"written to {fallback[0]} instead" in out and "Traceback" not in out
+    assert f"record: {fallback[0]}" in out  # the run's summary points at the kept record
+
+
+# --- (2) a claim per point: concurrent sweeps never run a point twice ----------------------------
+
+def test_a_claimed_point_waits_for_the_holder_then_proceeds(tmp_path: Path, capsys):
+    lock = tmp_path / CLAIMS / f"{'ab' * 32}.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time\n"
+                               f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(1.0)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with claim(tmp_path, "ab" * 32):
+            waited = time.monotonic() - t0
+        assert holder.wait(timeout=10) == 0
+    finally:
+        holder.kill()
+    assert waited > 0.5  # granted only when the holder's 1 s was over (it exited, so the kernel dropped its lock)
+    assert "wait: another sweep is running this point" in capsys.readouterr().out
+    t0 = time.monotonic()
+    with claim(tmp_path, "ab" * 32):  # free now: granted at once, and the same lock file is reused
+        assert time.monotonic() - t0 < 0.5
+    assert tree(tmp_path) == [CLAIMS, f"{CLAIMS}/{'ab' * 32}.lock"]
+
+
+def test_records_and_the_report_ignore_the_claims_folder(tmp_path: Path):
+    write_atomic(tmp_path / "20260101-000000-000000-a.json", a_record("a"))
+    write_atomic(tmp_path / CLAIMS / "b.json", a_record("b"))  # nothing under .claims/ is a record
+    (tmp_path / CLAIMS / f"{'ab' * 32}.lock").write_text("")
+    assert [r["run"]["id"] for r in load_records(tmp_path)] == ["a"]
+    assert [r["run"]["id"] for r in report.read([tmp_path])] == ["a"]  # what the report's tables are built from
+
+
+@pytest.mark.slow
+def test_two_identical_sweeps_started_together_run_each_point_once(tmp_path: Path):
+    """Same command, same moment, one results_dir: each point has exactly one success record, the
+    sweep that came second says `skip:` for it, and the two sweeps have their own Hydra folders
+    (the conf's folder names go to the microsecond)."""
+    hydra_cfg = make_cfg([], return_hydra_config=True)
+    sweep_name = OmegaConf.to_container(hydra_cfg.hydra.sweep, resolve=False)["dir"]
+    assert "%f" in sweep_name and "%f" in OmegaConf.to_container(hydra_cfg.hydra.run, resolve=False)["dir"]
+    results = tmp_path / "results"
+    args = ["-m", *SMALL, "method.r=1,2", "train.max_steps=2", f"results_dir={results}", f"hydra.sweep.dir={tmp_path}/{sweep_name}"]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=ENV, stdout=log.open("w"),
+                              stderr=subprocess.STDOUT, text=True) for log in logs]
+    try:
+        codes = [p.wait(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    outs = [log.read_text() for log in logs]
+    assert codes == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    records = load_records(results)
+    assert sorted(r["run"]["config"]["method"]["r"] for r in records) == [1, 2]  # one record per point, no duplicate
+    assert all(r["run"]["status"] == "success" for r in records)
+    assert sum(out.count("skip: ") for out in outs) == 2  # every point ran in one sweep and was skipped by the other
+    assert all(out.count("2 points in this sweep") == 1 for out in outs)  # each table shows both points, once
+    assert len(list(tmp_path.glob("multirun/*/*/multirun.yaml"))) == 2  # two sweeps, two folders
+    assert tree(results / CLAIMS) == sorted(f"{r['run']['config_hash']}.lock" for r in records)
+
+
+# --- (3) a point that keeps failing is retried max_attempts times -------------------------------
+
+@pytest.mark.slow
+def test_a_relaunch_stops_retrying_a_point_after_max_attempts_failures(tmp_path: Path):
+    """A point that crashes (its artifacts folder cannot be made: results_dir/artifacts is a file)
+    is retried by each relaunch until it has max_attempts failed records; then it is skipped with
+    one `skip:` line saying why, and force=true still runs it."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "artifacts").write_text("in the way of the artifacts folder")
+    args = ["-m", *SMALL, "train.max_steps=1", "max_attempts=2", f"results_dir={results}"]
+
+    def sweep(n: int, *extra: str) -> str:
+        proc = bench([*args, *extra, f"hydra.sweep.dir={tmp_path / f'sweep{n}'}"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    for attempt in (1, 2):
+        assert "skip: " not in sweep(attempt)
+        assert [r["run"]["status"] for r in load_records(results)] == ["failed"] * attempt
+    out = sweep(3)
+    skips = [line for line in out.splitlines() if line.startswith("skip: ")]
+    assert len(skips) == 1 and "failed 2 times (max_attempts=2" in skips[0] and "force=true reruns it" in skips[0]
+    assert len(load_records(results)) == 2  # nothing ran
+    assert "skip: " not in sweep(4, "force=true") and len(load_records(results)) == 3
+    assert "skip: " not in sweep(5, "max_attempts=4") and len(load_records(results)) == 4  # a higher cap retries
+
+
+def test_max_attempts_and_the_new_names_leave_every_committed_record_hash_unchanged():
+    """Every record under results/reference/ still hashes to its config_hash, with max_attempts in
+    its config at the default or any other value (it never makes a new point)."""
+    checked = 0
+    for path in sorted((ROOT / "results" / "reference").rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not (isinstance(data, dict) and isinstance(data.get("run"), dict) and "config" in data["run"]):
+            continue
+        config, digest = data["run"]["config"], data["run"]["config_hash"]
+        assert config_digest(config) == digest, path
+        assert config_digest({**config, "max_attempts": 3}) == digest == config_digest({**config, "max_attempts": 7}), path
+        checked += 1
+    assert checked >= 200  # the reference results hold a few hundred records
+    assert make_cfg([]).max_attempts == 3
+
+
+# --- (4) records readable by a team sharing the folder --------------------------------------------
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_record_gets_the_umask_mode(tmp_path: Path, mask: int, mode: int):
+    old = os.umask(mask)
+    try:
+        path = write_atomic(tmp_path / "r.json", a_record())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
