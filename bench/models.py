@@ -25,10 +25,7 @@ from transformers import (
 )
 
 from bench import assets
-
-SOURCES = ("hub", "local", "asset", "config")
-FAMILIES = ("encoder", "decoder", "encoder-decoder")
-POOLINGS = ("mean", "cls", "last")
+from bench.preflight import FAMILIES, POOLINGS, SOURCES  # noqa: F401  (the vocabulary of model configs, checked torch-free)
 HEADS = ("classifier", "causal_lm", "seq2seq_lm")
 
 
