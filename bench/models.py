@@ -170,7 +170,7 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
             return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **kernel)
     if getattr(backbone.config, "is_encoder_decoder", False):
         backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
-    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean"))
+    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean")).to(dtype)  # the new head in the weights' dtype
 
 
 def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:

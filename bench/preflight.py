@@ -115,7 +115,9 @@ def choice(section: Any, key: str, field: str, valid: tuple[Any, ...], default: 
 def check(cfg: DictConfig) -> None:
     """Every plain check, roughly in the order a reader meets the keys; raises the first ConfigError."""
     check_keys(cfg)
-    check_finite(OmegaConf.to_container(cfg, resolve=True), "")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("selection", None)  # how the tuning stage chose the lr (its scores may be nan): a report, not a knob
+    check_finite(plain, "")
     check_top(cfg)
     check_tracking(cfg)
     check_model(cfg.model)

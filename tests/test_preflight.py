@@ -67,6 +67,10 @@ def test_nan_is_refused_wherever_it_is(cfg_factory):
     assert err.field == "train.max_grad_norm" and "finite" in str(err)
 
 
+def test_nan_in_a_tuned_runs_selection_report_is_not_a_bad_knob(cfg_factory):
+    preflight.check(cfg_factory("selection={metric: accuracy, scores: [0.5, nan], chosen_lr: 0.001}"))
+
+
 # ---------------------------------------------------------------- unknown keys
 @pytest.mark.parametrize("override,field", [
     ("+foo=bar", "foo"),
@@ -119,6 +123,21 @@ def test_float16_on_cpu_is_refused_before_torch(cfg_factory):
     err = _refused(cfg_factory("model=tiny-bert", "model.dtype=float16", "device=cpu"))
     assert err.field == "model.dtype" and err.value == "float16" and "bfloat16" in str(err)
     preflight.check(cfg_factory("model=tiny-bert", "model.dtype=bfloat16", "device=cpu"))
+
+
+def test_bfloat16_that_the_error_offers_trains_a_classifier_on_cpu(cfg_factory):
+    """The new head takes the weights' dtype (it stayed float32: "mat1 and mat2 must have the same dtype")."""
+    import torch
+
+    from bench import models
+
+    cfg = cfg_factory("model=tiny-bert", "model.dtype=bfloat16", "device=cpu")
+    tokenizer = models.load_tokenizer(cfg.model)
+    model = models.load_model(cfg.model, "classifier", 2, tokenizer)
+    batch = tokenizer(["a fine film", "a dull one"], return_tensors="pt", padding=True)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=torch.tensor([1, 0]))
+    out.loss.backward()
+    assert out.logits.dtype == torch.bfloat16 and model.head.weight.grad is not None and torch.isfinite(out.loss)
 
 
 def test_float16_with_device_auto_is_refused_where_auto_means_cpu(cfg_factory):
