@@ -115,9 +115,9 @@ def choice(section: Any, key: str, field: str, valid: tuple[Any, ...], default: 
 def check(cfg: DictConfig) -> None:
     """Every plain check, roughly in the order a reader meets the keys; raises the first ConfigError."""
     check_keys(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("selection", None)  # how the tuning stage chose the lr (its scores may be nan): a report, not a knob
-    check_finite(plain, "")
+    for key in TOP_KEYS - {"selection"}:  # selection: how the tuning stage chose the lr (its scores may be nan), not a knob
+        value = cfg.get(key)
+        check_finite(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value, key)
     check_top(cfg)
     check_tracking(cfg)
     check_model(cfg.model)
@@ -131,7 +131,7 @@ def check(cfg: DictConfig) -> None:
 def check_keys(cfg: DictConfig) -> None:
     """No key the suite does not read: the top level, the fixed sections, the model, the task (by
     kind) and the method (the keys of its own conf/method/<name>.yaml)."""
-    _known(cfg, "", TOP_KEYS)
+    _known(cfg, "", TOP_KEYS | {"hydra"})  # hydra: Hydra's own settings, there when composed with return_hydra_config (the tuning stage)
     for section, known in SECTION_KEYS.items():
         if isinstance(cfg.get(section), DictConfig):
             _known(cfg[section], section, known)

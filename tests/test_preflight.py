@@ -97,6 +97,11 @@ def test_known_keys_equal_the_composed_default_config():
         assert set(cfg[section].keys()) | preflight.OPTIONAL_KEYS.get(section, frozenset()) == known, section
 
 
+def test_hydras_own_settings_are_not_an_unknown_key():
+    """The tuning stage composes its points with Hydra's settings in them."""
+    preflight.check(make_cfg(["model=tiny-bert", "tracking=none"], return_hydra_config=True))
+
+
 def test_optional_knobs_of_other_parts_are_accepted(cfg_factory):
     preflight.check_keys(cfg_factory("+max_attempts=3", "+eval.keep_predictions=10", "+task.eval_fraction=0.2",
                                      "+task.split_seed=0", "+task.train_rows=[0,100]", "+task.eval_rows=[100,200]"))
