@@ -255,8 +255,8 @@ def device_is_cpu(device: str) -> bool:
 
 
 def check_dtype(mcfg: DictConfig, on_cpu: bool) -> None:
-    """float16 weights on the CPU: many CPU kernels lack half precision and the classifier's head
-    stays float32 ("mat1 and mat2 must have the same dtype" after the model loaded)."""
+    """float16 weights on the CPU are refused: CPU kernels lack or emulate half precision (such a
+    run failed only after the model loaded), while bfloat16 is the CPU's half-size dtype."""
     if on_cpu and mcfg.get("dtype") == "float16":
         raise ConfigError("model.dtype", "float16", "float32 or bfloat16 on the CPU (float16 needs a CUDA device)")
 
