@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from bench import preflight
 from bench.config import validate
