@@ -7,6 +7,7 @@ need the model's architecture (positions, shapes, module names)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -34,26 +35,21 @@ PRECISIONS = ("fp32", "bf16")
 SCORE_ON = ("eval", "validation")
 NOT_TRAINING = ("none",)  # methods that evaluate the model as it is (their `trains` is False in bench.methods)
 
-# The keys conf/config.yaml sets, per section: any other key is a typo or a stale override (`+foo=bar`
-# would even change the config hash). tests/test_preflight.py keeps these equal to the composed default.
-TOP_KEYS = frozenset({"seed", "data_root", "results_dir", "keep_artifacts", "device", "threads", "cache_data", "force",
-                      "max_attempts", "train", "speed", "eval", "validation", "tune", "selection", "estimate",
-                      "inference", "forgetting", "model", "task", "method", "tracking"})
-SECTION_KEYS = {
-    "train": frozenset({"max_steps", "batch_size", "group_by_length", "grad_accum_steps", "lr", "weight_decay", "adam_beta1",
-                        "adam_beta2", "warmup_ratio", "schedule", "max_grad_norm", "eval_every", "log_every",
-                        "timing_warmup_steps", "diverge_factor"}),
-    "speed": frozenset({"attention", "precision", "compile", "gradient_checkpointing", "fused_adamw"}),
-    "eval": frozenset({"max_examples", "batch_size", "max_new_tokens", "keep_predictions"}),
-    "validation": frozenset({"examples", "seed", "score_on"}),
-    "tune": frozenset({"enabled", "mode", "trials", "lr_span", "lrs", "max_steps", "eval_every", "val_examples", "trial_seeds",
-                       "prune", "prune_startup_trials", "sampler_seed"}),
-    "inference": frozenset({"enabled", "examples", "batch_size", "max_new_tokens", "repeats"}),
-    "forgetting": frozenset({"enabled", "text", "max_tokens", "max_chunks"}),
-    "estimate": frozenset({"seq_len"}),
-}
+SECTIONS = ("train", "speed", "eval", "validation", "tune", "inference", "forgetting", "estimate")  # their keys: conf/config.yaml's
+GROUPS = ("model", "task", "method", "tracking")  # chosen with group=option; their keys are checked by kind below
 # Keys accepted that the default config need not set (knobs another part of the suite owns).
 OPTIONAL_KEYS = {"": frozenset({"max_attempts"}), "eval": frozenset({"keep_predictions"})}
+
+
+@functools.cache
+def known_keys() -> dict[str, frozenset[str]]:
+    """The keys conf/config.yaml sets, at the top level ("") and per fixed section, plus the optional
+    ones: any other key is a typo or a stale override (`+foo=bar` would even change the config hash).
+    Read from the file itself (milliseconds), so a knob added there is known here at once."""
+    default = OmegaConf.load(CONF / "config.yaml")
+    top = (set(default.keys()) - {"defaults", "hydra"}) | set(GROUPS) | OPTIONAL_KEYS[""]
+    return {"": frozenset(top), **{s: frozenset(set(default[s].keys()) | OPTIONAL_KEYS.get(s, frozenset())) for s in SECTIONS}}
+
 
 MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size"})
 # Task keys: every kind's, then each kind's own. The split keys (eval_fraction ...) take disjoint
@@ -115,7 +111,7 @@ def choice(section: Any, key: str, field: str, valid: tuple[Any, ...], default: 
 def check(cfg: DictConfig) -> None:
     """Every plain check, roughly in the order a reader meets the keys; raises the first ConfigError."""
     check_keys(cfg)
-    for key in TOP_KEYS - {"selection"}:  # selection: how the tuning stage chose the lr (its scores may be nan), not a knob
+    for key in known_keys()[""] - {"selection"}:  # selection: how the tuning stage chose the lr (its scores may be nan), not a knob
         value = cfg.get(key)
         check_finite(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value, key)
     check_top(cfg)
@@ -131,10 +127,11 @@ def check(cfg: DictConfig) -> None:
 def check_keys(cfg: DictConfig) -> None:
     """No key the suite does not read: the top level, the fixed sections, the model, the task (by
     kind) and the method (the keys of its own conf/method/<name>.yaml)."""
-    _known(cfg, "", TOP_KEYS | {"hydra"})  # hydra: Hydra's own settings, there when composed with return_hydra_config (the tuning stage)
-    for section, known in SECTION_KEYS.items():
+    known = known_keys()
+    _known(cfg, "", known[""] | {"hydra"})  # hydra: Hydra's own settings, there when composed with return_hydra_config (the tuning stage)
+    for section in SECTIONS:
         if isinstance(cfg.get(section), DictConfig):
-            _known(cfg[section], section, known)
+            _known(cfg[section], section, known[section])
     _known(cfg.model, "model", MODEL_KEYS)
     kind = cfg.task.get("kind")
     if kind in KIND_KEYS:
