@@ -128,7 +128,7 @@ def check_keys(cfg: DictConfig) -> None:
     """No key the suite does not read: the top level, the fixed sections, the model, the task (by
     kind) and the method (the keys of its own conf/method/<name>.yaml)."""
     known = known_keys()
-    _known(cfg, "", known[""] | {"hydra"})  # hydra: Hydra's own settings, there when composed with return_hydra_config (the tuning stage)
+    _known(cfg, "", known[""], ignore=("hydra",))  # Hydra's own settings: there when composed with return_hydra_config (the tuning stage)
     for section in SECTIONS:
         if isinstance(cfg.get(section), DictConfig):
             _known(cfg[section], section, known[section])
@@ -141,9 +141,9 @@ def check_keys(cfg: DictConfig) -> None:
         _known(cfg.method, "method", frozenset(OmegaConf.load(defaults).keys()))
 
 
-def _known(section: DictConfig, prefix: str, known: frozenset[str]) -> None:
+def _known(section: DictConfig, prefix: str, known: frozenset[str], ignore: tuple[str, ...] = ()) -> None:
     for key in section.keys():
-        if key not in known:
+        if key not in known and key not in ignore:
             field = f"{prefix}.{key}" if prefix else str(key)
             raise ConfigError(field, section.get(key), f"a known key; {prefix or 'the top level'} has: {', '.join(sorted(known))}")
 
