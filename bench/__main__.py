@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from bench import preflight
 from bench.callbacks import POINTER
 from bench.errors import ConfigError
 from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
@@ -43,9 +44,15 @@ def cores_for_job(launcher: Any) -> int:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def app(cfg: DictConfig) -> str | None:
     """One run, or one point of a sweep; a sweep point returns its record's path (the tuning stage reads it)."""
-    from bench.run import interrupt_on_sigterm, run, run_isolated  # torch loads after Hydra parsed the command line
-
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:  # a sweep's point checks itself in its own process, into a failed record
+        try:
+            preflight.check(cfg)  # the plain checks before torch loads: a bad value answers in about a second
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    from bench.run import interrupt_on_sigterm, run, run_isolated  # torch loads after the plain checks passed
+
     if hydra_cfg.mode != RunMode.MULTIRUN:
         if (cfg.get("tune") or {}).get("enabled"):  # trials and finals are a sweep's points: a single run cannot hold them
             print("config error: tune.enabled=True is not valid for a single run: add -m (the tuning stage is a sweep)", file=sys.stderr)

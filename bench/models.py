@@ -25,10 +25,7 @@ from transformers import (
 )
 
 from bench import assets
-
-SOURCES = ("hub", "local", "asset", "config")
-FAMILIES = ("encoder", "decoder", "encoder-decoder")
-POOLINGS = ("mean", "cls", "last")
+from bench.preflight import FAMILIES, POOLINGS, SOURCES  # noqa: F401  (the vocabulary of model configs, checked torch-free)
 HEADS = ("classifier", "causal_lm", "seq2seq_lm")
 
 
@@ -173,7 +170,7 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
             return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **kernel)
     if getattr(backbone.config, "is_encoder_decoder", False):
         backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
-    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean"))
+    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean")).to(dtype)  # the new head in the weights' dtype
 
 
 def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:

@@ -66,6 +66,9 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
             raise ConfigError(f"method.{key}", method_cfg.get(key), "true or false")
     if probe is not None:
         check_targets(method_cfg, probe)
+        hidden = getattr(probe.model.config, "hidden_size", None) or getattr(probe.model.config, "d_model", None)
+        if hidden and method_cfg.r > hidden:  # B·A cannot have a rank above the layers' width: only parameters wasted
+            raise ConfigError("method.r", method_cfg.r, f"an integer in [1, {hidden}] (the LoRA rank; {probe.cfg.model.name}'s hidden size is {hidden})")
 
 
 @register("lora", save=save_peft, load=load_peft, can_merge=True, check=check,

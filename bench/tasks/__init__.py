@@ -8,12 +8,14 @@ family, eval_cfg) -> Task` function and declares which families it supports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 from omegaconf import DictConfig
 
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads with the kinds (get_kind), so that bench.tasks.data stays torch-free for validation
+    import torch
 
 
 @dataclass
@@ -54,6 +56,8 @@ def register_kind(name: str, families: tuple[str, ...], head_for: Callable[[str]
 
 
 def get_kind(name: str) -> Kind:
+    from bench.tasks import classification, summarization  # noqa: F401  (registers the kinds; they import torch)
+
     if name not in KINDS:
         raise ConfigError("task.kind", name, f"one of {', '.join(sorted(KINDS))}")
     return KINDS[name]
@@ -61,9 +65,9 @@ def get_kind(name: str) -> Kind:
 
 def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
     """Pad to the longest sequence in the batch (dynamic padding)."""
+    import torch
+
     width = max(len(s) for s in seqs)
     rows = [([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s))) for s in seqs]
     return torch.tensor(rows, dtype=torch.long)
 
-
-from bench.tasks import classification, summarization  # noqa: E402,F401  (registers the kinds)
