@@ -30,6 +30,7 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
     ("train", "diverge_factor"): 10.0,
     ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
+    ("eval", "keep_predictions"): 3,
 }
 
 
@@ -69,22 +70,45 @@ def write_atomic(path: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
+def record_problem(data: Any) -> str | None:
+    """Why parsed JSON is not a run record that tables can be built from, or None."""
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+        return f"not a run record (schema_version {found!r}, this version reads {SCHEMA_VERSION})"
+    run = data.get("run")
+    if not isinstance(run, dict):
+        return f"run is {type(run).__name__}, not an object"
+    for key in ("id", "model", "task", "method", "status", "started_at"):
+        if not isinstance(run.get(key), str):
+            return f"run.{key} is {'missing' if key not in run else type(run[key]).__name__}, not a string"
+    for section in ("params", "memory", "speed", "quality", "inference", "storage", "forgetting", "selection"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            return f"{section} is {type(data[section]).__name__}, not an object"
+    return None
+
+
+def load_records(results_dir: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """Every record (*.json, recursively) under results_dir, each run once: temp files, the
-    tracker's folders (W&B keeps a copy of each record) and repeated run ids are skipped."""
+    tracker's folders (W&B keeps a copy of each record) and repeated run ids are skipped. A file
+    that is not a readable record (not UTF-8, not JSON, cut short, without the run's names) is
+    left out; `skipped` receives one "path: why" line for each."""
     out, seen = [], set()
     for path in sorted(Path(results_dir).rglob("*.json")):
         if path.name.startswith(".") or "wandb" in path.relative_to(results_dir).parts[:-1]:
             continue
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            problem = record_problem(data)
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not (whole) JSON
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+        if problem:
+            if skipped is not None:
+                skipped.append(f"{path}: {problem}")
             continue
-        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "run" in data:
-            if data["run"].get("id") in seen:
-                continue
-            seen.add(data["run"].get("id"))
-            out.append(data)
+        if data["run"]["id"] in seen:
+            continue
+        seen.add(data["run"]["id"])
+        out.append(data)
     return out
 
 
