@@ -13,6 +13,7 @@ from bench import assets, models
 from bench.errors import ConfigError
 from bench.methods import Probe, get_method
 from bench.tasks import get_kind
+from bench.tasks.cache import check_parts
 from bench.tasks.data import FORMATS, first_row_fields, split_file
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -185,6 +186,7 @@ def validate(cfg: DictConfig) -> str:
     method.check(cfg.method, None)  # the method's own fields first
     check_train_eval(cfg, method.trains)
     check_task(cfg.task, cfg.data_root)
+    check_parts(cfg.task, cfg.data_root)  # train and eval parts of one file never overlap
     family = model_family(cfg.model)
     kind = get_kind(cfg.task.kind)
     if family not in kind.families:
