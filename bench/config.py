@@ -57,7 +57,7 @@ def check_task(tcfg: DictConfig, data_root: str) -> None:
         raise ConfigError("task.format", tcfg.format, f"one of {', '.join(FORMATS)}")
     if tcfg.format in ("tsv", "jsonl"):
         root = Path(str(data_root)).expanduser()
-        if not root.is_dir():
+        if not root.is_dir() and not Path(str(tcfg.path)).is_absolute():  # an absolute task.path needs no data_root
             raise ConfigError("data_root", data_root, "an existing folder that holds the datasets (ours: ../shared/datasets)")
         for split in ("train", "eval"):
             path = split_file(tcfg, data_root, split)

@@ -115,8 +115,21 @@ def test_parts_that_could_share_rows_are_refused_naming_the_field(tmp_path: Path
 
 
 def test_a_range_past_the_end_of_the_file_names_the_field_and_the_row_count(tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"task\.eval_rows=.*within the 60 rows of yesno.jsonl"):
-        _rows(own_cfg(tmp_path, eval_rows=[50, 70]), trains=True)
+    from bench.config import validate
+
+    for parts in ({"eval_rows": [50, 70]}, {"train_rows": [0, 50], "eval_rows": [60, None]}):
+        cfg = own_cfg(tmp_path, **parts)
+        for refuse in (validate, lambda c: _rows(c, trains=True)):  # before a model loads, and where the rows are parted
+            with pytest.raises(ConfigError, match=r"task\.eval_rows=.*within the 60 rows of yesno.jsonl"):
+                refuse(cfg)
+
+
+def test_an_absolute_task_path_needs_no_data_root(tmp_path: Path):
+    from bench.config import validate
+
+    cfg = own_cfg(tmp_path, eval_fraction=0.25)
+    cfg.data_root = str(tmp_path / "no-such-folder")  # a user's clone has no ../shared/datasets
+    assert validate(cfg) == "encoder" and len(_rows(cfg, trains=True)[1]) == 15
 
 
 def test_two_files_or_a_hub_dataset_need_no_part_keys(tmp_path: Path):
@@ -179,3 +192,31 @@ def test_a_one_file_dataset_runs_end_to_end_from_one_yaml_with_config_dir(tmp_pa
     majority = max(sum(r["answer"] for r in scored), sum(not r["answer"] for r in scored)) / len(scored)
     assert quality["majority_baseline"] == pytest.approx(majority)
     assert "inputs cut to the task's length limit" in proc.stderr
+
+
+def test_the_readmes_task_yamls_validate_and_part_their_one_file(tmp_path: Path):
+    """Each YAML in the README's "Your own dataset" section, pointed at a file of its shape, passes
+    validation and parts the file into disjoint train and eval rows: the README's claims hold."""
+    import re
+
+    from bench.config import validate
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Your own dataset"):]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2 and "{source}" in blocks[1]
+    for block, model, row in ((blocks[0], "tiny-bert", lambda i: {"question": f"q {i}", "passage": "p", "answer": i % 2 == 0}),
+                              (blocks[1], "tiny-t5", lambda i: {"dialogue": f"A: hi {i}\nB: bye", "summary": f"They part {i}."})):
+        task = OmegaConf.create(block)
+        folder = tmp_path / task.name
+        folder.mkdir()
+        (folder / task.train_split).write_text("".join(json.dumps(row(i)) + "\n" for i in range(50)))
+        task.path = str(folder)  # absolute, as the README's
+        cfg = make_cfg([f"model={model}", f"results_dir={tmp_path / 'results'}"])
+        OmegaConf.set_struct(cfg, False)
+        cfg.task = task
+        assert validate(cfg) in ("encoder", "encoder-decoder")
+        train, scored = _rows(cfg, trains=True)
+        assert len(scored) == round(50 * task.eval_fraction) and len(train) + len(scored) == 50
+        assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in scored}

@@ -94,8 +94,16 @@ def _row_range(task_cfg: DictConfig, key: str) -> tuple[int, int | None] | None:
 
 
 def check_parts(task_cfg: DictConfig, data_root: str) -> None:
-    """Refuse, before any row is read, train and eval parts that could share rows: one file for
-    both splits without a way to part it, both ways at once, or overlapping ranges."""
+    """Refuse train and eval parts that could share rows, before a model loads: one file for both
+    splits without a way to part it, both ways at once, overlapping ranges, or a range past the
+    end of a local file."""
+    _check_part_keys(task_cfg, data_root)
+    if task_cfg.format in ("tsv", "jsonl") and any(task_cfg.get(key) is not None for key in ("train_rows", "eval_rows")):
+        _row_count_fits(task_cfg, len(read_rows(task_cfg, data_root, "train")))  # a local file is quick to count
+
+
+def _check_part_keys(task_cfg: DictConfig, data_root: str) -> None:
+    """check_parts without reading a row."""
     fraction = task_cfg.get("eval_fraction")
     train_range, eval_range = _row_range(task_cfg, "train_rows"), _row_range(task_cfg, "eval_rows")
     if fraction is None and train_range is None and eval_range is None:
@@ -121,11 +129,19 @@ def check_parts(task_cfg: DictConfig, data_root: str) -> None:
             raise ConfigError("task.eval_rows", list(task_cfg.eval_rows), f"a range that does not overlap task.train_rows={list(task_cfg.train_rows)}")
 
 
+def _row_count_fits(task_cfg: DictConfig, rows: int) -> None:
+    """Refuse a row range that ends past the file's last row."""
+    for key in ("train_rows", "eval_rows"):
+        part = _row_range(task_cfg, key)
+        if part is not None and max(part[0] + 1, part[1] or 0) > rows:
+            raise ConfigError(f"task.{key}", list(task_cfg[key]), f"a range within the {rows:,} rows of {task_cfg.train_split}")
+
+
 def split_parts(task_cfg: DictConfig, data_root: str, need_train: bool = True, need_eval: bool = True) -> tuple[list[dict], list[dict], int | None]:
     """(train rows, eval rows, rows of the one file they were parted from, or None for two files).
     One file is parted by task.eval_fraction (a seeded sample, split_seed, is the eval part, the
     rest trains) or by task.train_rows / task.eval_rows (either alone: the other part is the rest)."""
-    check_parts(task_cfg, data_root)
+    _check_part_keys(task_cfg, data_root)
     if all(task_cfg.get(key) is None for key in PART_KEYS):
         return (read_rows(task_cfg, data_root, "train") if need_train else [],
                 read_rows(task_cfg, data_root, "eval") if need_eval else [], None)
@@ -136,14 +152,12 @@ def split_parts(task_cfg: DictConfig, data_root: str, need_train: bool = True, n
             raise ConfigError("task.eval_fraction", task_cfg.eval_fraction, f"a share that leaves rows to train on ({task_cfg.train_split} has {len(rows):,})")
         train, scored = carve_validation(rows, examples, int(task_cfg.get("split_seed", 0)))
         return train, scored, len(rows)
+    _row_count_fits(task_cfg, len(rows))
     taken = {}
     for key in ("train_rows", "eval_rows"):
         part = _row_range(task_cfg, key)
         if part is not None:
-            start, end = part[0], len(rows) if part[1] is None else part[1]
-            if end > len(rows):
-                raise ConfigError(f"task.{key}", list(task_cfg[key]), f"a range within the {len(rows):,} rows of {task_cfg.train_split}")
-            taken[key] = set(range(start, end))
+            taken[key] = set(range(part[0], len(rows) if part[1] is None else part[1]))
     for key, other in (("train_rows", "eval_rows"), ("eval_rows", "train_rows")):
         taken.setdefault(key, set(range(len(rows))) - taken[other])  # given alone, a range leaves the rest to the other part
     return [rows[i] for i in sorted(taken["train_rows"])], [rows[i] for i in sorted(taken["eval_rows"])], len(rows)
@@ -179,7 +193,6 @@ def prepare_task(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, train
     """The run's Task, its features from the cache when an entry matches; returns the Task and
     what preparing it cost (the record's `data` section)."""
     start = time.perf_counter()
-    check_parts(cfg.task, cfg.data_root)  # before a cache hit could serve a split that shares rows
     split = _split_info(cfg)
     use_cache = bool(cfg.get("cache_data", True))
     key = cache_key(cfg, kind, tokenizer, family, trains) if use_cache else None
@@ -188,16 +201,17 @@ def prepare_task(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, train
     if entry is not None:
         task = kind.build(cfg.task, [], [], tokenizer, family)  # the collate and evaluate functions; no rows to tokenise
         task.train, task.eval = entry["train"], entry["eval"]
-        return task, _info("hit", start, task, path, split, entry["source_rows"])
-    train_rows, eval_rows, source_rows = _rows_and_source(cfg, trains)
-    task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"format": ENTRY_FORMAT, "key": key, "source_rows": source_rows, "train": task.train, "eval": task.eval}
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-            json.dump(entry, tmp, separators=(",", ":"))
-        os.replace(tmp.name, path)  # atomic: a concurrent run reads a whole entry or none
-    info = _info("miss" if use_cache else "off", start, task, path, split, source_rows)
+        info = _info("hit", start, task, path, split, entry["source_rows"])
+    else:
+        train_rows, eval_rows, source_rows = _rows_and_source(cfg, trains)
+        task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            entry = {"format": ENTRY_FORMAT, "key": key, "source_rows": source_rows, "train": task.train, "eval": task.eval}
+            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
+                json.dump(entry, tmp, separators=(",", ":"))
+            os.replace(tmp.name, path)  # atomic: a concurrent run reads a whole entry or none
+        info = _info("miss" if use_cache else "off", start, task, path, split, source_rows)
     if any(info["truncated"].values()):
         print(f"data: inputs cut to the task's length limit: {info['truncated']['train']:,} of {len(task.train):,} train, "
               f"{info['truncated']['eval']:,} of {len(task.eval):,} scored", file=sys.stderr)
