@@ -70,11 +70,16 @@ def write_atomic(path: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def is_other_json(data: Any) -> bool:
+    """JSON that does not try to be a run record (no schema_version, no run): another tool's output
+    kept beside the records, such as bench.cost's cost-<device>.json."""
+    return not isinstance(data, dict) or ("schema_version" not in data and "run" not in data)
+
+
 def record_problem(data: Any) -> str | None:
-    """Why parsed JSON is not a run record that tables can be built from, or None."""
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        found = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
-        return f"not a run record (schema_version {found!r}, this version reads {SCHEMA_VERSION})"
+    """Why parsed JSON that tries to be a run record is not one that tables can be built from, or None."""
+    if data.get("schema_version") != SCHEMA_VERSION:
+        return f"schema_version is {data.get('schema_version')!r}, this version reads {SCHEMA_VERSION}"
     run = data.get("run")
     if not isinstance(run, dict):
         return f"run is {type(run).__name__}, not an object"
@@ -91,13 +96,16 @@ def load_records(results_dir: str | Path, skipped: list[str] | None = None) -> l
     """Every record (*.json, recursively) under results_dir, each run once: temp files, the
     tracker's folders (W&B keeps a copy of each record) and repeated run ids are skipped. A file
     that is not a readable record (not UTF-8, not JSON, cut short, without the run's names) is
-    left out; `skipped` receives one "path: why" line for each."""
+    left out; `skipped` receives one "path: why" line for each. Other tools' JSON (`is_other_json`)
+    is left out without a line."""
     out, seen = [], set()
     for path in sorted(Path(results_dir).rglob("*.json")):
         if path.name.startswith(".") or "wandb" in path.relative_to(results_dir).parts[:-1]:
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if is_other_json(data):
+                continue
             problem = record_problem(data)
         except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not (whole) JSON
             problem = f"unreadable ({type(exc).__name__}: {exc})"

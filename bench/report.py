@@ -307,7 +307,8 @@ def baseline_line(points) -> str | None:
     """The line under a classification table: the majority-class share of the eval split its
     rows were scored on, what a run that learned only the class prior scores (None: not a
     classification table). Records written before runs kept the baseline say so."""
-    if not ((points["kind"] == "classification").any() or points["main_metric"].isin(CLASSIFICATION_METRICS).any()):
+    if not ((points["kind"] == "classification").any() or points["main_metric"].isin(CLASSIFICATION_METRICS).any()) \
+            or points["random_weights"].astype(bool).all():  # a random-weight table reports cost only
         return None
     known = points[points["majority_baseline"].notna()]
     if known.empty:

@@ -130,6 +130,7 @@ def test_random_weight_runs_are_cost_only(tmp_path: Path):
     report.write_tables(runs, points, tmp_path)
     text = (tmp_path / "tables" / "tiny-bert__sst2.md").read_text()
     assert "0.990" not in text and "(random weights)" in text and "cost only" in text
+    assert "Majority-class baseline" not in text  # a cost-only table has no quality to compare
 
 
 def test_training_curves_average_each_points_seeds(tmp_path: Path):
@@ -341,9 +342,12 @@ def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_
     broken = {"latin1.json": "é".encode("latin-1") + text.encode(),  # not UTF-8
               "oops.json": json.dumps({"schema_version": 1, "run": "oops"}).encode(),
               "nomodel.json": json.dumps({"schema_version": 1, "run": {k: v for k, v in json.loads(text)["run"].items() if k != "model"}}).encode(),
-              "cut.json": text[: len(text) // 2].encode()}  # a record cut short
+              "cut.json": text[: len(text) // 2].encode(),  # a record cut short
+              "future.json": text.replace('"schema_version": 1', '"schema_version": 99').encode()}
     for name, data in broken.items():
         (folder / name).write_bytes(data)
+    (folder / "cost-cpu.json").write_text(json.dumps([{"steps": 10}]))  # other tools' JSON beside the records: no line
+    (folder / "notes.json").write_text(json.dumps({"keep": True}))
     assert report.main([f"results_dir={folder}"]) == 0
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
@@ -351,5 +355,6 @@ def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_
     why = {name: next(line for line in lines if f"{folder / name}:" in line) for name in broken}
     assert "UnicodeDecodeError" in why["latin1.json"] and "run is str, not an object" in why["oops.json"]
     assert "run.model is missing" in why["nomodel.json"] and "JSONDecodeError" in why["cut.json"]
+    assert "schema_version is 99, this version reads 1" in why["future.json"]
     assert out.count("\n| minilm-l6 | sst2 |") == len(good)  # every good record is a row
     assert len(report.read([folder])) == len(good)
