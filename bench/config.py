@@ -117,6 +117,7 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
         _int(e, "max_examples", "eval.max_examples", 1, "null = the whole eval split")
     _int(e, "batch_size", "eval.batch_size", 1, "examples per eval batch")
     _int(e, "max_new_tokens", "eval.max_new_tokens", 1, "generation length bound")
+    _int(e, "keep_predictions", "eval.keep_predictions", 0, "predictions the record keeps; 0 = none")
     for key, what in (("examples", "eval examples timed"), ("batch_size", "the larger batch"),
                       ("max_new_tokens", "tokens generated per example"), ("repeats", "timing rounds")):
         _int(cfg.inference, key, f"inference.{key}", 1, what)

@@ -220,3 +220,28 @@ def test_the_readmes_task_yamls_validate_and_part_their_one_file(tmp_path: Path)
         train, scored = _rows(cfg, trains=True)
         assert len(scored) == round(50 * task.eval_fraction) and len(train) + len(scored) == 50
         assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in scored}
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 2.5])
+def test_a_bad_keep_predictions_is_refused_naming_the_field(tmp_path: Path, value):
+    from bench.config import validate
+
+    with pytest.raises(ConfigError, match=r"eval\.keep_predictions=.*an integer >= 0"):
+        validate(make_cfg(["model=tiny-bert", f"results_dir={tmp_path}", f"eval.keep_predictions={value}"]))
+
+
+@pytest.mark.slow  # a real (random-weight) T5 generates: ~10 s here
+def test_keep_predictions_sets_how_many_generated_predictions_a_summarization_record_keeps(tmp_path: Path, cfg_factory):
+    import torch
+
+    from conftest import build, write_dialogsum_like
+
+    root = write_dialogsum_like(tmp_path / "data", n=6)
+    cfg = cfg_factory("model=tiny-t5", "task=dialogsum", f"data_root={root}", "eval.max_new_tokens=2")
+    model, task, _ = build(cfg)
+    progress = lambda total, desc: type("Bar", (), {"update": lambda self, n: None, "close": lambda self: None})()  # noqa: E731
+    for keep in (0, 5):
+        cfg.eval.keep_predictions = keep
+        quality = task.evaluate(model, task, cfg.eval, torch.device("cpu"), progress)
+        assert quality["num_examples"] == 6 and len(quality["examples"]) == keep
+        assert [e["reference"] for e in quality["examples"]] == [f["references"][0] for f in task.eval[:keep]]
