@@ -201,7 +201,7 @@ def prepare_task(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, train
     if entry is not None:
         task = kind.build(cfg.task, [], [], tokenizer, family)  # the collate and evaluate functions; no rows to tokenise
         task.train, task.eval = entry["train"], entry["eval"]
-        info = _info("hit", start, task, path, split, entry["source_rows"])
+        info = _info("hit", start, task, path, split, entry.get("source_rows"))
     else:
         train_rows, eval_rows, source_rows = _rows_and_source(cfg, trains)
         task = kind.build(cfg.task, train_rows, eval_rows, tokenizer, family)
@@ -209,7 +209,11 @@ def prepare_task(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, train
             path.parent.mkdir(parents=True, exist_ok=True)
             entry = {"format": ENTRY_FORMAT, "key": key, "source_rows": source_rows, "train": task.train, "eval": task.eval}
             with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-                json.dump(entry, tmp, separators=(",", ":"))
+                try:
+                    json.dump(entry, tmp, separators=(",", ":"))
+                except BaseException:
+                    Path(tmp.name).unlink(missing_ok=True)  # a full disk leaves no half entry behind
+                    raise
             os.replace(tmp.name, path)  # atomic: a concurrent run reads a whole entry or none
         info = _info("miss" if use_cache else "off", start, task, path, split, source_rows)
     if any(info["truncated"].values()):
