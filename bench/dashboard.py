@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.report import MIB, lr_text, pareto_front, scored as scored_points
+from bench.report import MIB, lr_text, pareto_front, scored as scored_points, status_text
 
 COLUMNS = [  # (key in the row, header, kind)
     ("model", "model", "text"), ("task", "task", "text"), ("label", "method", "text"), ("lr", "lr", "text"),
@@ -47,7 +47,7 @@ def table_rows(points) -> list[dict[str, Any]]:
             "storage_mib": None if _clean(p["storage_bytes"]) is None else p["storage_bytes"] / MIB,
             "forgetting_delta": _clean(p["forgetting_delta"]),
             "tuning_s": _clean(p["tuning_s"]), "tuning_ratio": _clean(p["tuning_ratio"]),
-            "status": p["status"] + (f": {p['reason'][:160]}" if p["reason"] else ""),
+            "status": status_text(p, 160),
         })
     return rows
 

@@ -35,13 +35,21 @@ def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, floa
     return {key: totals[key] / n for key in ROUGE_KEYS}
 
 
-def classification(predictions: list[int], labels: list[int], num_labels: int) -> dict[str, float]:
-    """Accuracy, macro-F1 over all classes, and Matthews correlation (CoLA's metric)."""
+def classification(predictions: list[int], labels: list[int], num_labels: int) -> dict[str, float | int | bool]:
+    """Accuracy, macro-F1 over all classes, and Matthews correlation (CoLA's metric), with what a
+    collapsed run looks like beside them: the majority-class share of the scored labels (the
+    accuracy of always predicting the most frequent label), how many distinct labels were
+    predicted, and whether one label was predicted for every example (a run that learned only
+    the class prior scores the majority share and MCC 0, which would otherwise pass for a gain)."""
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef  # imported here: validation stays fast
 
     preds, gold = np.asarray(predictions), np.asarray(labels)
+    predicted = len(set(preds.tolist()))
     return {
         "accuracy": float(accuracy_score(gold, preds)),
         "f1": float(f1_score(gold, preds, average="macro", labels=list(range(num_labels)), zero_division=0)),
         "mcc": float(matthews_corrcoef(gold, preds)),
+        "majority_baseline": float(np.bincount(gold).max() / len(gold)) if len(gold) else 0.0,
+        "predicted_classes": predicted,
+        "constant_predictions": predicted == 1,
     }

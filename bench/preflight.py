@@ -301,6 +301,7 @@ def check_train_eval(cfg: DictConfig, trains: bool) -> None:
     optional_int(e, "max_examples", "eval.max_examples", 1, "the whole eval split")
     int_at_least(e, "batch_size", "eval.batch_size", 1, "examples per eval batch")
     int_at_least(e, "max_new_tokens", "eval.max_new_tokens", 1, "generation length bound")
+    int_at_least(e, "keep_predictions", "eval.keep_predictions", 0, "predictions the record keeps; 0 = none")
     boolean(cfg.inference, "enabled", "inference.enabled")
     for key, what in (("examples", "eval examples timed"), ("batch_size", "the larger batch"),
                       ("max_new_tokens", "tokens generated per example"), ("repeats", "timing rounds")):
@@ -387,7 +388,7 @@ def check_data(cfg: DictConfig) -> None:
     if tcfg.format not in ("tsv", "jsonl"):
         return
     root = Path(str(cfg.data_root)).expanduser()
-    if not root.is_dir():
+    if not root.is_dir() and not Path(str(tcfg.path)).is_absolute():  # an absolute task.path needs no data_root
         raise ConfigError("data_root", cfg.data_root, "an existing folder that holds the datasets (ours: ../shared/datasets)")
     for split in ("train", "eval"):
         if not tcfg.get(f"{split}_split"):

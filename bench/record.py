@@ -43,6 +43,7 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
     ("train", "diverge_factor"): 10.0,
     ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
+    ("eval", "keep_predictions"): 3,
 }
 
 
@@ -179,24 +180,55 @@ def claim(results_dir: str | Path, digest: str) -> Iterator[None]:
         os.close(fd)  # closing the file releases the lock
 
 
-def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record (*.json, recursively) under results_dir, each run once: temp files, hidden
-    folders (.claims/), the tracker's folders (W&B keeps a copy of each record) and repeated run
-    ids are skipped."""
+def is_other_json(data: Any) -> bool:
+    """JSON that does not try to be a run record (no schema_version, no run): another tool's output
+    kept beside the records, such as bench.cost's cost-<device>.json."""
+    return not isinstance(data, dict) or ("schema_version" not in data and "run" not in data)
+
+
+def record_problem(data: Any) -> str | None:
+    """Why parsed JSON that tries to be a run record is not one that tables can be built from, or None."""
+    if data.get("schema_version") != SCHEMA_VERSION:
+        return f"schema_version is {data.get('schema_version')!r}, this version reads {SCHEMA_VERSION}"
+    run = data.get("run")
+    if not isinstance(run, dict):
+        return f"run is {type(run).__name__}, not an object"
+    for key in ("id", "model", "task", "method", "status", "started_at"):
+        if not isinstance(run.get(key), str):
+            return f"run.{key} is {'missing' if key not in run else type(run[key]).__name__}, not a string"
+    for section in ("params", "memory", "speed", "quality", "inference", "storage", "forgetting", "selection"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            return f"{section} is {type(data[section]).__name__}, not an object"
+    return None
+
+
+def load_records(results_dir: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every record (*.json, recursively) under results_dir, each run once: temp files, the
+    hidden folders (.claims/), the tracker's folders (W&B keeps a copy of each record) and repeated
+    run ids are skipped. A file
+    that is not a readable record (not UTF-8, not JSON, cut short, without the run's names) is
+    left out; `skipped` receives one "path: why" line for each. Other tools' JSON (`is_other_json`)
+    is left out without a line."""
     out, seen = [], set()
     for path in sorted(Path(results_dir).rglob("*.json")):
         parts = path.relative_to(results_dir).parts
         if any(part.startswith(".") for part in parts) or "wandb" in parts[:-1]:
             continue
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and data.get("schema_version") == SCHEMA_VERSION and "run" in data:
-            if data["run"].get("id") in seen:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if is_other_json(data):
                 continue
-            seen.add(data["run"].get("id"))
-            out.append(data)
+            problem = record_problem(data)
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not (whole) JSON
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+        if problem:
+            if skipped is not None:
+                skipped.append(f"{path}: {problem}")
+            continue
+        if data["run"]["id"] in seen:
+            continue
+        seen.add(data["run"]["id"])
+        out.append(data)
     return out
 
 

@@ -12,7 +12,10 @@ and with wandb=true logs the table and plots to a W&B report run in the sweep's 
 
 A point is a config without its seed: its score is the mean over its successful seeds with a 95%
 t-interval. Failed and OOM runs are rows with their reason and never enter fronts or curves.
-Random-weight models are reported for cost only: their quality is left blank."""
+Random-weight models are reported for cost only: their quality is left blank. A classification
+run that predicted one label for every example is flagged (it learned the class prior at best),
+and every classification table ends with the majority-class baseline of its eval split.
+A file under results_dir that is not a readable record is skipped with one line on stderr."""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from bench.record import config_digest, load_records, run_seconds
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
+CONSTANT = "constant predictions: one label for every example"
 BREAKDOWN = ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_and_other_bytes")
 ADDS_NOTHING = ("none", "full", "bitfit", "last_layers", "layernorm", "selective")  # total params = the base model's
 
@@ -48,6 +53,11 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
     scores = ", ".join(f"{k} {quality[k]:.3f}" for k in keys if k in quality)
     if run.get("random_weights") and scores:
         scores = "(random weights: not a quality result)"  # such runs measure speed and memory only
+    elif quality.get("majority_baseline") is not None:
+        scores += f" (majority-class baseline {quality['majority_baseline']:.3f})"
+    status = run["status"] if run["status"] == "success" else f"{run['status']}: {(run.get('error') or '')[:160]}"
+    if quality.get("constant_predictions") and not run.get("random_weights"):
+        status += f" ({CONSTANT})"
     lr = _get(run, "config", "train", "lr")
     tag = {"trial": f" (trial: lr {lr:g}, scored on validation)", "final": f" (tuned lr {lr:g})"}.get(run.get("role", "run"), "") if lr else ""
     return {
@@ -55,7 +65,7 @@ def row_of(rec: dict[str, Any]) -> dict[str, str]:
         "task": run["task"],
         "method": run["method"] + tag,
         "seed": str(run.get("seed")),
-        "status": run["status"] if run["status"] == "success" else f"{run['status']}: {(run.get('error') or '')[:160]}",
+        "status": status,
         "trainable params": f"{params['trainable']:,} ({params['percent']:.2f}%)" if params else "",
         "peak MiB": _fmt_bytes(memory.get("peak_bytes")),
         "step s": _fmt(speed.get("step_time_median_s"), ".3f"),
@@ -126,6 +136,9 @@ def runs_frame(records: list[dict[str, Any]]):
             **{k: _get(rec, "memory", "breakdown", k) for k in BREAKDOWN},
             "step_time_s": _get(rec, "speed", "step_time_median_s"), "tokens_per_s": _get(rec, "speed", "tokens_per_s"),
             "main_metric": main, "score": None if run.get("random_weights") or main is None else quality.get(main),
+            "kind": _get(cfg, "task", "kind") or ("classification" if main in CLASSIFICATION_METRICS else None),
+            "majority_baseline": quality.get("majority_baseline"), "constant_predictions": quality.get("constant_predictions"),
+            "num_examples": quality.get("num_examples"),
             **{f"q_{k}": (None if run.get("random_weights") else quality.get(k)) for k in QUALITY_KEYS},
             "latency_b1_s": b1("model"), "latency_base_b1_s": b1("base"), "latency_merged_b1_s": b1("merged"),
             "extra_input_tokens": inference.get("extra_input_tokens"),
@@ -194,7 +207,7 @@ def points_frame(runs):
         ok = group[group["status"] == "success"]
         first = group.iloc[0]
         row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "series", "lora_r", "target_modules",
-                                                      "num_virtual_tokens", "num_layers", "random_weights", "main_metric")}
+                                                      "num_virtual_tokens", "num_layers", "random_weights", "main_metric", "kind")}
         row["runs"] = len(group)
         row["seeds"] = int(ok["seed"].nunique())
         row["tuned"], row["lr"], row["selection"], row["study"] = bool(first["tuned"]), first["lr"], first["selection"], first["study"]
@@ -211,6 +224,11 @@ def points_frame(runs):
             values = ok[col].dropna().astype(float)
             row[col] = float(values.mean()) if len(values) else None
         row["forgetting_measure"] = ok["forgetting_measure"].dropna().iloc[0] if ok["forgetting_measure"].notna().any() else None
+        baselines = ok[["majority_baseline", "num_examples"]].dropna()
+        row["majority_baseline"] = float(baselines["majority_baseline"].iloc[0]) if len(baselines) else None
+        row["baseline_examples"] = int(baselines["num_examples"].iloc[0]) if len(baselines) else None
+        constant = int(ok["constant_predictions"].eq(True).sum())
+        row["flags"] = f"{CONSTANT} ({constant}/{len(ok)} seeds)" if constant and not first["random_weights"] else ""
         if len(ok) == len(group):
             row["status"], row["reason"] = "success", ""
         else:
@@ -279,6 +297,28 @@ def lr_text(point) -> str:
     return f"{point['lr']:.3g} untuned"
 
 
+def status_text(point, width: int) -> str:
+    """A point's status, the last failure's reason, and its flags (constant predictions)."""
+    text = point["status"] + (f": {point['reason'][:width]}" if point["reason"] else "")
+    return text + (f"; {point['flags']}" if point.get("flags") else "")
+
+
+def baseline_line(points) -> str | None:
+    """The line under a classification table: the majority-class share of the eval split its
+    rows were scored on, what a run that learned only the class prior scores (None: not a
+    classification table). Records written before runs kept the baseline say so."""
+    if not ((points["kind"] == "classification").any() or points["main_metric"].isin(CLASSIFICATION_METRICS).any()) \
+            or points["random_weights"].astype(bool).all():  # a random-weight table reports cost only
+        return None
+    known = points[points["majority_baseline"].notna()]
+    if known.empty:
+        return "Majority-class baseline of the eval split: not in these records (written before runs recorded it)."
+    shares = sorted({(round(float(b), 3), int(n)) for b, n in zip(known["majority_baseline"], known["baseline_examples"])})
+    text = ", ".join(f"{b:.3f} ({n:,} examples)" for b, n in shares)
+    return (f"Majority-class baseline of the eval split: accuracy {text}, what always predicting the most frequent label scores; "
+            "a row near it with MCC near 0 learned the class prior only.")
+
+
 def table_rows(points) -> tuple[list[str], list[list[str]]]:
     """The comparison table for one model and task: a row per point, cheapest first within a method."""
     metric = points["main_metric"].dropna().iloc[0] if points["main_metric"].notna().any() else "score"
@@ -293,7 +333,7 @@ def table_rows(points) -> tuple[list[str], list[list[str]]]:
                      _num(p["optimizer_state_bytes"], ",.1f", MIB), _num(p["activations_and_other_bytes"], ",.0f", MIB),
                      _num(p["step_time_s"], ".3f"), _num(p["tokens_per_s"], ",.0f"), _score_text(p), str(p["seeds"]),
                      _num(p["latency_b1_s"], ".2f", 1e-3), _num(ratio, ".2f"), _num(p["storage_bytes"], ",.2f", MIB),
-                     _num(p["forgetting_delta"], ".4f"), p["status"] + (f": {p['reason'][:120]}" if p["reason"] else "")])
+                     _num(p["forgetting_delta"], ".4f"), status_text(p, 120)])
     return headers, rows
 
 
@@ -357,7 +397,9 @@ def write_tables(runs, points, out: Path) -> list[Path]:
         stem = folder / f"{model}__{task}"
         title = f"## {model} on {task}" + (" (random weights: cost only)" if group["random_weights"].all() else "")
         these = runs[(runs["model"] == model) & (runs["task"] == task)]
-        text = f"{title}\n\n{_markdown(headers, rows)}\n\n{duration_line(these[these['role'] != 'trial'])}\n"
+        baseline = baseline_line(group)
+        text = f"{title}\n\n{_markdown(headers, rows)}\n\n" + (f"{baseline}\n\n" if baseline else "") \
+            + f"{duration_line(these[these['role'] != 'trial'])}\n"
         if group["tuned"].astype(bool).any():
             tuning_headers, tuning = tuning_rows(group, these[these["role"] == "trial"])
             tuning_path = folder / f"{model}__{task}__tuning.md"
@@ -390,8 +432,15 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def read(results_dirs: list[Path], sweep: str | None = None) -> list[dict[str, Any]]:
-    """The records under every folder, those of one sweep when `sweep` is given."""
-    records = [r for d in results_dirs for r in load_records(d)]
+    """The records under every folder, those of one sweep when `sweep` is given. A file that is not
+    a readable record is named on stderr with why (one line each), then how many were skipped:
+    one bad file never stops the report, and none is dropped without a word."""
+    skipped: list[str] = []
+    records = [r for d in results_dirs for r in load_records(d, skipped)]
+    for line in skipped:
+        print(f"report: skipped {line}", file=sys.stderr)
+    if skipped:
+        print(f"report: skipped {len(skipped)} file(s) that are not readable records", file=sys.stderr)
     return [r for r in records if r["run"].get("sweep") == sweep] if sweep else records
 
 

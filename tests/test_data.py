@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from pathlib import Path
@@ -158,3 +159,73 @@ def test_a_knob_added_later_at_its_default_keeps_earlier_records_hashes():
     assert plain["train"]["group_by_length"] is False
     assert config_digest(plain) == config_digest(earlier)
     assert config_digest({**plain, "train": {**plain["train"], "group_by_length": True}}) != config_digest(earlier)
+
+
+class _Payload:
+    """Unpickling this creates `marker`: proof that a planted pickle ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_planted_in_the_cache_is_never_run_and_the_entry_is_rebuilt(tmp_path, monkeypatch):
+    """The cache is read as JSON only: a pickle (or any foreign file) under the key's name is not
+    executed, the run tokenises anew, and the rebuilt entry is then served."""
+    import pickle
+
+    import bench.tasks.cache as cache
+    from bench import models
+    from bench.tasks import get_kind
+
+    monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
+    cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "eval.max_examples=20"])
+    family = validate(cfg)
+    tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
+    fresh, info = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
+    entry = Path(info["cache_path"])
+    marker = tmp_path / "payload-ran"
+    planted = pickle.dumps((_Payload(marker), []), protocol=pickle.HIGHEST_PROTOCOL)
+    for foreign in (planted, pickle.dumps((_Payload(marker), []), protocol=0),  # protocol 0 is ASCII: read as text, it is still not JSON
+                    json.dumps({"format": 1, "key": "someone else's", "train": [], "eval": []}).encode(), b"[1, 2, 3]"):
+        entry.write_bytes(foreign)
+        entry.with_suffix(".pkl").write_bytes(planted)  # the old format's name for this key
+        task, info = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
+        assert not marker.exists() and info["cache"] == "miss"
+        assert task.train == fresh.train and task.eval == fresh.eval and len(task.eval) == 20
+        assert cache.prepare_task(cfg, kind, tokenizer, family, trains=True)[1]["cache"] == "hit"  # rebuilt as JSON
+        assert json.loads(entry.read_text())["key"] == entry.stem
+
+
+def test_the_data_section_counts_inputs_cut_by_the_length_limit_per_split(tmp_path, monkeypatch):
+    """classification: inputs longer than task.max_length; summarization: sources longer than
+    task.max_source_tokens; counted by hand with the same tokenizer, and the same from the cache."""
+    import bench.tasks.cache as cache
+    from bench import models
+    from bench.tasks import get_kind
+    from conftest import write_dialogsum_like
+
+    monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
+    cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "task.max_length=10", "eval.max_examples=50"])
+    family = validate(cfg)
+    tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
+    train, scored = cache._rows(cfg, trains=True)
+    by_hand = {split: sum(len(tokenizer(r["sentence"])["input_ids"]) > 10 for r in rows) for split, rows in (("train", train), ("eval", scored))}
+    assert 0 < by_hand["train"] < len(train) and 0 < by_hand["eval"] < len(scored)  # the limit cuts some inputs, not all
+    for expected_cache in ("miss", "hit"):
+        task, info = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
+        assert info["cache"] == expected_cache and info["truncated"] == by_hand
+        assert max(len(f["input_ids"]) for f in task.train) == 10
+    roomy = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "task.max_length=64", "eval.max_examples=50"])
+    assert cache.prepare_task(roomy, kind, tokenizer, family, trains=True)[1]["truncated"] == {"train": 0, "eval": 0}
+
+    root = write_dialogsum_like(tmp_path / "data", n=6)
+    for limit in (12, 1000):
+        t5 = make_cfg(["model=tiny-t5", "task=dialogsum", f"data_root={root}", f"task.max_source_tokens={limit}"])
+        t5_tokenizer = models.load_tokenizer(t5.model)
+        train, scored = cache._rows(t5, trains=True)
+        count = lambda rows: sum(len(t5_tokenizer(r["dialogue"], add_special_tokens=False)["input_ids"]) > limit for r in rows)  # noqa: E731
+        _, info = cache.prepare_task(t5, get_kind("summarization"), t5_tokenizer, validate(t5), trains=True)
+        assert info["truncated"] == {"train": count(train), "eval": count(scored)} == ({"train": 6, "eval": 6} if limit == 12 else {"train": 0, "eval": 0})

@@ -130,6 +130,7 @@ def test_random_weight_runs_are_cost_only(tmp_path: Path):
     report.write_tables(runs, points, tmp_path)
     text = (tmp_path / "tables" / "tiny-bert__sst2.md").read_text()
     assert "0.990" not in text and "(random weights)" in text and "cost only" in text
+    assert "Majority-class baseline" not in text  # a cost-only table has no quality to compare
 
 
 def test_training_curves_average_each_points_seeds(tmp_path: Path):
@@ -289,3 +290,71 @@ def test_duration_line_sums_run_times_and_spans_the_wall_clock():
     recs[1]["run"].update(started_at="2026-01-01T00:05:00+00:00", finished_at="2026-01-01T00:20:00+00:00")  # overlaps the first
     line = report.duration_line(report.runs_frame(recs))
     assert line == "2 runs: 25.0 min of run time, 20.0 min of wall clock from the first start to the last finish."
+
+
+# ---------------------------------------------------------------- collapse and malformed files
+def test_classification_metrics_say_when_every_prediction_is_one_label():
+    from bench import metrics
+
+    collapsed = metrics.classification([1] * 8, [1, 1, 1, 1, 1, 0, 0, 0], num_labels=2)  # 5 of 8 gold labels are 1
+    assert collapsed["accuracy"] == collapsed["majority_baseline"] == 0.625 and collapsed["mcc"] == 0.0
+    assert collapsed["predicted_classes"] == 1 and collapsed["constant_predictions"] is True
+    learned = metrics.classification([1, 1, 0, 2, 1, 0], [1, 1, 0, 2, 2, 2], num_labels=3)
+    assert learned["majority_baseline"] == 0.5 and learned["predicted_classes"] == 3 and learned["constant_predictions"] is False
+
+
+def collapsed_records() -> list[dict]:
+    """A LoRA run that predicted "True" for every example (accuracy = the majority share 0.628,
+    MCC 0) beside full fine-tuning that learned, and an earlier record without the new keys."""
+    recs = [record("full", 0, 0.81, 1000, 900, task="boolq"), record("lora", 0, 0.628, 10, 300, task="boolq", r=8),
+            record("bitfit", 0, 0.70, 5, 280, task="boolq")]
+    recs[0]["quality"].update(mcc=0.55, majority_baseline=0.628, predicted_classes=2, constant_predictions=False, num_examples=500)
+    recs[1]["quality"].update(mcc=0.0, majority_baseline=0.628, predicted_classes=1, constant_predictions=True, num_examples=500)
+    return recs  # recs[2] (bitfit) was written before records kept the baseline
+
+
+def test_a_run_with_constant_predictions_is_flagged_and_tables_show_the_majority_baseline(tmp_path: Path):
+    runs = report.runs_frame(collapsed_records())
+    points = report.points_frame(runs).set_index("method")
+    assert points.loc["lora", "flags"] == f"{report.CONSTANT} (1/1 seeds)" and points.loc["full", "flags"] == points.loc["bitfit", "flags"] == ""
+    report.write_tables(runs, points.reset_index(), tmp_path)
+    md = (tmp_path / "tables" / "minilm-l6__boolq.md").read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["lora"].endswith(f"| success; {report.CONSTANT} (1/1 seeds) |")
+    assert rows["full"].endswith("| success |") and rows["bitfit"].endswith("| success |")  # the record without the keys renders
+    assert "Majority-class baseline of the eval split: accuracy 0.628 (500 examples)" in md
+    one_line = {r["method"]: r for r in (report.row_of(rec) for rec in collapsed_records())}
+    assert one_line["lora"]["status"] == f"success ({report.CONSTANT})" and "(majority-class baseline 0.628)" in one_line["lora"]["quality (main metric first)"]
+    assert one_line["bitfit"]["status"] == "success"
+    # only earlier records: the table still says where the baseline would be; a summarization table has none
+    old = report.points_frame(report.runs_frame([collapsed_records()[2]]))
+    assert report.baseline_line(old) == "Majority-class baseline of the eval split: not in these records (written before runs recorded it)."
+    rouge = record("lora", 0, None, 10, 300, task="dialogsum", r=8)
+    rouge["quality"] = {"rouge1": 0.3, "main_metric": "rouge1", "num_examples": 5}
+    assert report.baseline_line(report.points_frame(report.runs_frame([rouge]))) is None
+
+
+def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_path: Path, capsys):
+    folder = tmp_path / "records"
+    good = known_records()
+    _write(good, folder)
+    text = json.dumps(record("lora", 5, 0.8, 10, 300, r=2))
+    broken = {"latin1.json": "é".encode("latin-1") + text.encode(),  # not UTF-8
+              "oops.json": json.dumps({"schema_version": 1, "run": "oops"}).encode(),
+              "nomodel.json": json.dumps({"schema_version": 1, "run": {k: v for k, v in json.loads(text)["run"].items() if k != "model"}}).encode(),
+              "cut.json": text[: len(text) // 2].encode(),  # a record cut short
+              "future.json": text.replace('"schema_version": 1', '"schema_version": 99').encode()}
+    for name, data in broken.items():
+        (folder / name).write_bytes(data)
+    (folder / "cost-cpu.json").write_text(json.dumps([{"steps": 10}]))  # other tools' JSON beside the records: no line
+    (folder / "notes.json").write_text(json.dumps({"keep": True}))
+    assert report.main([f"results_dir={folder}"]) == 0
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == len(broken) + 1 and lines[-1] == f"report: skipped {len(broken)} file(s) that are not readable records"
+    why = {name: next(line for line in lines if f"{folder / name}:" in line) for name in broken}
+    assert "UnicodeDecodeError" in why["latin1.json"] and "run is str, not an object" in why["oops.json"]
+    assert "run.model is missing" in why["nomodel.json"] and "JSONDecodeError" in why["cut.json"]
+    assert "schema_version is 99, this version reads 1" in why["future.json"]
+    assert out.count("\n| minilm-l6 | sst2 |") == len(good)  # every good record is a row
+    assert len(report.read([folder])) == len(good)

@@ -12,23 +12,38 @@ from bench.errors import ConfigError
 from bench.tasks import Task, pad, register_kind
 
 
+def label_key(raw: Any) -> str:
+    """A label as text for matching the data against task.labels. Booleans and their spellings
+    compare equal (true, True, "true"): YAML and JSON both read true/false as booleans, and a
+    TSV holds them as text."""
+    text = str(raw)
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
 def _label_ids(task_cfg: DictConfig) -> dict[str, int]:
-    return {str(raw): i for i, raw in enumerate(task_cfg.labels)}
+    return {label_key(raw): i for i, raw in enumerate(task_cfg.labels)}
 
 
 def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[dict]:
+    """input_ids cut to task.max_length, the label's index, and whether the cut dropped tokens
+    (the record counts truncated inputs per split)."""
     if not rows:
         return []
     ids = _label_ids(task_cfg)
     fields = list(task_cfg.text_fields)
     texts = [[str(r[f]) for r in rows] for f in fields]
-    enc = tokenizer(*texts, truncation=True, max_length=int(task_cfg.max_length))
+    limit = int(task_cfg.max_length)
+    enc = tokenizer(*texts, truncation=True, max_length=limit)
+    # Only an input cut to exactly the limit can have been truncated: tokenise those again, uncut.
+    full = [i for i, seq in enumerate(enc["input_ids"]) if len(seq) >= limit]
+    uncut = tokenizer(*[[t[i] for i in full] for t in texts], verbose=False)["input_ids"] if full else []
+    truncated = {i for i, seq in zip(full, uncut) if len(seq) > limit}
     feats = []
     for i, row in enumerate(rows):
-        raw = str(row[task_cfg.label_field])
+        raw = label_key(row[task_cfg.label_field])
         if raw not in ids:
-            raise ConfigError("task.labels", list(task_cfg.labels), f"must list every label in the data; saw {raw!r}")
-        feats.append({"input_ids": enc["input_ids"][i], "label": ids[raw]})
+            raise ConfigError("task.labels", list(task_cfg.labels), f"must list every label in the data; saw {row[task_cfg.label_field]!r}")
+        feats.append({"input_ids": enc["input_ids"][i], "label": ids[raw], "truncated": i in truncated})
     return feats
 
 
@@ -50,6 +65,9 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     gold = [f["label"] for f in task.eval]
     out: dict[str, Any] = metrics.classification(preds, gold, task.num_labels)
     out["num_examples"] = len(gold)
+    kept = range(min(int(eval_cfg.keep_predictions), len(gold)))
+    out["examples"] = [{"input": task.tokenizer.decode(task.eval[i]["input_ids"], skip_special_tokens=True),
+                        "prediction": task.label_names[preds[i]], "reference": task.label_names[gold[i]]} for i in kept]
     return out
 
 

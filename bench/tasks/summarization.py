@@ -19,14 +19,16 @@ from bench.tasks import Task, pad, register_kind
 IGNORE = -100
 
 
-def _prompt_text(task_cfg: DictConfig, row: dict, tokenizer: Any, family: str) -> str:
-    """The prompt with the source truncated to task.max_source_tokens tokens."""
-    source_ids = tokenizer(str(row[task_cfg.source_field]), add_special_tokens=False)["input_ids"]
-    source = tokenizer.decode(source_ids[: int(task_cfg.max_source_tokens)])
+def _prompt_text(task_cfg: DictConfig, row: dict, tokenizer: Any, family: str) -> tuple[str, bool]:
+    """The prompt with the source truncated to task.max_source_tokens tokens, and whether the cut
+    dropped any (the record counts truncated inputs per split)."""
+    source_ids = tokenizer(str(row[task_cfg.source_field]), add_special_tokens=False, verbose=False)["input_ids"]
+    limit = int(task_cfg.max_source_tokens)
+    source = tokenizer.decode(source_ids[:limit])
     prompt = str(task_cfg.prompt_template).format(source=source)
     if family == "decoder" and task_cfg.use_chat_template and getattr(tokenizer, "chat_template", None):
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-    return prompt
+    return prompt, len(source_ids) > limit
 
 
 def _references(task_cfg: DictConfig, row: dict) -> list[str]:
@@ -42,10 +44,10 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any, family: st
     eos = tokenizer.eos_token_id
     feats = []
     for row in rows:
-        prompt = _prompt_text(task_cfg, row, tokenizer, family)
+        prompt, truncated = _prompt_text(task_cfg, row, tokenizer, family)
         add_special = family != "decoder" or not getattr(tokenizer, "chat_template", None)
         prompt_ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-        feat: dict[str, Any] = {"prompt_ids": prompt_ids, "references": _references(task_cfg, row)}
+        feat: dict[str, Any] = {"prompt_ids": prompt_ids, "references": _references(task_cfg, row), "truncated": truncated}
         if training:
             target = " " + str(row[task_cfg.target_field]).strip() if family == "decoder" else str(row[task_cfg.target_field])
             target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][: int(task_cfg.max_target_tokens)] + [eos]
@@ -83,7 +85,8 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     preds = [predictions[i] for i in range(len(task.eval))]
     out_metrics: dict[str, Any] = metrics.rouge(preds, [f["references"] for f in task.eval])
     out_metrics["num_examples"] = len(preds)
-    out_metrics["examples"] = [{"prediction": p, "reference": f["references"][0]} for p, f in zip(preds[:3], task.eval[:3])]
+    kept = int(eval_cfg.keep_predictions)
+    out_metrics["examples"] = [{"prediction": p, "reference": f["references"][0]} for p, f in zip(preds[:kept], task.eval[:kept])]
     return out_metrics
 
 
