@@ -46,7 +46,8 @@ def tree_top(folder: Path) -> list[str]:
 
 
 def a_record(run_id: str = "20260101-000000-000000-x-y-z-s0-abcdef12") -> dict:
-    return {"schema_version": 1, "run": {"id": run_id, "config_hash": "abcdef12" * 8, "status": "success"}}
+    return {"schema_version": 1, "run": {"id": run_id, "config_hash": "abcdef12" * 8, "status": "success", "model": "x",
+                                         "task": "y", "method": "z", "started_at": "2026-01-01T00:00:00+00:00"}}
 
 
 # --- (1a) results_dir proven writable before any work -------------------------------------------
