@@ -265,11 +265,27 @@ def point_runs(results_dir: str | Path, digest: str) -> list[tuple[Path, dict[st
     return out
 
 
-def find_success(results_dir: str | Path, digest: str, final: bool = False) -> Path | None:
+# How a tuned final's lr was searched (its `selection`, which is not part of the config hash): a
+# final found for the same point and lr under another search (a wider grid, longer trials, another
+# validation split) is stale provenance, so the point runs again. Scores and cost are left out: a
+# trial rerun after a crash changes them without changing the search.
+SEARCH_KEYS = ("split", "validation_examples", "metric", "mode", "trial_steps", "lrs")
+
+
+def same_search(run: dict[str, Any], selection: dict[str, Any] | None) -> bool:
+    """True when `selection` is None (not a tuned final) or the run's selection searched the same way."""
+    if not selection:
+        return True
+    found = (run.get("config") or {}).get("selection") or {}
+    return all(found.get(key) == selection.get(key) for key in SEARCH_KEYS)
+
+
+def find_success(results_dir: str | Path, digest: str, final: bool = False, selection: dict[str, Any] | None = None) -> Path | None:
     """The record of a successful run with this config hash in results_dir, if there is one (with
-    final=True: any record that `is_final`)."""
+    final=True: any record that `is_final`; with a tuned final's `selection`: only one that searched
+    its lr the same way)."""
     for path, run in point_runs(results_dir, digest):
-        if is_final(run) if final else run.get("status") == "success":
+        if (is_final(run) if final else run.get("status") == "success") and same_search(run, selection):
             return path
     return None
 

@@ -320,3 +320,20 @@ def test_a_record_gets_the_umask_mode(tmp_path: Path, mask: int, mode: int):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_a_tuned_final_found_under_another_search_is_not_reused(tmp_path: Path):
+    """A relaunch with a wider grid that chooses the same lr must not keep the old final, whose
+    `selection` describes the smaller grid; scores and cost may differ (a retried trial)."""
+    from bench.record import find_success
+
+    search = {"split": "validation", "validation_examples": 500, "metric": "accuracy", "mode": "grid", "trial_steps": 100,
+              "lrs": [1e-4, 1e-3, 1e-2], "scores": [0.8, 0.9, 0.7], "cost_s": 60.0, "chosen_lr": 1e-3}
+    rec = a_record("20260101-000000-000000-x-y-z-s0-abcdef12")
+    rec["run"]["config"] = {"selection": search}
+    path = write_atomic(tmp_path / f"{rec['run']['id']}.json", rec)
+    digest = rec["run"]["config_hash"]
+    assert find_success(tmp_path, digest) == path  # not a tuned final: found as before
+    assert find_success(tmp_path, digest, selection={**search, "scores": [0.8, 0.91, 0.7], "cost_s": 75.0}) == path
+    assert find_success(tmp_path, digest, selection={**search, "lrs": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}) is None
+    assert find_success(tmp_path, digest, selection={**search, "trial_steps": 250}) is None
