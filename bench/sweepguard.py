@@ -52,7 +52,7 @@ _stopping = False
 
 
 def identity(pid: int | None = None) -> str:
-    """pid + the process's start time (in clock ticks): a pid the kernel reuses for another process
+    """pid + the process's start time (in 1/100 s): a pid that the kernel reuses for another process
     does not match."""
     proc = psutil.Process(pid)
     return f"{proc.pid}-{round(proc.create_time() * 100)}"
@@ -144,10 +144,12 @@ def _watched() -> str | None:
 
 
 def sweep_gone(owner: str) -> bool:
+    """Dead, or stopping (waiting for its points' records): either way no new point may start."""
     return not is_alive(owner) or stop_mark(owner).exists()
 
 
 def _refuse(owner: str) -> None:
+    """End this job before it starts a point: its sweep would never see the result."""
     if _folder is not None:
         shutil.rmtree(_folder, ignore_errors=True)
     print(f"not starting a point: its sweep (pid {owner.split('-')[0]}) is gone or stopping", file=sys.stderr, flush=True)
@@ -156,7 +158,7 @@ def _refuse(owner: str) -> None:
 
 def watch_sweep() -> None:
     """In a job of a sweep (a joblib worker, a submitit job): refuse to start a point for a sweep
-    that is gone, and follow the sweep from a daemon thread for the rest of this process."""
+    that is gone or stopping, and follow the sweep from a daemon thread for the rest of this process."""
     global _follower
     owner = _watched()
     if owner is None:

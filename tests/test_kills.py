@@ -88,7 +88,11 @@ def test_kill_9_of_a_parallel_sweep_takes_every_point_and_worker_with_it(tmp_pat
     try:
         running = 1 if launcher == "basic" else 2
         wait_for(lambda: training(log, sweep_dir) == running, 300, f"{running} points to be training")
-        family = {p.pid for p in marked(token)}
+        procs = marked(token)
+        family, cmdlines = {p.pid for p in procs}, " ".join(" ".join(p.cmdline()) for p in procs)
+        for kind in {"joblib": ["loky.backend.popen_loky_posix", "resource_tracker"],
+                     "submitit_local": ["submitit.local._local", "submitit.core._submit"]}.get(launcher, []):
+            assert kind in cmdlines  # the workers and trackers whose end is checked below
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         killed = time.monotonic()
