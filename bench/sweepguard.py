@@ -80,10 +80,13 @@ def remove_stale_folders() -> list[Path]:
         match = OWNED.match(path.name)
         if match is None or is_alive(match.group(1)):
             continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue  # another user's (the sticky /tmp keeps it), or removed meanwhile
         removed.append(path)
     return removed
 
