@@ -9,11 +9,14 @@ sweep. So:
 - the sweep marks itself in the environment before its launcher starts any worker (`mark_sweep`,
   from the points sweeper's setup): pid + start time (a reused pid is not the sweep) + hostname;
 - every job process that is not the sweep (`watch_sweep`, from the app) refuses to start a point
-  for a sweep that is gone or stopping, and follows it: once it is, the job cancels its running
-  point (SIGTERM: the point records itself `cancelled`) and exits. A job on another host (a
-  cluster node) cannot see the sweep's pid and does not follow it;
+  for a sweep that is gone or stopping, and follows it: once it is gone, the job cancels its
+  running point (SIGTERM: the point records itself `cancelled`) and exits. A job on another host
+  (a cluster node) cannot see the sweep's pid and does not follow it;
 - SIGINT or SIGTERM sent to the sweep alone is passed on to its running points at once; the sweep
-  waits for their `cancelled` records, then exits with 130;
+  waits for their `cancelled` records, then exits with 130. Meanwhile no job process exits or
+  raises KeyboardInterrupt (a job ignores SIGINT: the sweep passes it on): joblib takes a dead
+  worker or an interrupted task while the sweep lives for a broken pool and SIGKILLs the other
+  workers with their points, mid-record;
 - a point's temporary folder (its spec and result) is named after the process that owns it, so a
   later sweep removes the folders of owners that were killed before they could.
 """
@@ -146,17 +149,24 @@ def _watched() -> str | None:
     return owner
 
 
-def sweep_gone(owner: str) -> bool:
-    """Dead, or stopping (waiting for its points' records): either way no new point may start."""
-    return not is_alive(owner) or stop_mark(owner).exists()
+class SweepStopping(RuntimeError):
+    """The sweep is waiting for its running points' records: this job starts no new point."""
 
 
-def _refuse(owner: str) -> None:
-    """End this job before it starts a point: its sweep would never see the result."""
-    if _folder is not None:
-        shutil.rmtree(_folder, ignore_errors=True)
-    print(f"not starting a point: its sweep (pid {owner.split('-')[0]}) is gone or stopping", file=sys.stderr, flush=True)
-    os._exit(130)
+def refuse_for_a_stopped_sweep(owner: str) -> None:
+    """No new point for a sweep that is gone (this job ends at once: nobody would read its result)
+    or stopping (the job fails, and its worker stays until the sweep is gone; see the module's doc)."""
+    if not is_alive(owner):
+        if _folder is not None:
+            shutil.rmtree(_folder, ignore_errors=True)
+        print(f"not starting a point: its sweep (pid {owner.split('-')[0]}) is gone", file=sys.stderr, flush=True)
+        os._exit(130)
+    if stop_mark(owner).exists():
+        raise SweepStopping(f"not starting a point: its sweep (pid {owner.split('-')[0]}) is stopping")
+
+
+def _pass(signum: int, frame: Any) -> None:
+    pass
 
 
 def watch_sweep() -> None:
@@ -166,9 +176,11 @@ def watch_sweep() -> None:
     owner = _watched()
     if owner is None:
         return
-    if sweep_gone(owner):
-        _refuse(owner)
+    refuse_for_a_stopped_sweep(owner)
     if _follower is None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _pass)  # Ctrl-C: the sweep passes it on to the points (a handler, not
+            # SIG_IGN, which the point's process would inherit)
         _follower = threading.Thread(target=_follow, args=(owner,), name="peft-bench-sweepguard", daemon=True)
         _follower.start()
 
@@ -176,7 +188,7 @@ def watch_sweep() -> None:
 def _follow(owner: str) -> None:
     """Once the sweep is gone: SIGTERM the running point (it records `cancelled`), let this process
     finish that point (its cleanup included), then exit, so this worker runs nothing more."""
-    while not sweep_gone(owner):
+    while is_alive(owner):
         time.sleep(POLL_S)
     with _state:
         child = _child
@@ -204,11 +216,11 @@ def point_folder() -> Iterator[Path]:
 
 
 def start_point(args: list[str]) -> subprocess.Popen:
-    """Start a point's process (inside point_folder), unless this is a job of a sweep that is gone."""
+    """Start a point's process (inside point_folder), unless this is a job of a sweep that is gone or stopping."""
     global _child
     owner = _watched()
     with _state:
-        if owner is not None and sweep_gone(owner):
-            _refuse(owner)
+        if owner is not None:
+            refuse_for_a_stopped_sweep(owner)
         _child = subprocess.Popen(args)
         return _child
