@@ -281,7 +281,7 @@ def child_main(spec_path: str, result_path: str) -> None:
         path, interrupted = getattr(exc, "record_path", None), True
     if os.getppid() == parent_pid:
         write_atomic(Path(result_path), {"path": path})
-    else:  # the parent died meanwhile (a killed sweep): nobody reads the result, so the folder goes
+    else:  # the parent died (a killed sweep): nobody reads the result, so the folder goes (else the next sweep removes it)
         shutil.rmtree(Path(spec_path).parent, ignore_errors=True)
     if interrupted:
         sys.exit(130)
