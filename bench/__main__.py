@@ -25,6 +25,7 @@ from bench.errors import ConfigError
 from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.tune import role
 from bench.report import markdown_table
+from bench.sweepguard import watch_sweep
 
 
 def cores_for_job(launcher: Any) -> int:
@@ -64,6 +65,11 @@ def app(cfg: DictConfig) -> str | None:
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as exc:  # one line, not the traceback of wherever the run was
+            path = getattr(exc, "record_path", None)
+            where = f"its cancelled record is {path}" if path else "it stopped before its record began, so nothing was written"
+            print(("\n" if sys.stderr.isatty() else "") + f"run cancelled ({str(exc) or 'Ctrl-C'}): {where}", file=sys.stderr)
+            sys.exit(130)
         status = record["run"]["status"]
         print(f"\n{record['run']['id']}: {status}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
         print(markdown_table([record]))
@@ -73,6 +79,7 @@ def app(cfg: DictConfig) -> str | None:
             sys.exit(1)
         return None
 
+    watch_sweep()  # a joblib worker or submitit job: no point for a sweep that is gone, and die with it
     sweep = str(hydra_cfg.sweep.dir)
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.

@@ -11,7 +11,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, models, speed, tracking, tune
+from bench import env, estimate, forgetting, inference, measure, models, speed, sweepguard, tracking, tune
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.methods import get_method
@@ -238,12 +237,24 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
     return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)
 
 
+_interrupted = False  # set by the first SIGINT/SIGTERM; later ones are ignored
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    """The first signal interrupts the run; a later one (Ctrl-C pressed twice, the sweep passing on
+    a signal that the process group already delivered) is ignored, so it cannot cut short the
+    `cancelled` record that the first one is writing."""
+    global _interrupted
+    if _interrupted:
+        return
+    _interrupted = True
+    raise KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def interrupt_on_sigterm() -> None:
-    """SIGTERM (kill, a cluster's pre-emption) becomes KeyboardInterrupt: the run records itself as cancelled."""
+    """SIGINT (Ctrl-C) and SIGTERM (kill, a cluster's pre-emption, a sweep passing a signal on)
+    become one KeyboardInterrupt: the run records itself as cancelled."""
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
@@ -260,16 +271,22 @@ def die_with_parent(parent_pid: int) -> None:
 
 def child_main(spec_path: str, result_path: str) -> None:
     """`python -m bench.run SPEC RESULT`: one sweep point in this fresh process; the record's path
-    goes to RESULT for the parent."""
+    goes to RESULT for the parent. An interrupted point exits with 130."""
     spec = json.loads(Path(spec_path).read_text())
+    parent_pid = int(spec["parent_pid"])
     interrupt_on_sigterm()
-    die_with_parent(int(spec["parent_pid"]))
+    die_with_parent(parent_pid)
+    interrupted = False
     try:
-        record = run(OmegaConf.create(spec["cfg"]), spec["sweep"], int(spec["threads"]))
+        path = run(OmegaConf.create(spec["cfg"]), spec["sweep"], int(spec["threads"]))["run"].get("path")
     except KeyboardInterrupt as exc:
-        write_atomic(Path(result_path), {"path": getattr(exc, "record_path", None)})
+        path, interrupted = getattr(exc, "record_path", None), True
+    if os.getppid() == parent_pid:
+        write_atomic(Path(result_path), {"path": path})
+    else:  # the parent died (a killed sweep): nobody reads the result, so the folder goes (else the next sweep removes it)
+        shutil.rmtree(Path(spec_path).parent, ignore_errors=True)
+    if interrupted:
         sys.exit(130)
-    write_atomic(Path(result_path), {"path": record["run"].get("path")})
 
 
 def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[str, Any]:
@@ -277,18 +294,21 @@ def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[s
     memory freed by one run stays in the heap for the next, so the next run's RSS peak above its
     baseline would be too low. A plain subprocess (not multiprocessing) works the same under every
     launcher (joblib's workers, submitit's jobs). A child killed outright (e.g. by the OOM killer)
-    still gets a record. Ctrl-C reaches both processes: the child records itself as cancelled,
-    then the sweep stops."""
-    with tempfile.TemporaryDirectory(prefix="peft-bench-") as tmp:
-        spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+    still gets a record. An interrupt here (Ctrl-C, or a signal that reached only this process)
+    is passed on to the child, which records itself as cancelled; then the sweep stops. The spec
+    and result live in a folder that bench.sweepguard names after this process, so it never
+    outlives a sweep, and a job of a sweep that is gone starts no point."""
+    with sweepguard.point_folder() as tmp:
+        spec, result = tmp / "spec.json", tmp / "result.json"
         spec.write_text(json.dumps({"cfg": OmegaConf.to_container(cfg, resolve=True), "sweep": sweep,
                                     "threads": threads, "parent_pid": os.getpid()}))
-        child = subprocess.Popen([sys.executable, "-m", "bench.run", str(spec), str(result)])
+        child = sweepguard.start_point([sys.executable, "-m", "bench.run", str(spec), str(result)])
         try:
             code = child.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            child.send_signal(signal.Signals.__members__.get(str(exc), signal.SIGINT))  # the same signal
             try:
-                child.wait(timeout=60)  # let it write its cancelled record
+                child.wait(timeout=sweepguard.GRACE_S)  # let it write its cancelled record
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
@@ -301,7 +321,8 @@ def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[s
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     if code == -signal.SIGKILL:
         how += " (SIGKILL: the kernel's out-of-memory killer, or kill -9)"
-    status = "oom" if code == -signal.SIGKILL else "failed"  # the kernel's OOM killer is the usual sender of SIGKILL
+    # The kernel's OOM killer is the usual sender of SIGKILL; SIGINT/SIGTERM before the child's handler was set is a cancel.
+    status = "oom" if code == -signal.SIGKILL else "cancelled" if code in (-signal.SIGINT, -signal.SIGTERM, 130) else "failed"
     record["tracking"] = None
     record["run"]["path"] = str(finish(record, Path(cfg.results_dir), status, f"run process {how} before writing its record"))
     return record

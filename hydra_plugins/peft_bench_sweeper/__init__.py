@@ -48,6 +48,9 @@ class PointsSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from bench.sweepguard import mark_sweep
+
+        mark_sweep()  # before the launcher starts workers: its jobs follow this process, and die with it
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
 
