@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench import preflight
 from bench.callbacks import POINTER
@@ -92,7 +92,9 @@ def app(cfg: DictConfig) -> str | None:
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)
     with claim(cfg.results_dir, digest):  # another sweep on this point: wait for it, then find its record
-        done = None if force else find_success(cfg.results_dir, digest, final=trial)
+        # A tuned final counts as done only if its selection searched the lr the same way as this one.
+        selection = OmegaConf.to_container(cfg.selection, resolve=True) if role(cfg) == "final" else None
+        done = None if force else find_success(cfg.results_dir, digest, final=trial, selection=selection)  # type: ignore[arg-type]
         failed = [] if force or done is not None else failed_attempts(cfg.results_dir, digest)
         if done is not None:
             print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")
