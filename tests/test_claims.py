@@ -114,7 +114,7 @@ def test_max_attempts_is_a_whole_number_of_at_least_one():
             check_max_attempts(bad)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_the_cli_refuses_an_unwritable_results_dir_before_training(tmp_path: Path):
     """A single run and a sweep, each with results_dir a file, under a file, empty, and under
     `ulimit -f 64`: exit 2 with one `config error: results_dir=...` line, no training, no record,
@@ -172,7 +172,7 @@ def test_a_run_whose_results_dir_becomes_a_file_keeps_its_record_in_the_fallback
     assert done["run"]["path"] in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_a_single_run_whose_results_folder_becomes_a_file_mid_run_keeps_its_work(tmp_path: Path):
     """The folder is replaced by a file while the run trains: no traceback, the record (with its
     training curve) is in the fallback folder under $TMPDIR, and stderr's line says where."""
@@ -234,7 +234,7 @@ def test_records_and_the_report_ignore_the_claims_folder(tmp_path: Path):
     assert [r["run"]["id"] for r in report.read([tmp_path])] == ["a"]  # what the report's tables are built from
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_two_identical_sweeps_started_together_run_each_point_once(tmp_path: Path):
     """Same command, same moment, one results_dir: each point has exactly one success record, the
     sweep that came second says `skip:` for it, and the two sweeps have their own Hydra folders
@@ -265,7 +265,7 @@ def test_two_identical_sweeps_started_together_run_each_point_once(tmp_path: Pat
 
 # --- (3) a point that keeps failing is retried max_attempts times -------------------------------
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_a_relaunch_stops_retrying_a_point_after_max_attempts_failures(tmp_path: Path):
     """A point that crashes (its artifacts folder cannot be made: results_dir/artifacts is a file)
     is retried by each relaunch until it has max_attempts failed records; then it is skipped with

@@ -103,6 +103,7 @@ def test_eval_every_adds_eval_points_to_curve(cfg_factory):
     assert "accuracy" in rec["curve"][1]["eval"] and "eval" not in rec["curve"][3]
 
 
+@pytest.mark.system
 def test_cli_sweep_writes_a_record_per_point_and_prints_the_table(tmp_path: Path):
     """A real `-m` sweep: each point in its own process, a bad point recorded as failed, the table printed."""
     import subprocess

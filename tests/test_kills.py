@@ -76,7 +76,7 @@ def token(monkeypatch) -> str:
     kill_all(value)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "basic"])
 def test_kill_9_of_a_parallel_sweep_takes_every_point_and_worker_with_it(tmp_path: Path, token: str, launcher: str):
     """Before the fix, joblib's loky workers (and their resource trackers) and submitit's jobs
@@ -111,7 +111,7 @@ def test_kill_9_of_a_parallel_sweep_takes_every_point_and_worker_with_it(tmp_pat
     assert not owned_folders(family), "a temp folder outlived its killed owner"
 
 
-@pytest.mark.slow
+@pytest.mark.system
 @pytest.mark.parametrize("launcher,sig", [("basic", signal.SIGINT), ("basic", signal.SIGTERM), ("joblib", signal.SIGINT),
                                           ("submitit_local", signal.SIGTERM)])
 def test_a_signal_to_the_sweep_alone_reaches_its_running_points_at_once(tmp_path: Path, token: str, launcher: str, sig: int):
@@ -145,7 +145,7 @@ def test_a_signal_to_the_sweep_alone_reaches_its_running_points_at_once(tmp_path
     assert not owned_folders(family)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 @pytest.mark.parametrize("sig,why", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
 def test_an_interrupted_single_run_says_so_in_one_line_and_exits_130(tmp_path: Path, sig: int, why: str):
     """Before the fix, Ctrl-C of a single run printed a 70-line traceback."""

@@ -156,7 +156,7 @@ def test_boolean_labels_match_the_data_in_any_spelling(tmp_path: Path):
         _features(rows, task_cfg, tokenizer)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_a_one_file_dataset_runs_end_to_end_from_one_yaml_with_config_dir(tmp_path: Path):
     """The user's whole job: write conf/task/yesno.yaml beside nothing else, pass --config-dir.
     The record shows disjoint parts (train + validation + eval = the file's rows), the truncated

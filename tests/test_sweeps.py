@@ -47,6 +47,7 @@ def offline_runs(results: Path) -> list[Path]:
     return sorted((results / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.system
 def test_rerunning_a_sweep_runs_nothing_and_force_reruns_a_point(tmp_path: Path):
     results = tmp_path / "results"
     sweep = ["-m", *SMALL, "method.r=1,2", "train.max_steps=2"]
@@ -73,6 +74,7 @@ def test_rerunning_a_sweep_runs_nothing_and_force_reruns_a_point(tmp_path: Path)
     assert len(load_records(results)) == 3
 
 
+@pytest.mark.system
 def test_a_killed_sweep_leaves_no_orphan_and_its_relaunch_runs_only_the_missing_points(tmp_path: Path):
     """kill -9 of the sweep mid-point: the point's process dies with it and records itself as
     cancelled; the same command again skips the finished point and completes the rest."""
@@ -103,6 +105,7 @@ def test_a_killed_sweep_leaves_no_orphan_and_its_relaunch_runs_only_the_missing_
     assert sorted(r["run"]["config"]["method"]["r"] for r in done) == [1, 2, 3]
 
 
+@pytest.mark.system
 def test_ctrl_c_records_cancelled_and_kill_9_leaves_nothing_that_reads_as_good(tmp_path: Path):
     args = [*SMALL, "train.max_steps=100000", "train.log_every=20", "tracking=none"]
     for how, sig in (("ctrl-c", signal.SIGINT), ("kill-9", signal.SIGKILL)):
@@ -124,6 +127,7 @@ def test_ctrl_c_records_cancelled_and_kill_9_leaves_nothing_that_reads_as_good(t
             json.loads(path.read_text())  # nothing half-written under a record's name
 
 
+@pytest.mark.system
 def test_every_launcher_gives_the_same_records(tmp_path: Path):
     """The same 2-point sweep gives equal figures under the basic, joblib and submitit_local
     launchers (one thread each, so the arithmetic is the same); parallel points write separate,
@@ -160,6 +164,7 @@ def test_each_parallel_job_gets_its_share_of_the_cores(monkeypatch, launcher, co
     assert entry.cores_for_job(OmegaConf.create(launcher) if launcher else None) == expected
 
 
+@pytest.mark.system
 def test_a_points_preset_sweeps_each_method_on_its_own_axes(tmp_path: Path):
     """prompt_tuning_sizes holds prompt tuning (with its prompt length) and full fine-tuning (which
     has none) in one sweep (the points sweeper); model= and seed= on the command line replace the

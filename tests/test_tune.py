@@ -202,7 +202,7 @@ LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_
              "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]}
 
 
-@pytest.mark.parametrize("launcher", [pytest.param(name, marks=[pytest.mark.slow] if name != "basic" else []) for name in LAUNCHERS])
+@pytest.mark.parametrize("launcher", [pytest.param(name, marks=[pytest.mark.system]) for name in LAUNCHERS])
 def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tmp_path: Path, launcher: str):
     """The stage reads each job's record path from what the launcher returns: the same under every
     launcher (joblib and submitit_local in the slow tier)."""
