@@ -73,7 +73,7 @@ def cases(data: Path) -> list[tuple[list[str], str]]:
         (["task=sst2", f"data_root={data / 'header_only'}"], "task.eval_split"),
         (["task=sst2", f"data_root={data / 'bad_label'}"], "task.labels"),
         (["task=superglue-rte", f"data_root={data / 'truncated'}"], "task.train_split"),
-        (["task=superglue-rte", "task.labels=['false','true']", f"data_root={data / 'booleans'}"], "task.labels"),
+        (["task=superglue-rte", "task.labels=['no','yes']", f"data_root={data / 'booleans'}"], "task.labels"),
         (["model=tiny-llama", "task=dialogsum", "task.prompt_template='Summarize: {dialogue}'", f"data_root={data / 'dialogsum'}"],
          "task.prompt_template"),
     ]

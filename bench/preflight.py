@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import assets
 from bench.errors import ConfigError
-from bench.tasks.data import FORMATS, read_numbered, split_file
+from bench.tasks.data import FORMATS, label_key, read_numbered, split_file
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -429,13 +429,13 @@ def check_rows(tcfg: DictConfig, split: str, path: Path, rows: list[tuple[int, d
     wanted = _wanted_fields(tcfg, split)
     names = [name for _, name in wanted]
     label_field = str(tcfg.label_field) if tcfg.kind == "classification" else None  # read once: OmegaConf access is slow per row
-    labels = {str(x) for x in tcfg.labels} if label_field else set()
+    labels = {label_key(x) for x in tcfg.labels} if label_field else set()  # matched as the run matches them
     for line, row in rows:
         if not all(name in row for name in names):
             key, name = next((key, name) for key, name in wanted if name not in row)
             raise ConfigError(key, name, f"a field of every row of {path.name}; line {line} has {', '.join(map(str, row)) or 'no fields'}")
-        if label_field is not None and str(row[label_field]) not in labels:
+        if label_field is not None and label_key(row[label_field]) not in labels:
             raw = row[label_field]
-            hint = f" (a JSON {'true' if raw else 'false'}: list it unquoted, labels: [false, true])" if isinstance(raw, bool) else ""
+            hint = f" (a JSON {'true' if raw else 'false'}: labels: [false, true])" if isinstance(raw, bool) else ""
             raise ConfigError("task.labels", OmegaConf.to_container(tcfg.labels),
                               f"a list of every value of {label_field!r}; {path.name} line {line} has {raw!r}{hint}")

@@ -279,12 +279,15 @@ def test_label_outside_task_labels_names_file_and_line(cfg_factory, tmp_path: Pa
     assert err.field == "task.labels" and err.value == ["0", "1"] and "train.tsv line 4 has '2'" in str(err)
 
 
-def test_string_labels_against_json_booleans_are_refused_with_the_fix(cfg_factory, tmp_path: Path):
+def test_labels_against_json_booleans_match_as_the_run_matches_them(cfg_factory, tmp_path: Path):
+    """Validation and the run agree (data.label_key): any spelling of true/false matches a JSON
+    boolean; labels that are not booleans are refused with a hint."""
     rows = [{"premise": "p", "hypothesis": "h", "label": i % 2 == 0} for i in range(4)]
     root = _rte_jsonl(tmp_path, rows)
-    err = _refused(cfg_factory("task=superglue-rte", f"data_root={root}", "task.labels=['false','true']"))
+    for labels in ("[false,true]", "['false','true']", "['False','True']"):
+        preflight.check(cfg_factory("task=superglue-rte", f"data_root={root}", f"task.labels={labels}"))
+    err = _refused(cfg_factory("task=superglue-rte", f"data_root={root}", "task.labels=['no','yes']"))
     assert err.field == "task.labels" and "line 1 has True" in str(err) and "labels: [false, true]" in str(err)
-    preflight.check(cfg_factory("task=superglue-rte", f"data_root={root}", "task.labels=[false,true]"))  # bools match bools
 
 
 def test_missing_field_names_the_task_key_and_line(cfg_factory, tmp_path: Path):

@@ -10,14 +10,7 @@ from omegaconf import DictConfig
 from bench import metrics
 from bench.errors import ConfigError
 from bench.tasks import Task, pad, register_kind
-
-
-def label_key(raw: Any) -> str:
-    """A label as text for matching the data against task.labels. Booleans and their spellings
-    compare equal (true, True, "true"): YAML and JSON both read true/false as booleans, and a
-    TSV holds them as text."""
-    text = str(raw)
-    return text.lower() if text.lower() in ("true", "false") else text
+from bench.tasks.data import label_key
 
 
 def _label_ids(task_cfg: DictConfig) -> dict[str, int]:

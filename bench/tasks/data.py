@@ -22,6 +22,14 @@ FORMATS = ("tsv", "jsonl", "hub", "embedded")
 csv.field_size_limit(sys.maxsize)
 
 
+def label_key(raw: object) -> str:
+    """A label as text for matching the data against task.labels, the same at validation and in the
+    run. Booleans and their spellings compare equal (true, True, "true"): YAML and JSON both read
+    true/false as booleans, and a TSV holds them as text."""
+    text = str(raw)
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
 def split_file(task_cfg: DictConfig, data_root: str, split: str) -> Path:
     """The file of a split for local formats: data_root / task.path / task.<split>_split."""
     return Path(data_root).expanduser() / task_cfg.path / task_cfg[f"{split}_split"]
