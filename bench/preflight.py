@@ -167,6 +167,10 @@ def check_top(cfg: DictConfig) -> None:
     int_at_least(cfg, "threads", "threads", 0, "torch CPU threads; 0 = this job's share of the cores")
     for key in ("keep_artifacts", "cache_data", "force"):
         boolean(cfg, key, key)
+    if "max_attempts" in cfg:  # the sweeper's own check, run for a single run's config too
+        from bench.record import check_max_attempts
+
+        check_max_attempts(cfg.max_attempts)
     if not isinstance(cfg.get("data_root"), str) or not cfg.data_root:
         raise ConfigError("data_root", cfg.get("data_root"), "a folder that holds the datasets (ours: ../shared/datasets)")
 

@@ -337,3 +337,9 @@ def test_cli_refuses_with_exit_2_one_line_and_nothing_written(tmp_path: Path, ar
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(f"config error: {field}=")
     assert proc.stdout == "" and not results.exists()  # no record, no W&B folder
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "true"])
+def test_max_attempts_is_checked_with_the_plain_values(cfg_factory, value: str):
+    err = _refused(cfg_factory(f"max_attempts={value}"))
+    assert err.field == "max_attempts"
