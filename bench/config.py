@@ -40,6 +40,9 @@ def architecture(mcfg: DictConfig) -> PretrainedConfig:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("model.path", mcfg.get("path"), f"a model whose config can be read ({reason})") from None
     except (TypeError, ValueError) as exc:
+        if mcfg.source != "config":  # a hub or local model's config.json that transformers cannot read
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError("model.path", mcfg.get("path"), f"a model whose config can be read ({reason})") from None
         raise ConfigError("model.size", mcfg.get("size"), f"config fields of a {mcfg.get('arch')} model ({exc})") from None
 
 

@@ -34,6 +34,10 @@ PROBE_BYTES = 1 << 20  # the probe is larger than any record, so a small `ulimit
 FALLBACK = "peft-bench-unwritten"  # $TMPDIR/<this>: where a record goes when results_dir refuses it
 
 
+# Knobs inside a section that change what a record keeps, not what is measured: never identity.
+NON_IDENTITY_KNOBS: tuple[tuple[str, str], ...] = (("eval", "keep_predictions"),)
+
+
 # Knobs added after records existed, with the default that reproduces the earlier behaviour. At
 # that default a knob is left out of the digest, so an earlier record still matches its point
 # (a sweep skips it, the report joins its seeds); set to anything else, it makes a new point.
@@ -43,7 +47,6 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
     ("train", "diverge_factor"): 10.0,
     ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
-    ("eval", "keep_predictions"): 3,
 }
 
 
@@ -56,6 +59,9 @@ def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str
             kept[section] = {k: v for k, v in kept[section].items() if k != key}
             if not kept[section]:
                 del kept[section]  # a section that holds only added knobs at their defaults
+    for section, key in NON_IDENTITY_KNOBS:  # how a record is written, at any value
+        if isinstance(kept.get(section), dict) and key in kept[section]:
+            kept[section] = {k: v for k, v in kept[section].items() if k != key}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

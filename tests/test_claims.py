@@ -337,3 +337,14 @@ def test_a_tuned_final_found_under_another_search_is_not_reused(tmp_path: Path):
     assert find_success(tmp_path, digest, selection={**search, "scores": [0.8, 0.91, 0.7], "cost_s": 75.0}) == path
     assert find_success(tmp_path, digest, selection={**search, "lrs": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}) is None
     assert find_success(tmp_path, digest, selection={**search, "trial_steps": 250}) is None
+
+
+def test_keep_predictions_changes_what_a_record_keeps_not_the_point():
+    """eval.keep_predictions at any value leaves the config hash alone, as keep_artifacts does:
+    a sweep does not rerun a finished point because more predictions are asked for."""
+    from bench.record import config_hash
+    from conftest import make_cfg
+
+    base = config_hash(make_cfg([]))
+    assert config_hash(make_cfg(["eval.keep_predictions=0"])) == base == config_hash(make_cfg(["eval.keep_predictions=50"]))
+    assert config_hash(make_cfg(["eval.max_examples=5"])) != base  # what is scored still is identity

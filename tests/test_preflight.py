@@ -343,3 +343,14 @@ def test_cli_refuses_with_exit_2_one_line_and_nothing_written(tmp_path: Path, ar
 def test_max_attempts_is_checked_with_the_plain_values(cfg_factory, value: str):
     err = _refused(cfg_factory(f"max_attempts={value}"))
     assert err.field == "max_attempts"
+
+
+def test_a_local_model_whose_config_json_cannot_be_read_names_model_path(tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    from bench.config import architecture
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError) as err:
+        architecture(OmegaConf.create({"name": "x", "source": "local", "path": str(tmp_path)}))
+    assert err.value.field == "model.path"
