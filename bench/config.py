@@ -15,7 +15,6 @@ from bench import models, preflight
 from bench.errors import ConfigError
 from bench.methods import Probe, get_method
 from bench.tasks import get_kind
-from bench.tasks.cache import check_parts
 
 
 def check_device(cfg: DictConfig) -> None:
@@ -85,7 +84,6 @@ def validate(cfg: DictConfig) -> str:
     check_device(cfg)
     method = get_method(cfg.method.name)
     method.check(cfg.method, None)  # the method's own fields first
-    check_parts(cfg.task, cfg.data_root)  # train and eval parts of one file never overlap
     kind = get_kind(cfg.task.kind)
     config = architecture(cfg.model)
     family = model_family(cfg.model, config)

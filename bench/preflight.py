@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import assets
 from bench.errors import ConfigError
+from bench.tasks.cache import check_parts
 from bench.tasks.data import FORMATS, label_key, read_numbered, split_file
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -122,6 +123,7 @@ def check(cfg: DictConfig) -> None:
     check_train_eval(cfg, cfg.method.name not in NOT_TRAINING)
     check_task(cfg.task)
     check_data(cfg)
+    check_parts(cfg.task, cfg.data_root)  # train and eval parts of one file never overlap
 
 
 def check_keys(cfg: DictConfig) -> None:
