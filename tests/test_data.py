@@ -149,6 +149,35 @@ def test_tokenised_data_is_prepared_once_and_reused(tmp_path, monkeypatch):
     assert info["cache"] == "off" and info["cache_path"] is None and task.train == first.train
 
 
+def test_cache_key_covers_the_row_reading_code_and_the_tokenizer_libraries(monkeypatch):
+    """bench/tasks/data.py reads and selects the rows, and transformers/tokenizers turn them into ids:
+    a change to that code or an upgrade of either library is a new key (no stale features)."""
+    import inspect
+    from importlib import metadata
+
+    import bench.tasks.cache as cache
+    import bench.tasks.data as data
+    from bench import models
+    from bench.tasks import get_kind
+
+    cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment"])
+    family = validate(cfg)
+    tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
+    key = cache.cache_key(cfg, kind, tokenizer, family, trains=True)
+    assert cache.cache_key(cfg, kind, tokenizer, family, trains=True) == key  # stable
+
+    source = inspect.getsource
+    with monkeypatch.context() as patch:  # data.py edited
+        patch.setattr(inspect, "getsource", lambda obj: source(obj) + ("\n# edited" if obj is data else ""))
+        assert cache.cache_key(cfg, kind, tokenizer, family, trains=True) != key
+    version = metadata.version
+    for library in ("transformers", "tokenizers"):
+        with monkeypatch.context() as patch:  # the library upgraded
+            patch.setattr(metadata, "version", lambda name, lib=library: "999.0" if name == lib else version(name))
+            assert cache.cache_key(cfg, kind, tokenizer, family, trains=True) != key, library
+    assert cache.cache_key(cfg, kind, tokenizer, family, trains=True) == key
+
+
 def test_a_knob_added_later_at_its_default_keeps_earlier_records_hashes():
     from omegaconf import OmegaConf
 

@@ -3,9 +3,10 @@
 Why: each sweep point runs in a fresh process, so without a cache a 7-point sweep tokenises its
 data 7 times. The key covers everything the features depend on: the task's config (fields,
 lengths, template), the data files (path, size, mtime), the tokenizer (the model's config, its
-class, vocabulary size and chat template), the model family, the row limits, and the source of
-the task kind's module and of this one, so a change to the featurising or row-selecting code never
-serves stale features.
+class, vocabulary size and chat template), the model family, the row limits, the source of the
+task kind's module, of bench/tasks/data.py (which reads the rows) and of this one, and the versions
+of transformers and tokenizers (whose tokenizers produce the ids), so a change to the featurising
+or row-selecting code, or a library upgrade, never serves stale features.
 
 The entries are JSON (the features are lists of ints and strings), never pickle: the cache may sit
 on a shared disk (PEFT_BENCH_CACHE), and unpickling a file someone else planted there runs their
@@ -21,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,27 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench.assets import cache_root
 from bench.errors import ConfigError
 from bench.tasks import Kind, Task
+from bench.tasks import data as data_module
 from bench.tasks.data import read_rows, split_file
+
+TOKENIZER_LIBRARIES = ("transformers", "tokenizers")  # their versions are part of the key: an upgrade may tokenise differently
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each tokenizer library (None where it is not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in TOKENIZER_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def code_digests(kind: Kind) -> list[str]:
+    """sha256 of the source of every module the features depend on: the kind's, data.py's (rows), this one's."""
+    modules = (inspect.getmodule(kind.build), data_module, sys.modules[__name__])
+    return [hashlib.sha256(inspect.getsource(module).encode()).hexdigest() for module in modules]
 
 
 def cache_key(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, trains: bool) -> str:
@@ -48,7 +70,8 @@ def cache_key(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, trains: 
         "eval_max_examples": cfg.eval.max_examples,
         "validation": OmegaConf.to_container(cfg.validation, resolve=True) if cfg.get("validation") else None,
         "trains": trains,
-        "code": [hashlib.sha256(inspect.getsource(module).encode()).hexdigest() for module in (inspect.getmodule(kind.build), sys.modules[__name__])],
+        "code": code_digests(kind),
+        "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
