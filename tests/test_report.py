@@ -258,7 +258,7 @@ def test_report_on_thousands_of_records_prints_its_time(tmp_path: Path):
 def test_wandb_report_run_holds_the_table_and_the_plots(tmp_path: Path, monkeypatch):
     """wandb=true: one offline run of job_type 'report' in the records' sweep group, holding the
     comparison table (one row per point) and the plots."""
-    from bench.tracking import read_offline_run
+    from wandb_log import read_offline_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     _write(known_records(), tmp_path / "records")

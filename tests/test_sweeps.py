@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from bench.record import load_records
-from bench.tracking import read_offline_run
 from conftest import ROOT
+from wandb_log import read_offline_run
 
 SMALL = ["model=tiny-bert", "method=lora", "train.batch_size=4", "eval.max_examples=8", "eval.batch_size=8",
          "inference.examples=2", "inference.batch_size=2", "forgetting.max_chunks=1"]

@@ -11,6 +11,7 @@ import pytest
 
 from bench import tracking
 from bench.run import run
+from wandb_log import read_offline_run
 
 
 def _offline_run(record: dict) -> dict:
@@ -22,7 +23,7 @@ def _offline_run(record: dict) -> dict:
     assert record["tracking"]["backend"] == "wandb" and record["tracking"]["mode"] == "offline"
     deadline, previous = time.monotonic() + 15, None
     while True:
-        current = tracking.read_offline_run(record["tracking"]["dir"])
+        current = read_offline_run(record["tracking"]["dir"])
         if current == previous or time.monotonic() > deadline:
             return current
         previous = current
