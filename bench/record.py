@@ -22,7 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from bench.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("record_schema.json")
-SCHEMA_VERSION = 1
+# 2: records gained sections after the first ones (data, forgetting, inference, selection, stopped,
+# tracking); 1: the earlier records, some without them. Each is optional, so both versions load,
+# report and resume. The version is a key of the record, never of its config: no config hash changes.
+SCHEMA_VERSION = 2
+READ_VERSIONS = (1, 2)  # the versions the loaders accept
 # Keys that change where results go or how they are shown, not what is measured.
 # `tune` drives the sweeper (which trials and finals to launch), and `selection` reports how a final's
 # lr was chosen: the run itself is fixed by train.lr and validation.*, which are identity.
@@ -194,8 +198,8 @@ def is_other_json(data: Any) -> bool:
 
 def record_problem(data: Any) -> str | None:
     """Why parsed JSON that tries to be a run record is not one that tables can be built from, or None."""
-    if data.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version is {data.get('schema_version')!r}, this version reads {SCHEMA_VERSION}"
+    if data.get("schema_version") not in READ_VERSIONS:
+        return f"schema_version is {data.get('schema_version')!r}, this version reads {' and '.join(map(str, READ_VERSIONS))}"
     run = data.get("run")
     if not isinstance(run, dict):
         return f"run is {type(run).__name__}, not an object"

@@ -348,3 +348,34 @@ def test_keep_predictions_changes_what_a_record_keeps_not_the_point():
     base = config_hash(make_cfg([]))
     assert config_hash(make_cfg(["eval.keep_predictions=0"])) == base == config_hash(make_cfg(["eval.keep_predictions=50"]))
     assert config_hash(make_cfg(["eval.max_examples=5"])) != base  # what is scored still is identity
+
+
+# --- (5) the record's schema version --------------------------------------------------------------
+
+def test_records_are_written_as_schema_2_and_version_1_records_still_load_and_validate(tmp_path: Path):
+    """Sections were added after the first records (data, selection, stopped ...): new records say
+    schema_version 2; the committed version-1 records still load (report, resume) and match the
+    schema; an unknown version is skipped saying which ones this version reads. The version is a
+    key of the record, not of its config, so no config hash moves."""
+    import jsonschema
+
+    from bench.record import SCHEMA_PATH, SCHEMA_VERSION, record_problem
+
+    assert SCHEMA_VERSION == 2
+    schema = json.loads(SCHEMA_PATH.read_text())
+    committed = next(p for p in sorted((ROOT / "results" / "reference").rglob("*.json"))
+                     if '"schema_version": 1' in p.read_text() and '"config_hash"' in p.read_text())
+    old = json.loads(committed.read_text())
+    new = {**old, "schema_version": SCHEMA_VERSION, "run": {**old["run"], "id": old["run"]["id"] + "-v2"}}
+    for data in (old, new):
+        assert record_problem(data) is None
+        jsonschema.validate(data, schema)
+        assert config_digest(data["run"]["config"]) == old["run"]["config_hash"]
+    write_atomic(tmp_path / "old.json", old)
+    write_atomic(tmp_path / "new.json", new)
+    write_atomic(tmp_path / "future.json", {**old, "schema_version": 3, "run": {**old["run"], "id": "future"}})
+    skipped: list[str] = []
+    assert sorted(r["schema_version"] for r in load_records(tmp_path, skipped)) == [1, 2]
+    assert len(skipped) == 1 and "schema_version is 3, this version reads 1 and 2" in skipped[0]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**old, "schema_version": 3}, schema)
