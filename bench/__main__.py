@@ -129,6 +129,11 @@ def main() -> None:
         from bench.report import main as report_main
 
         sys.exit(report_main(sys.argv[2:]))
+    try:
+        preflight.check_overrides(sys.argv[1:])  # a misspelt key (method.rr=8) is named with the valid ones, before Hydra composes
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        sys.exit(2)
     app()
 
 

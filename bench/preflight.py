@@ -63,6 +63,8 @@ KIND_KEYS = {
     "summarization": frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
                                 "max_source_tokens", "max_target_tokens"}),
 }
+TASK_ALL_KEYS = TASK_KEYS.union(*KIND_KEYS.values())  # a task whose kind is missing or misspelt: its keys are checked against every kind's
+METHOD_SHARED_KEYS = frozenset({"name", "lr"})  # every method has these; the rest are its own conf/method/<name>.yaml's
 KIND_METRICS = {"classification": ("accuracy", "f1", "mcc"), "summarization": ("rouge1", "rouge2", "rougeL", "rougeLsum")}
 PLACEHOLDERS = {"summarization": ("source",)}  # what each kind fills into task.prompt_template
 
@@ -137,17 +139,60 @@ def check_keys(cfg: DictConfig) -> None:
     _known(cfg.model, "model", MODEL_KEYS)
     kind = cfg.task.get("kind")
     if kind in KIND_KEYS:
-        _known(cfg.task, "task", TASK_KEYS | KIND_KEYS[kind])
-    defaults = CONF / "method" / f"{cfg.method.get('name')}.yaml"
-    if defaults.is_file():
-        _known(cfg.method, "method", frozenset(OmegaConf.load(defaults).keys()))
+        _known(cfg.task, "task", TASK_KEYS | KIND_KEYS[kind], owner=f"a {kind} task")
+    else:  # check_task names the kind; a misspelt key beside it is named first
+        _known(cfg.task, "task", TASK_ALL_KEYS, owner="a task of any kind")
+    name = str(cfg.method.get("name"))
+    keys = method_keys(name)
+    if keys is not None:  # an unknown method name is refused by the registry, listing the known ones
+        _known(cfg.method, "method", keys, owner=f"method {name} (conf/method/{name}.yaml)")
 
 
-def _known(section: DictConfig, prefix: str, known: frozenset[str], ignore: tuple[str, ...] = ()) -> None:
+@functools.cache
+def method_keys(name: str) -> frozenset[str] | None:
+    """The keys a method reads: those of its conf/method/<name>.yaml plus the shared ones (None: no such method)."""
+    defaults = CONF / "method" / f"{name}.yaml"
+    if not defaults.is_file():
+        return None
+    return frozenset(OmegaConf.load(defaults).keys()) | METHOD_SHARED_KEYS
+
+
+def all_method_keys() -> frozenset[str]:
+    """Every key some method reads (a `method.key=` override before the method is known)."""
+    return frozenset().union(*(method_keys(p.stem) or () for p in (CONF / "method").glob("*.yaml")))
+
+
+OVERRIDE = re.compile(r"(?P<section>[A-Za-z_]\w*)\.(?P<key>[A-Za-z_]\w*)[\w.]*=(?P<value>.*)", re.S)
+
+
+def check_overrides(args: list[str]) -> None:
+    """`method.rr=8` on the command line (no +) makes Hydra stop with "Key 'rr' is not in struct",
+    which names no valid key: refuse a key the section cannot have first, listing the ones it can.
+    The method is the one `method=NAME` chooses; without it, any method's key passes here (the
+    composed config's check_keys then names the chosen method's). `+key=` additions are left to
+    check_keys, which sees the composed config."""
+    chosen = [a.split("=", 1)[1] for a in args if a.startswith("method=")]
+    keys = method_keys(chosen[-1]) if chosen else None
+    known = known_keys()
+    sets: dict[str, tuple[frozenset[str], str]] = {
+        "method": (keys, f"method {chosen[-1]} has") if keys is not None else (all_method_keys(), "the methods have"),
+        "task": (TASK_ALL_KEYS, "the task kinds have"), "model": (MODEL_KEYS, "model has"),
+        **{section: (known[section], f"{section} has") for section in SECTIONS},
+    }
+    for arg in args:
+        match = OVERRIDE.fullmatch(arg)
+        if match is None or match["section"] not in sets:
+            continue  # an option (-m, --config-dir), a group choice, a +/++/~ edit, or a section checked later
+        valid, owner = sets[match["section"]]
+        if match["key"] not in valid:
+            raise ConfigError(f"{match['section']}.{match['key']}", match["value"], f"a known key; {owner}: {', '.join(sorted(valid))}")
+
+
+def _known(section: DictConfig, prefix: str, known: frozenset[str], ignore: tuple[str, ...] = (), owner: str = "") -> None:
     for key in section.keys():
         if key not in known and key not in ignore:
             field = f"{prefix}.{key}" if prefix else str(key)
-            raise ConfigError(field, section.get(key), f"a known key; {prefix or 'the top level'} has: {', '.join(sorted(known))}")
+            raise ConfigError(field, section.get(key), f"a known key; {owner or prefix or 'the top level'} has: {', '.join(sorted(known))}")
 
 
 def check_finite(value: Any, field: str) -> None:

@@ -165,6 +165,27 @@ def test_a_preset_skips_saying_why_when_its_datasets_are_absent(tmp_path: Path, 
     assert "data_root=../shared/datasets" in str(info.value) and "does not exist" in str(info.value)
 
 
+def test_every_reference_record_config_has_only_known_keys():
+    """The key schema (top level, sections, model, task by kind, method by name) accepts every
+    committed record's resolved config: a rerun or resume of a reference sweep is never refused."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from bench import preflight
+
+    checked = 0
+    for path in sorted((ROOT / "results" / "reference").rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("run"), dict) and "config" in data["run"]:
+            preflight.check_keys(OmegaConf.create(data["run"]["config"]))
+            checked += 1
+    assert checked >= 200
+
+
 def test_slurm_launcher_config_composes_to_submitit_and_sets_each_points_threads():
     import bench.__main__ as entry
 

@@ -87,6 +87,48 @@ def test_unknown_key_is_refused_listing_the_known_ones(cfg_factory, override: st
         assert "results_dir" in str(err) and "threads" in str(err)
 
 
+@pytest.mark.parametrize("args,field,listed", [
+    (["method.rr=8"], "method.rr", "num_virtual_tokens"),                  # no method chosen: any method's keys are listed
+    (["method=lora", "method.rr=8"], "method.rr", "alpha, bias, dropout"),  # the chosen method's own keys
+    (["method=full", "method.r=4"], "method.r", "method full has: lr, name"),
+    (["task.text_field=[x]"], "task.text_field", "text_fields"),
+    (["-m", "train.lr_typo=1,2"], "train.lr_typo", "warmup_ratio"),
+    (["model.revison=main"], "model.revison", "tokenizer"),
+])
+def test_a_misspelt_override_without_plus_names_the_key_and_the_valid_ones(args: list[str], field: str, listed: str):
+    """Without +, Hydra itself would stop at such a key ("Key 'rr' is not in struct") naming no valid one."""
+    with pytest.raises(ConfigError) as info:
+        preflight.check_overrides(args)
+    assert info.value.field == field and "a known key" in str(info.value) and listed in str(info.value)
+
+
+def test_overrides_of_known_keys_and_other_arguments_pass_the_override_check():
+    preflight.check_overrides(["-m", "--config-dir", "/my/conf", "method=lora", "method.r=4,8", "method.use_dora=true",
+                               "task=sst2", "task.max_length=64", "model.size.hidden_size=32", "+foo=bar", "++method.zz=1",
+                               "~method.bias", "hydra.job.chdir=true", "tracking.project=p", "eval.keep_predictions=2", "seed=0,1"])
+    preflight.check_overrides(["method=full,lora", "method.r=4"])  # a sweep over methods: any of theirs passes here
+
+
+def test_every_method_has_the_shared_keys_and_its_own_yamls():
+    for path in sorted((CONF / "method").glob("*.yaml")):
+        keys = preflight.method_keys(path.stem)
+        assert keys is not None and preflight.METHOD_SHARED_KEYS <= keys, path.stem
+        assert keys == set(make_cfg([f"method={path.stem}"]).method.keys()) | preflight.METHOD_SHARED_KEYS, path.stem
+    assert preflight.method_keys("nope") is None
+
+
+@pytest.mark.parametrize("typo,field", [("text_fields", "task.text_field"), ("labels", "task.label"), ("kind", "task.knd")])
+def test_a_typo_in_a_users_own_task_yaml_is_named_with_the_valid_keys(tmp_path: Path, typo: str, field: str):
+    """conf/task/<name>.yaml in the user's --config-dir, one key misspelt (even `kind`, whose keys
+    are then checked against every kind's): the key is named, not silently ignored."""
+    (tmp_path / "task").mkdir()
+    text = (CONF / "task" / "sst2.yaml").read_text().replace("name: sst2", "name: mytask")
+    (tmp_path / "task" / "mytask.yaml").write_text(text.replace(f"\n{typo}:", f"\n{field.split('.')[1]}:"))
+    cfg = make_cfg([f"hydra.searchpath=[file://{tmp_path}]", "task=mytask", "tracking=none"])
+    err = _refused(cfg)
+    assert err.field == field and "a known key" in str(err) and "text_fields" in str(err) and "max_length" in str(err)
+
+
 def test_known_keys_equal_the_composed_default_config():
     """What preflight reads from conf/config.yaml is the composed default config's keys (plus the
     optional knobs), so the two cannot drift."""
@@ -329,6 +371,8 @@ def test_preflight_imports_no_torch():
 @pytest.mark.parametrize("args,field", [
     (["threads=abc"], "threads"),
     (["model=tiny-bert", "model.dtype=float16", "device=cpu"], "model.dtype"),
+    (["method.rr=8"], "method.rr"),
+    (["method=full", "method.r=4"], "method.r"),
 ])
 def test_cli_refuses_with_exit_2_one_line_and_nothing_written(tmp_path: Path, args: list[str], field: str):
     results = tmp_path / "results"
