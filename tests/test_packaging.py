@@ -1,0 +1,54 @@
+"""What the code imports is what pyproject.toml declares and constraints.txt pins: a fresh
+`pip install -c constraints.txt -e .` gets every library the suite reads (scipy was once missing)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from importlib import metadata
+
+from conftest import ROOT
+
+OPTIONAL = {"datasets": "task format hub only; refused with a ConfigError naming task.format when absent"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r) for r in project["dependencies"]}
+
+
+def _imported() -> dict[str, str]:
+    """Top-level third-party module -> a file of bench/ or hydra_plugins/ that imports it."""
+    found: dict[str, str] = {}
+    for path in sorted([*(ROOT / "bench").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for top in (n.split(".")[0] for n in names):
+                if top not in sys.stdlib_module_names and top not in ("bench", "hydra_plugins"):
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_imported_library_is_a_declared_dependency():
+    declared, dists = _declared(), metadata.packages_distributions()
+    missing = []
+    for module, where in _imported().items():
+        if module in OPTIONAL:
+            continue
+        names = {_name(d) for d in dists.get(module, [module])}
+        if not names & declared:
+            missing.append(f"{module} ({where}; distribution {', '.join(sorted(names))})")
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+    assert "scipy" in declared  # bench/report.py's t-intervals
+
+
+def test_every_declared_dependency_is_pinned_in_constraints():
+    pinned = {_name(line) for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
+    assert _declared() - pinned == set()
