@@ -6,10 +6,13 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from importlib import metadata
 
+import pytest
+
 from conftest import ROOT
+
+tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 
 OPTIONAL = {"datasets": "task format hub only; refused with a ConfigError naming task.format when absent"}
 
