@@ -391,7 +391,6 @@ def write_tables(runs, points, out: Path) -> list[Path]:
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    trials = runs[runs["role"] == "trial"]
     for (model, task), group in points.groupby(["model", "task"]):
         headers, rows = table_rows(group)
         stem = folder / f"{model}__{task}"

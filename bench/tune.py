@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bench.errors import ConfigError
 from bench.record import config_digest, run_seconds
@@ -279,7 +279,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
 def _label(overrides: list[str]) -> str:
     """A point's own overrides, without where-it-goes keys."""
     where = ("experiment", "data_root", "results_dir", "tracking", "keep_artifacts", "force", "cache_data", "hydra", "tune")
-    return " ".join(o for o in overrides if not o.split("=", 1)[0].split(".")[0].lstrip("+~") in where) or "(defaults)"
+    return " ".join(o for o in overrides if o.split("=", 1)[0].split(".")[0].lstrip("+~") not in where) or "(defaults)"
 
 
 def _tpe(plans: list[dict[str, Any]], launch: Launch) -> None:

@@ -55,3 +55,21 @@ def test_every_imported_library_is_a_declared_dependency():
 def test_every_declared_dependency_is_pinned_in_constraints():
     pinned = {_name(line) for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#")}
     assert _declared() - pinned == set()
+
+
+def test_the_linter_is_configured_and_the_code_passes_it():
+    """ruff (the test extra) with pyflakes and pycodestyle's errors at least; .ci/run runs it after
+    the README's test command."""
+    import shutil
+    import subprocess
+
+    lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert {"E", "F"} <= set(lint["select"])
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme_command = "pip install -c constraints.txt -e '.[test]' && python -m pytest\n"
+    assert readme_command in ci and "\nruff check .\n" in ci and ci.index("\nruff check .\n") > ci.index(readme_command)
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -c constraints.txt -e '.[test]')")
+    proc = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

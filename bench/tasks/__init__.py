@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from omegaconf import DictConfig
-
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads with the kinds (get_kind), so that bench.tasks.data stays torch-free for validation
