@@ -130,7 +130,8 @@ def check(cfg: DictConfig) -> None:
 
 def check_keys(cfg: DictConfig) -> None:
     """No key the suite does not read: the top level, the fixed sections, the model, the task (by
-    kind) and the method (the keys of its own conf/method/<name>.yaml)."""
+    kind; every kind's keys when its kind is misspelt) and the method (the shared name and lr, and
+    the keys of its own conf/method/<name>.yaml)."""
     known = known_keys()
     _known(cfg, "", known[""], ignore=("hydra",))  # Hydra's own settings: there when composed with return_hydra_config (the tuning stage)
     for section in SECTIONS:
