@@ -61,9 +61,11 @@ lr: 1.0e-3           # default peak lr (train.lr overrides)
 """
 
 
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.system
@@ -75,32 +77,36 @@ def test_a_new_method_is_one_python_file_plus_one_yaml_file(tmp_path: Path):
     (copy / "bench" / "methods" / "scale_only.py").write_text(textwrap.dedent(METHOD_FILE).lstrip())
     (copy / "conf" / "method" / "scale_only.yaml").write_text(METHOD_CONFIG)
 
-    # (a) the command line runs it (the copy's bench package: cwd comes first on sys.path)
-    results = tmp_path / "results"
-    cli = _run(["-m", "bench", "model=tiny-bert", "method=scale_only", "tracking=none", "train.max_steps=2",
-                "train.batch_size=4", "eval.max_examples=8", "inference.examples=2", "forgetting.max_chunks=2",
-                "keep_artifacts=false", f"results_dir={results}", f"hydra.run.dir={tmp_path / 'hydra'}"], copy)
-    assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
-    (path,) = results.glob("*.json")
-    record = json.loads(path.read_text())
-    assert record["run"]["status"] == "success" and record["run"]["method"] == "scale_only", record["run"].get("error")
-    assert record["run"]["path"].startswith(str(results))
-    assert record["params"]["what_trains"] == "the normalisation layers' scales only (+ a new task head)"
-    # tiny-bert: LayerNorm weights, embeddings + 2 per block (32 each), + the head 32 x 2 + 2
-    assert record["params"]["trainable"] == 5 * 32 + 66
+    # (b) the copied method tests check it, though no test names it (started first: it runs beside (a) and (c))
+    tests = subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests/test_all_methods.py", "-k", "scale_only"],
+                             cwd=copy, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    # (b) the copied method tests check it, though no test names it
-    tests = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_all_methods.py", "-k", "scale_only"], copy)
-    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
-    summary = tests.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary, summary
-    collected = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "tests/test_all_methods.py", "-k", "scale_only"], copy)
-    ids = [line for line in collected.stdout.splitlines() if "scale_only" in line]
+    try:
+        # (a) the command line runs it (the copy's bench package: cwd comes first on sys.path; the
+        # installed one would not know the method)
+        results = tmp_path / "results"
+        cli = _run(["-m", "bench", "model=tiny-bert", "method=scale_only", "tracking=none", "train.max_steps=2",
+                    "train.batch_size=4", "eval.max_examples=8", "inference.examples=2", "forgetting.max_chunks=2",
+                    "keep_artifacts=false", f"results_dir={results}", f"hydra.run.dir={tmp_path / 'hydra'}"], copy)
+        assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-3000:]
+        (path,) = results.glob("*.json")
+        record = json.loads(path.read_text())
+        assert record["run"]["status"] == "success" and record["run"]["method"] == "scale_only", record["run"].get("error")
+        assert record["params"]["what_trains"] == "the normalisation layers' scales only (+ a new task head)"
+        # tiny-bert: LayerNorm weights, embeddings + 2 per block (32 each), + the head 32 x 2 + 2
+        assert record["params"]["trainable"] == 5 * 32 + 66
+
+        # (c) the report lists its record
+        report = _run(["-m", "bench.report", f"results_dir={results}"], copy)
+        assert report.returncode == 0, report.stderr[-3000:]
+        assert "| scale_only |" in report.stdout, report.stdout[-3000:]
+        out, _ = tests.communicate(timeout=300)
+    finally:
+        if tests.poll() is None:  # a failure above: stop the tests it started
+            tests.kill()
+            tests.wait()
+    assert tests.returncode == 0, out[-4000:]
+    passed = [line for line in out.splitlines() if "scale_only" in line and " PASSED" in line]
     for check in ("test_trainable_params_equal_the_formula", "test_formula_on_encoder_decoder_generation",
                   "test_frozen_stay_bit_identical_and_trained_move", "test_save_load_reproduces_and_tasks_swap_on_one_base"):
-        assert any(check in i for i in ids), (check, ids)
-
-    # (c) the report lists its record
-    report = _run(["-m", "bench.report", f"results_dir={results}"], copy)
-    assert report.returncode == 0, report.stderr[-3000:]
-    assert "| scale_only |" in report.stdout, report.stdout[-3000:]
+        assert any(check in line for line in passed), (check, out[-3000:])
