@@ -6,10 +6,18 @@ it save and reload what must be kept per task?).
 Families (one file each): full.py (none, full), selective.py (bitfit, last_layers, layernorm,
 selective), lora.py (lora), prompts.py (prompt_tuning, prefix_tuning), ia3.py (ia3),
 adapter.py (adapter: bottleneck adapters, implemented here).
+
+Adding a method is one file here (registered with `register`; every module of this package is
+imported below, so nothing else lists it) and its config, conf/method/<name>.yaml. The tests
+(tests/test_all_methods.py, test_end_to_end.py, test_generate.py) iterate `METHODS` and check it
+with what it declares: its trainable-parameter `formula`, its test `examples`, and the reasons it
+`refuses` a model or task.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +48,7 @@ def _no_check(method_cfg: DictConfig, probe: Probe | None) -> None:
 Apply = Callable[[nn.Module, DictConfig, Any], nn.Module]
 Save = Callable[[nn.Module, Path], None]
 Load = Callable[[nn.Module, Path, DictConfig, Any], nn.Module]
+Formula = Callable[[nn.Module, DictConfig, Any], int]  # (base model before apply, method config, task) -> trainable count
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,23 @@ class Method:
     can_merge: bool = False  # True: adapters fold into the base weights for inference
     check: Callable[[DictConfig, Probe | None], None] = _no_check  # config checks: probe=None first, then with the meta model
     summary: str = ""  # one line: what the method trains (README, records)
+    # What the tests need to check the method without a list of their own (tests/test_all_methods.py):
+    formula: Formula | None = None  # the trainable count its docstring states, computed from the base model's shapes
+    examples: tuple[tuple[str, ...], ...] = ((),)  # config overrides the tests run it with: the first in every test, all in the formula check
+    refuses: tuple[str, ...] = ()  # words of its ConfigError for a model or task it cannot work with (a test accepts only these)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, *, save: Save, load: Load, **declared: object):
-    """Decorator: register `apply` under its config name with what the method declares."""
+def register(name: str, *, save: Save, load: Load, formula: Formula, **declared: object):
+    """Decorator: register `apply` under its config name with what the method declares (a formula
+    is required: the tests check every method's trainable count against it)."""
 
     def wrap(apply: Apply) -> Apply:
-        METHODS[name] = Method(name=name, apply=apply, save=save, load=load, **declared)  # type: ignore[arg-type]
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is registered twice ({METHODS[name].apply.__module__} and {apply.__module__})")
+        METHODS[name] = Method(name=name, apply=apply, save=save, load=load, formula=formula, **declared)  # type: ignore[arg-type]
         return apply
 
     return wrap
@@ -143,4 +159,27 @@ def one_of(method_cfg: DictConfig, key: str, valid: tuple[str, ...]) -> str:
     return str(value)
 
 
-from bench.methods import adapter, full, ia3, lora, prompts, selective  # noqa: E402,F401  (each registers itself)
+# --- what formulas count ---------------------------------------------------------------------
+
+def head_params(model: nn.Module) -> int:
+    """The new classification head's parameters (hidden x labels + labels; 0 for a generation model)."""
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith("head."))
+
+
+def matches(name: str, targets: list[str]) -> bool:
+    """peft's rule for a list of target modules: the full name, or its dotted suffix."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def own_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The model's own linear layers (the new head left out)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith("head")]
+
+
+def discover() -> None:
+    """Import every module of this package: each registers its methods (a new file is picked up)."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+discover()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, int_at_least, load_trained, one_of, register, save_trained, set_trainable
+from bench.methods import Probe, head_params, int_at_least, load_trained, one_of, register, save_trained, set_trainable
 
 # Where each architecture's sublayer outputs are: regexes over module names (re.search).
 PLACES: dict[str, dict[str, str]] = {
@@ -97,7 +97,13 @@ def load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> nn
     return load_trained(add_adapters(model, method_cfg), folder)
 
 
-@register("adapter", save=save_trained, load=load, check=check,
+def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
+    m = int(method_cfg.bottleneck_size)
+    return sum(2 * linear.out_features * m + m + linear.out_features for _, linear in adapted_modules(base, method_cfg)) + head_params(base)
+
+
+@register("adapter", save=save_trained, load=load, check=check, formula=count,
+          examples=(("method.bottleneck_size=8",), ("method.bottleneck_size=8", "method.placement=pfeiffer")),
           summary="small bottleneck MLPs after attention and/or feed-forward sublayers (+ a new task head)")
 def apply_adapter(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     add_adapters(model, method_cfg)

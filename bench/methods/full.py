@@ -34,14 +34,22 @@ def load_all_weights(model: nn.Module, folder: Path, method_cfg: DictConfig, tas
     return model
 
 
-@register("none", save=save_nothing, load=load_nothing, trains=False,
+def count_none(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    return 0
+
+
+def count_full(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    return sum(p.numel() for p in base.parameters())  # parameters() yields a tied weight once
+
+
+@register("none", save=save_nothing, load=load_nothing, formula=count_none, trains=False,
           summary="nothing: evaluates the base model (zero-shot generation, or an untrained head)")
 def apply_none(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     set_trainable(model, lambda name: False)
     return model
 
 
-@register("full", save=save_all_weights, load=load_all_weights, summary="every parameter of the model")
+@register("full", save=save_all_weights, load=load_all_weights, formula=count_full, summary="every parameter of the model")
 def apply_full(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     set_trainable(model, lambda name: True)
     return model

@@ -12,7 +12,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from bench.methods import Probe, head_modules, load_peft, register, save_peft
+from bench.methods import Probe, head_modules, head_params, load_peft, matches, own_linears, register, save_peft
 from bench.methods.lora import check_targets, default_targets
 
 
@@ -28,7 +28,15 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
         check_targets(method_cfg, probe)
 
 
-@register("ia3", save=save_peft, load=load_peft, can_merge=True, check=check,
+def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
+    model_type = base.config.model_type
+    targets = _names(method_cfg, "target_modules", model_type, "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING")
+    feedforward = _names(method_cfg, "feedforward_modules", model_type, "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING")
+    return sum((m.in_features if matches(n, feedforward) else m.out_features)
+               for n, m in own_linears(base) if matches(n, targets)) + head_params(base)
+
+
+@register("ia3", save=save_peft, load=load_peft, can_merge=True, check=check, formula=count,
           summary="a scaling vector on keys, values and feed-forward inputs (+ a new task head)")
 def apply_ia3(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     from peft import IA3Config, get_peft_model

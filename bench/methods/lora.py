@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, head_modules, int_at_least, load_peft, one_of, register, save_peft
+from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, matches, one_of, own_linears, register, save_peft
 
 BIAS = ("none", "lora_only", "all")
 
@@ -71,7 +71,29 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
             raise ConfigError("method.r", method_cfg.r, f"an integer in [1, {hidden}] (the LoRA rank; {probe.cfg.model.name}'s hidden size is {hidden})")
 
 
-@register("lora", save=save_peft, load=load_peft, can_merge=True, check=check,
+def targeted(base: nn.Module, method_cfg: DictConfig) -> list[nn.Linear]:
+    """The linears LoRA wraps: all-linear = every linear but the output layer, else peft's name rule."""
+    targets = target_list(method_cfg, base.config.model_type)
+    if targets == "all-linear":
+        return [m for n, m in own_linears(base) if not n.endswith("lm_head")]
+    return [m for n, m in own_linears(base) if matches(n, list(targets))]
+
+
+def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
+    layers, r = targeted(base, method_cfg), int(method_cfg.r)
+    total = sum(r * (m.in_features + m.out_features) for m in layers)
+    if method_cfg.use_dora:
+        total += sum(m.out_features for m in layers)
+    if method_cfg.bias == "lora_only":
+        total += sum(m.bias.numel() for m in layers if m.bias is not None)
+    elif method_cfg.bias == "all":
+        total += sum(p.numel() for n, p in base.named_parameters() if n.endswith(".bias") and not n.startswith("head."))
+    return total + head_params(base)
+
+
+@register("lora", save=save_peft, load=load_peft, can_merge=True, check=check, formula=count,
+          examples=(("method.r=4",), ("method.r=4", "method.use_dora=true", "method.use_rslora=true"),
+                    ("method.r=4", "method.bias=lora_only"), ("method.r=4", "method.bias=all")),
           summary="low-rank B·A beside the targeted linear layers (+ a new task head); merges into W")
 def apply_lora(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     from peft import LoraConfig, get_peft_model  # imported here: config validation stays fast

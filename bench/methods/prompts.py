@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, head_modules, int_at_least, load_peft, one_of, register, save_peft
+from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, one_of, register, save_peft
 
 INITS = ("random", "text", "vocab", "labels")
 
@@ -80,7 +80,13 @@ def _init_ids(method_cfg: DictConfig, task: Any, vocab_size: int) -> list[int] |
     return ids
 
 
-@register("prompt_tuning", save=save_peft, load=load_peft, check=check_prompt,
+def count_prompt(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    hidden = getattr(base.config, "hidden_size", None) or base.config.d_model  # the input embedding's width
+    return int(method_cfg.num_virtual_tokens) * hidden + head_params(base)
+
+
+@register("prompt_tuning", save=save_peft, load=load_peft, check=check_prompt, formula=count_prompt,
+          examples=(("method.num_virtual_tokens=7",),),
           summary="P virtual-token embeddings prepended to the input (+ a new task head)")
 def apply_prompt_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import PromptTuningConfig, get_peft_model
@@ -114,7 +120,23 @@ def check_prefix(method_cfg: DictConfig, probe: Probe | None) -> None:
     check_length(method_cfg, probe)
 
 
-@register("prefix_tuning", save=save_peft, load=load_peft, check=check_prefix,
+def count_prefix(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    """P x layers x 2 x kv_dim (kv_dim = kv heads x head dim); with the MLP: P x kv_dim embeddings
+    + kv_dim -> projection_size -> layers x 2 x kv_dim."""
+    c = base.config
+    layers = getattr(c, "num_hidden_layers", None) or c.num_layers
+    heads = getattr(c, "num_attention_heads", None) or c.num_heads
+    kv_dim = (getattr(c, "hidden_size", None) or c.d_model) // heads * (getattr(c, "num_key_value_heads", None) or heads)
+    p, out = int(method_cfg.num_virtual_tokens), layers * 2 * kv_dim
+    if not method_cfg.projection:
+        return p * out + head_params(base)
+    m = int(method_cfg.projection_size)
+    return p * kv_dim + (kv_dim * m + m) + (m * out + out) + head_params(base)
+
+
+@register("prefix_tuning", save=save_peft, load=load_peft, check=check_prefix, formula=count_prefix,
+          examples=(("method.num_virtual_tokens=7",), ("method.num_virtual_tokens=7", "method.projection=true", "method.projection_size=8")),
+          refuses=("KV cache",),
           summary="P trainable key/value vectors in every attention layer (decoders, encoder-decoders)")
 def apply_prefix_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import PrefixTuningConfig, get_peft_model

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, int_at_least, load_trained, register, save_trained, set_trainable
+from bench.methods import Probe, head_params, int_at_least, load_trained, register, save_trained, set_trainable
 
 BLOCK_LIST_NAMES = ("layer", "layers", "block", "blocks", "h")  # what transformers calls its block lists
 
@@ -129,24 +129,49 @@ def _load(model: nn.Module, folder: Any, method_cfg: DictConfig, task: Any) -> n
     return load_trained(model, folder)
 
 
-@register("bitfit", save=save_trained, load=_load, check=check_bitfit, summary="the bias terms only (+ a new task head)")
+def _sizes(model: nn.Module, names: set[str]) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if n in names)
+
+
+def count_bitfit(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    return _sizes(base, bias_names(base, method_cfg)) + head_params(base)
+
+
+def count_last_layers(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    _, blocks = top_block_list(base)
+    return int(method_cfg.num_layers) * sum(p.numel() for p in blocks[-1].parameters()) + head_params(base)
+
+
+def count_layernorm(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    return _sizes(base, norm_names(base, method_cfg)) + head_params(base)
+
+
+def count_selective(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
+    return _sizes(base, pattern_names(base, method_cfg)) + head_params(base)
+
+
+@register("bitfit", save=save_trained, load=_load, check=check_bitfit, formula=count_bitfit,
+          examples=(("+model.size.attention_bias=true",), ()),  # the first gives tiny-llama biases (Qwen2-style); T5 has none
+          refuses=("no bias terms",), summary="the bias terms only (+ a new task head)")
 def apply_bitfit(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, bias_names(model, method_cfg), "bitfit")
 
 
-@register("last_layers", save=save_trained, load=_load, check=check_last_layers,
+@register("last_layers", save=save_trained, load=_load, check=check_last_layers, formula=count_last_layers,
+          examples=(("method.num_layers=1",), ("method.num_layers=2",)),
           summary="the top `num_layers` transformer blocks (+ a new task head)")
 def apply_last_layers(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, last_layer_names(model, method_cfg), "last_layers")
 
 
-@register("layernorm", save=save_trained, load=_load, check=check_layernorm,
+@register("layernorm", save=save_trained, load=_load, check=check_layernorm, formula=count_layernorm,
           summary="the normalisation layers' weights and biases (+ a new task head)")
 def apply_layernorm(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, norm_names(model, method_cfg), "layernorm")
 
 
-@register("selective", save=save_trained, load=_load, check=check_selective,
+@register("selective", save=save_trained, load=_load, check=check_selective, formula=count_selective,
+          examples=((), ("method.include=[query,q_proj]", "method.exclude=[bias]")),
           summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")
 def apply_selective(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, pattern_names(model, method_cfg), "selective")
