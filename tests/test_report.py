@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import plots, report
+from bench import report
+from bench.report import plots
 from bench.record import write_atomic
 from conftest import ROOT
 
 T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+ADDS_PARAMETERS = ("lora", "prompt_tuning", "prefix_tuning", "ia3", "adapter")  # the fixtures' totals: base + what these add
 
 
 def record(method: str, seed: int, score: float | None, trainable: int, peak_mib: float, *, model: str = "minilm-l6",
@@ -35,7 +37,7 @@ def record(method: str, seed: int, score: float | None, trainable: int, peak_mib
         return rec
     mib = 2**20
     rec.update({
-        "params": {"trainable": trainable, "total": base_params + (trainable if method not in report.ADDS_NOTHING else 0),
+        "params": {"trainable": trainable, "total": base_params + (trainable if method in ADDS_PARAMETERS else 0),
                    "percent": 100 * trainable / base_params},
         "memory": {"peak_bytes": peak_mib * mib, "breakdown": {"weights_bytes": 10 * mib, "gradients_bytes": 1 * mib,
                                                                "optimizer_state_bytes": 2 * mib,
@@ -117,7 +119,7 @@ def test_rank_plot_error_bars_are_the_intervals_and_full_is_the_reference_line()
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
     reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(reference) == 1 and reference[0].get_ydata()[0] == pytest.approx(0.91)
-    assert plots.rank_vs_score(points[points["lora_r"] != 1].loc[lambda p: p["lora_r"] != 32]) is None  # one rank: no curve
+    assert plots.rank_vs_score(points[points["method.r"] != 1].loc[lambda p: p["method.r"] != 32]) is None  # one rank: no curve
 
 
 def test_random_weight_runs_are_cost_only(tmp_path: Path):
@@ -358,3 +360,58 @@ def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_
     assert "schema_version is 99, this version reads 1" in why["future.json"]
     assert out.count("\n| minilm-l6 | sst2 |") == len(good)  # every good record is a row
     assert len(report.read([folder])) == len(good)
+
+
+# ---------------------------------------------------------------- the package's shape
+def _report_imports() -> dict[str, set[str]]:
+    """bench.report's modules -> the bench.report modules each imports, at the top or inside a
+    function (a function-level import is still an edge: a cycle dodged by a late import is a cycle)."""
+    import ast
+
+    folder = ROOT / "bench" / "report"
+    modules = {p.stem: p for p in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "bench.report":
+                edges |= {a.name if a.name in modules else "__init__" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench.report."):
+                edges.add(node.module.removeprefix("bench.report."))
+            elif isinstance(node, ast.Import):
+                edges |= {a.name.removeprefix("bench.report.") for a in node.names if a.name.startswith("bench.report.")}
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_the_report_package_has_no_import_cycle_and_frames_depends_on_nothing_of_it():
+    graph = _report_imports()
+    assert {"__init__", "__main__", "cli", "frames", "tables", "plots", "dashboard", "wandb_log"} <= set(graph)
+    assert graph["frames"] == set(), graph["frames"]  # the data model: records in, frames out
+    path: list[str] = []
+
+    def visit(node: str, seen: set[str]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join(path[path.index(node):] + [node])}"
+        if node in seen:
+            return
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, seen)
+        seen.add(path.pop())
+
+    done: set[str] = set()
+    for module in sorted(graph):
+        visit(module, done)
+    old = [p.name for p in (ROOT / "bench").glob("*.py") if p.stem in ("report", "plots", "dashboard")]
+    assert old == [], f"the report's old modules are back beside the package: {old}"
+
+
+@pytest.mark.parametrize("module", ["frames", "tables", "plots", "dashboard", "wandb_log", "cli"])
+def test_each_report_module_imports_first_in_a_fresh_interpreter(module: str):
+    """Imported first, alone, each module loads (an import cycle fails exactly here); frames
+    imports nothing of the report but the package it lives in."""
+    code = (f"import sys, bench.report.{module}; "
+            "print(sorted(m for m in sys.modules if m.startswith('bench.report.')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"bench.report.{module}" in proc.stdout
