@@ -14,7 +14,7 @@ from typing import Any
 from bench.report.frames import MIB, having, pareto_front, scored as scored_points, trains_everything
 from bench.report.tables import html_headers, html_rows, point_columns
 
-LABEL_POSITIONS = ("top left", "bottom right", "top right", "bottom left")  # front labels alternate: neighbours never share a side
+LABEL_RISE = (-28, -56)  # px above a front point its label sits, taken in turn so neighbours' labels do not overlap
 
 
 def _clean(value: Any) -> Any:
@@ -62,9 +62,10 @@ def sensitivity(trials) -> list[dict[str, Any]]:
 
 
 def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, model: str, task: str):
-    """Cost against score: every point as a marker with its label on hover; only the front's points
-    carry a label on the chart, alternating sides so neighbours do not overlap, drawn past the plot
-    area (cliponaxis off, wide margins) so a label at the edge is not cut."""
+    """Cost against score: every point a marker with its label on hover; only the front's points
+    carry a label on the chart, set above and left of each (where no point can be: nothing is
+    cheaper and better than a front point) at heights that alternate so neighbours do not
+    overlap, with the axes padded so the first and the last label stay inside the figure."""
     import plotly.graph_objects as go
 
     front = usable[usable["point"].isin(pareto_front(usable, cost))].sort_values(cost)
@@ -75,15 +76,23 @@ def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, mod
         fig.add_trace(go.Scatter(x=off[cost] / scale, y=off["score_mean"], mode="markers", customdata=off["label"], name="dominated",
                                  marker={"color": "gray"}, error_y={"type": "data", "array": off["score_ci95"].fillna(0).tolist()},
                                  hovertemplate=hover))
-    fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="markers+text", customdata=front["label"],
-                             text=front["label"], textposition=[LABEL_POSITIONS[i % len(LABEL_POSITIONS)] for i in range(len(front))],
-                             textfont={"size": 11}, cliponaxis=False, name="Pareto front", marker={"color": "red"},
-                             error_y={"type": "data", "array": front["score_ci95"].fillna(0).tolist()}, hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="markers", customdata=front["label"], name="Pareto front",
+                             marker={"color": "red"}, error_y={"type": "data", "array": front["score_ci95"].fillna(0).tolist()},
+                             hovertemplate=hover))
     fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="lines", line={"shape": "hv", "color": "red"},
                              showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=f"{title} vs {metric}: {model} on {task}", xaxis={"type": "log", "title": f"{title} (log)"},
-                      yaxis={"title": metric}, height=440, margin={"t": 50, "l": 90, "r": 110, "b": 60},
-                      legend={"orientation": "h", "y": -0.22}, hovermode="closest")
+    for i, (_, p) in enumerate(front.iterrows()):
+        fig.add_annotation(x=math.log10(p[cost] / scale), y=p["score_mean"], text=html.escape(str(p["label"])), showarrow=True,
+                           arrowhead=0, arrowwidth=1, arrowcolor="#999", ax=-10, ay=LABEL_RISE[i % len(LABEL_RISE)],
+                           xanchor="right", font={"size": 11}, bgcolor="rgba(255,255,255,0.85)")  # x in log10 units: the axis is logarithmic
+    x = [math.log10(v) for v in usable[cost] / scale]
+    ci = usable["score_ci95"].fillna(0)
+    low, high = float((usable["score_mean"] - ci).min()), float((usable["score_mean"] + ci).max())
+    width, height = (max(x) - min(x)) or 1.0, (high - low) or 0.01
+    fig.update_layout(title=f"{title} vs {metric}: {model} on {task}",
+                      xaxis={"type": "log", "title": f"{title} (log)", "range": [min(x) - 0.22 * width, max(x) + 0.05 * width]},
+                      yaxis={"title": metric, "range": [low - 0.05 * height, high + 0.25 * height]}, height=440,
+                      margin={"t": 50, "l": 70, "r": 20, "b": 60}, legend={"orientation": "h", "y": -0.22}, hovermode="closest")
     return fig
 
 
@@ -150,6 +159,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 13px; margin-top: .8em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
 td.text, th {{ text-align: left; }}
+td:not(.text) {{ white-space: nowrap; }}
 th {{ background: #f2f2f2; cursor: pointer; user-select: none; position: sticky; top: 0; }}
 th.asc::after {{ content: " \\25B2"; }} th.desc::after {{ content: " \\25BC"; }}
 tr.failed td {{ color: #a33; }}
