@@ -174,7 +174,9 @@ def status_text(point, width: int = STATUS_WIDTH) -> str:
 
 
 def _merge_ratio(p) -> float | None:
-    return p["latency_b1_s"] / p["latency_merged_b1_s"] if p["latency_merged_b1_s"] and p["latency_b1_s"] else None
+    """Latency unmerged over merged (None where the method does not merge: the dashboard sorts it last)."""
+    unmerged, merged = p["latency_b1_s"], p["latency_merged_b1_s"]
+    return None if _missing(unmerged) or _missing(merged) or not merged or not unmerged else float(unmerged / merged)
 
 
 def _forgetting_columns(points) -> list[Column]:
