@@ -24,7 +24,7 @@ from bench.callbacks import POINTER
 from bench.errors import ConfigError
 from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.tune import role
-from bench.report import markdown_table
+from bench.report.tables import markdown_table
 from bench.sweepguard import watch_sweep
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bench.report import markdown_table
+from bench.report.tables import markdown_table
 
 POINTER = "record_path"  # written by bench.__main__ into each job's folder
 

@@ -129,7 +129,7 @@ def test_cli_sweep_writes_a_record_per_point_and_prints_the_table(tmp_path: Path
 
 
 def test_report_table_shows_each_rows_own_main_metric():
-    from bench.report import markdown_table
+    from bench.report.tables import markdown_table
 
     def rec(task: str, quality: dict) -> dict:
         return {"run": {"model": "m", "task": task, "method": "lora", "seed": 0, "status": "success", "started_at": "t"},

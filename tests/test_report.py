@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import plots, report
+from bench import report
+from bench.report import plots
 from bench.record import write_atomic
 from conftest import ROOT
 
 T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+ADDS_PARAMETERS = ("lora", "prompt_tuning", "prefix_tuning", "ia3", "adapter")  # the fixtures' totals: base + what these add
 
 
 def record(method: str, seed: int, score: float | None, trainable: int, peak_mib: float, *, model: str = "minilm-l6",
@@ -35,7 +37,7 @@ def record(method: str, seed: int, score: float | None, trainable: int, peak_mib
         return rec
     mib = 2**20
     rec.update({
-        "params": {"trainable": trainable, "total": base_params + (trainable if method not in report.ADDS_NOTHING else 0),
+        "params": {"trainable": trainable, "total": base_params + (trainable if method in ADDS_PARAMETERS else 0),
                    "percent": 100 * trainable / base_params},
         "memory": {"peak_bytes": peak_mib * mib, "breakdown": {"weights_bytes": 10 * mib, "gradients_bytes": 1 * mib,
                                                                "optimizer_state_bytes": 2 * mib,
@@ -117,7 +119,7 @@ def test_rank_plot_error_bars_are_the_intervals_and_full_is_the_reference_line()
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
     reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(reference) == 1 and reference[0].get_ydata()[0] == pytest.approx(0.91)
-    assert plots.rank_vs_score(points[points["lora_r"] != 1].loc[lambda p: p["lora_r"] != 32]) is None  # one rank: no curve
+    assert plots.rank_vs_score(points[points["method.r"] != 1].loc[lambda p: p["method.r"] != 32]) is None  # one rank: no curve
 
 
 def test_random_weight_runs_are_cost_only(tmp_path: Path):
@@ -234,8 +236,31 @@ def test_dashboard_in_a_headless_browser_loads_renders_and_filters(tmp_path: Pat
         page.fill("#f-text", "")
         page.click("th[data-key='score_mean']")
         page.click("th[data-key='score_mean']")  # descending
-        first = page.locator("#points tbody tr").first.locator("td").nth(9).inner_text()  # the score column, after model, task, method, lr ...
+        keys = page.locator("#points th").evaluate_all("ths => ths.map(th => th.dataset.key)")
+        first = page.locator("#points tbody tr").first.locator("td").nth(keys.index("score_mean")).inner_text()
         assert first == "0.930"
+        # the same renderer as the Markdown table: its texts, and forgetting named by its measure
+        headers = page.locator("#points th").all_inner_texts()
+        assert "forgetting: repr. cosine Δ (< 0 drifted)" in headers and not any(h.startswith("forgetting Δ") for h in headers)
+        page.select_option("#f-model", "minilm-l6")
+        page.select_option("#f-method", "lora")
+        page.fill("#f-text", "lora r=8")
+        cells = page.locator("#points tbody tr").first.locator("td").all_inner_texts()
+        md_row = next(line for line in (tmp_path / "out" / "tables" / "minilm-l6__sst2.md").read_text().splitlines() if line.startswith("| lora r=8 |"))
+        dashboard_only = {"model", "task", "tuning_s", "tuning_ratio"}
+        assert [c for k, c in zip(keys, cells) if k not in dashboard_only] == [c.strip() for c in md_row.strip("|").split("|")]
+        page.select_option("#f-model", "")
+        page.select_option("#f-method", "")
+        page.fill("#f-text", "")
+        # Pareto charts: only the front's points carry a label on the chart (the rest on hover), drawn unclipped
+        chart = page.locator(".chart", has_text="trainable parameters vs accuracy: minilm-l6 on sst2")
+        labels = chart.locator(".annotation-text")
+        assert labels.all_text_contents() == ["prompt_tuning", "lora r=1", "lora r=8", "lora r=32", "full"]  # bitfit is dominated: hover only
+        box = chart.locator(".main-svg").first.bounding_box()
+        spans = [labels.nth(i).bounding_box() for i in range(labels.count())]
+        assert all(box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"] and box["y"] <= b["y"] for b in spans)  # none cut
+        for a, b in zip(spans, spans[1:]):  # neighbours do not overlap
+            assert a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"] or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"]
         browser.close()
     assert errors == []
 
@@ -358,3 +383,116 @@ def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_
     assert "schema_version is 99, this version reads 1" in why["future.json"]
     assert out.count("\n| minilm-l6 | sst2 |") == len(good)  # every good record is a row
     assert len(report.read([folder])) == len(good)
+
+
+# ---------------------------------------------------------------- the package's shape
+def _report_imports() -> dict[str, set[str]]:
+    """bench.report's modules -> the bench.report modules each imports, at the top or inside a
+    function (a function-level import is still an edge: a cycle dodged by a late import is a cycle)."""
+    import ast
+
+    folder = ROOT / "bench" / "report"
+    modules = {p.stem: p for p in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "bench.report":
+                edges |= {a.name if a.name in modules else "__init__" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bench.report."):
+                edges.add(node.module.removeprefix("bench.report."))
+            elif isinstance(node, ast.Import):
+                edges |= {a.name.removeprefix("bench.report.") for a in node.names if a.name.startswith("bench.report.")}
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_the_report_package_has_no_import_cycle_and_frames_depends_on_nothing_of_it():
+    graph = _report_imports()
+    assert {"__init__", "__main__", "cli", "frames", "tables", "plots", "dashboard", "wandb_log"} <= set(graph)
+    assert graph["frames"] == set(), graph["frames"]  # the data model: records in, frames out
+    path: list[str] = []
+
+    def visit(node: str, seen: set[str]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join(path[path.index(node):] + [node])}"
+        if node in seen:
+            return
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, seen)
+        seen.add(path.pop())
+
+    done: set[str] = set()
+    for module in sorted(graph):
+        visit(module, done)
+    old = [p.name for p in (ROOT / "bench").glob("*.py") if p.stem in ("report", "plots", "dashboard")]
+    assert old == [], f"the report's old modules are back beside the package: {old}"
+
+
+@pytest.mark.parametrize("module", ["frames", "tables", "plots", "dashboard", "wandb_log", "cli"])
+def test_each_report_module_imports_first_in_a_fresh_interpreter(module: str):
+    """Imported first, alone, each module loads (an import cycle fails exactly here); frames
+    imports nothing of the report but the package it lives in."""
+    code = (f"import sys, bench.report.{module}; "
+            "print(sorted(m for m in sys.modules if m.startswith('bench.report.')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"bench.report.{module}" in proc.stdout
+
+
+# ---------------------------------------------------------------- no method names in the report
+def test_a_new_methods_rank_sweep_is_labelled_by_the_knobs_that_vary_and_sizes_need_no_method_list():
+    """A method the report has never heard of: its runs on one model and task are told apart by
+    the method-config keys that differ among them (short names for the known keys, the key itself
+    otherwise), a knob an older record lacks does not split a label, and the model's size is the
+    smallest total of its runs."""
+    recs = [record("full", 0, 0.90, 1000, 900)]
+    for r in (4, 8):
+        for seed in (0, 1):
+            rec = record("adalora", seed, 0.8 + r / 100, 10 * r, 300, r=r, init_r=12, **({"orth_reg": 0.5} if r == 8 else {}))
+            rec["params"]["total"] = 1000 + 10 * r  # it adds its matrices to the base model
+            recs.append(rec)
+    recs += [record("sparse", 0, 0.7, 50, 300, density=d, pattern="block") for d in (0.1, 0.2)]  # a key with no short name
+    runs = report.runs_frame(recs)
+    points = report.points_frame(runs)
+    assert sorted(points["label"]) == ["adalora r=4", "adalora r=8", "full", "sparse density=0.1", "sparse density=0.2"]  # orth_reg: only the r=8 records have it
+    assert set(points["model_size"]) == {1000.0}  # full's total; adalora's runs add parameters, so they are larger
+    fig = plots.rank_vs_score(points)  # the rank figure reads the `r` knob, whichever method has it
+    (container,) = fig.axes[0].containers
+    assert list(container.lines[0].get_xdata()) == [4.0, 8.0] and container.get_label().startswith("adalora")
+    assert [line.get_ydata()[0] for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"] == [pytest.approx(0.90)]
+
+
+def test_forgetting_is_named_by_its_measure_and_two_measures_never_share_a_column(tmp_path: Path):
+    """A decoder's LM-loss delta (> 0: it forgot) and a classifier's representation-cosine delta
+    (< 0: it drifted) read a negative number oppositely: each has its own column, in the tables and
+    on the dashboard, named by its measure."""
+    from bench.report import tables
+
+    decoder = [record("lora", s, 0.3, 10, 300, model="smollm2-135m", r=8) for s in (0, 1)]
+    for rec in decoder:
+        rec["forgetting"] = {"measure": "lm_loss", "delta": 0.25}
+    runs = report.runs_frame(known_records() + decoder)
+    points = report.points_frame(runs)
+    report.write_tables(runs, points, tmp_path)
+    classifier_md = (tmp_path / "tables" / "minilm-l6__sst2.md").read_text()
+    decoder_md = (tmp_path / "tables" / "smollm2-135m__sst2.md").read_text()
+    assert "forgetting: repr. cosine Δ (< 0 drifted)" in classifier_md and "LM loss" not in classifier_md
+    assert "| forgetting: LM loss Δ (> 0 forgot) |" in decoder_md and "| 0.2500 |" in decoder_md and "cosine" not in decoder_md
+    columns = tables.point_columns(points, "dashboard")
+    forgetting = [c for c in columns if c.header.startswith("forgetting")]
+    assert [c.header for c in forgetting] == ["forgetting: LM loss Δ (> 0 forgot)", "forgetting: repr. cosine Δ (< 0 drifted)"]
+    by_model = {p["model"]: [c.text(p) for c in forgetting] for _, p in points[points["method"] == "lora"].iterrows()}
+    assert by_model["smollm2-135m"] == ["0.2500", ""] and by_model["minilm-l6"] == ["", "-0.0100"]
+
+
+def test_no_method_name_is_written_in_the_report_code():
+    """The report knows methods only by their records: no method's config name appears in its code
+    as a string (the labels, sizes and figures read method configs and parameter counts)."""
+    import re
+
+    names = {p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")}
+    for path in (ROOT / "bench" / "report").glob("*.py"):
+        code = path.read_text().split('PAGE = """')[0]  # the page's HTML and JavaScript ("none" is a CSS value there)
+        quoted = set(re.findall(r"""["']([a-z_0-9]+)["']""", code))
+        assert not quoted & names, f"{path.name} names methods: {sorted(quoted & names)}"

@@ -11,16 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.report import MIB, lr_text, pareto_front, scored as scored_points, status_text
+from bench.report.frames import MIB, having, pareto_front, scored as scored_points, trains_everything
+from bench.report.tables import html_headers, html_rows, point_columns
 
-COLUMNS = [  # (key in the row, header, kind)
-    ("model", "model", "text"), ("task", "task", "text"), ("label", "method", "text"), ("lr", "lr", "text"),
-    ("trainable", "trainable params", "int"), ("percent", "trainable %", "num3"), ("peak_mib", "peak MiB", "int"),
-    ("step_time_s", "step s", "num3"), ("tokens_per_s", "tokens/s", "int"), ("score_mean", "score", "num3"),
-    ("score_ci95", "± 95% CI", "num3"), ("seeds", "seeds", "int"), ("latency_ms", "latency b1 ms", "num2"),
-    ("storage_mib", "storage MiB", "num2"), ("forgetting_delta", "forgetting Δ", "num4"),
-    ("tuning_s", "tuning s", "int"), ("tuning_ratio", "tuning / final run", "num2"), ("status", "status", "text"),
-]
+LABEL_RISE = (-28, -56)  # px above a front point its label sits, taken in turn so neighbours' labels do not overlap
 
 
 def _clean(value: Any) -> Any:
@@ -31,25 +25,16 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def table_rows(points) -> list[dict[str, Any]]:
-    rows = []
-    for _, p in points.iterrows():
-        random = bool(p["random_weights"])
-        rows.append({
-            "model": p["model"] + (" (random)" if random else ""), "task": p["task"], "method": p["method"], "label": p["label"],
-            "lr": lr_text(p),
-            "trainable": _clean(p["trainable"]), "percent": _clean(p["percent"]),
-            "peak_mib": None if _clean(p["peak_bytes"]) is None else p["peak_bytes"] / MIB,
-            "step_time_s": _clean(p["step_time_s"]), "tokens_per_s": _clean(p["tokens_per_s"]),
-            "score_mean": None if random else _clean(p["score_mean"]), "score_ci95": None if random else _clean(p["score_ci95"]),
-            "seeds": _clean(p["seeds"]),
-            "latency_ms": None if _clean(p["latency_b1_s"]) is None else p["latency_b1_s"] * 1e3,
-            "storage_mib": None if _clean(p["storage_bytes"]) is None else p["storage_bytes"] / MIB,
-            "forgetting_delta": _clean(p["forgetting_delta"]),
-            "tuning_s": _clean(p["tuning_s"]), "tuning_ratio": _clean(p["tuning_ratio"]),
-            "status": status_text(p, 160),
-        })
-    return rows
+def table_rows(points) -> tuple[str, list[dict[str, Any]]]:
+    """The table's header cells and its rows: each row's <tr> from the same columns and renderer
+    as the Markdown and CSV tables, with what the filters and the sorting read."""
+    columns = point_columns(points, "dashboard")
+    ordered = [p for _, p in points.iterrows()]
+    rows = html_rows(columns, ordered, failed=lambda p: not str(p["status"]).startswith("success"))
+    for row, p in zip(rows, ordered):
+        row["model"] = p["model"] + (" (random)" if p["random_weights"] else "")
+        row["task"], row["method"] = p["task"], p["method"]
+    return html_headers(columns), rows
 
 
 def sensitivity(trials) -> list[dict[str, Any]]:
@@ -76,9 +61,44 @@ def sensitivity(trials) -> list[dict[str, Any]]:
     return out
 
 
+def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, model: str, task: str):
+    """Cost against score: every point a marker with its label on hover; only the front's points
+    carry a label on the chart, set above and left of each (where no point can be: nothing is
+    cheaper and better than a front point) at heights that alternate so neighbours do not
+    overlap, with the axes padded so the first and the last label stay inside the figure."""
+    import plotly.graph_objects as go
+
+    front = usable[usable["point"].isin(pareto_front(usable, cost))].sort_values(cost)
+    off = usable[~usable["point"].isin(front["point"])]
+    hover = "%{customdata}<br>" + title + " %{x:,.4g}<br>" + metric + " %{y:.4f}<extra></extra>"
+    fig = go.Figure()
+    if len(off):
+        fig.add_trace(go.Scatter(x=off[cost] / scale, y=off["score_mean"], mode="markers", customdata=off["label"], name="dominated",
+                                 marker={"color": "gray"}, error_y={"type": "data", "array": off["score_ci95"].fillna(0).tolist()},
+                                 hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="markers", customdata=front["label"], name="Pareto front",
+                             marker={"color": "red"}, error_y={"type": "data", "array": front["score_ci95"].fillna(0).tolist()},
+                             hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="lines", line={"shape": "hv", "color": "red"},
+                             showlegend=False, hoverinfo="skip"))
+    for i, (_, p) in enumerate(front.iterrows()):
+        fig.add_annotation(x=math.log10(p[cost] / scale), y=p["score_mean"], text=html.escape(str(p["label"])), showarrow=True,
+                           arrowhead=0, arrowwidth=1, arrowcolor="#999", ax=-10, ay=LABEL_RISE[i % len(LABEL_RISE)],
+                           xanchor="right", font={"size": 11}, bgcolor="rgba(255,255,255,0.85)")  # x in log10 units: the axis is logarithmic
+    x = [math.log10(v) for v in usable[cost] / scale]
+    ci = usable["score_ci95"].fillna(0)
+    low, high = float((usable["score_mean"] - ci).min()), float((usable["score_mean"] + ci).max())
+    width, height = (max(x) - min(x)) or 1.0, (high - low) or 0.01
+    fig.update_layout(title=f"{title} vs {metric}: {model} on {task}",
+                      xaxis={"type": "log", "title": f"{title} (log)", "range": [min(x) - 0.22 * width, max(x) + 0.05 * width]},
+                      yaxis={"title": metric, "range": [low - 0.05 * height, high + 0.25 * height]}, height=440,
+                      margin={"t": 50, "l": 70, "r": 20, "b": 60}, legend={"orientation": "h", "y": -0.22}, hovermode="closest")
+    return fig
+
+
 def figures(points) -> list[dict[str, Any]]:
     """Plotly figures (as plain dicts) per model and task: trainable params vs score with the
-    Pareto front, peak memory vs score, and the LoRA rank curve when there are ranks."""
+    Pareto front, peak memory vs score, and the rank curve when points differ in rank (method.r)."""
     import plotly.graph_objects as go
 
     out = []
@@ -91,29 +111,20 @@ def figures(points) -> list[dict[str, Any]]:
             usable = scored[scored[cost].notna() & (scored[cost] > 0)]
             if usable.empty:
                 continue
-            front = usable[usable["point"].isin(pareto_front(usable, cost))].sort_values(cost)
-            fig = go.Figure()
-            fig.add_trace(go.Scatter(x=usable[cost] / scale, y=usable["score_mean"], mode="markers+text", text=usable["label"],
-                                     textposition="top center", name="points",
-                                     error_y={"type": "data", "array": usable["score_ci95"].fillna(0).tolist()},
-                                     hovertemplate="%{text}<br>" + title + " %{x:,.4g}<br>" + metric + " %{y:.4f}<extra></extra>"))
-            fig.add_trace(go.Scatter(x=front[cost] / scale, y=front["score_mean"], mode="lines", line={"shape": "hv", "color": "red"},
-                                     name="Pareto front", hoverinfo="skip"))
-            fig.update_layout(title=f"{title} vs {metric}: {model} on {task}", xaxis={"type": "log", "title": f"{title} (log)"},
-                              yaxis={"title": metric}, height=420, margin={"t": 50})
+            fig = _pareto_figure(usable, cost, title, scale, metric, model, task)
             out.append({"model": model, "task": task, "figure": json.loads(fig.to_json())})
-        lora = scored[(scored["method"] == "lora") & scored["lora_r"].notna()]
-        if lora["lora_r"].nunique() >= 2:
+        ranked = having(scored, "r")
+        if len(ranked) and ranked["method.r"].nunique() >= 2:
             fig = go.Figure()
-            for series, line in lora.groupby("series"):
-                line = line.sort_values("lora_r")
-                fig.add_trace(go.Scatter(x=line["lora_r"], y=line["score_mean"], mode="lines+markers", name=series,
+            for series, line in ranked.groupby("series"):
+                line = line.sort_values("method.r")
+                fig.add_trace(go.Scatter(x=line["method.r"], y=line["score_mean"], mode="lines+markers", name=series,
                                          error_y={"type": "data", "array": line["score_ci95"].fillna(0).tolist()}))
-            full = scored[scored["method"] == "full"]
+            full = scored[trains_everything(scored)]
             if len(full):
                 fig.add_hline(y=float(full["score_mean"].max()), line_dash="dash", annotation_text="full fine-tuning")
-            fig.update_layout(title=f"{metric} vs LoRA rank: {model} on {task}", xaxis={"type": "log", "title": "rank r (log 2)",
-                              "tickvals": sorted(lora["lora_r"].unique().tolist())}, yaxis={"title": metric}, height=420, margin={"t": 50})
+            fig.update_layout(title=f"{metric} vs rank r: {model} on {task}", xaxis={"type": "log", "title": "rank r (log 2)",
+                              "tickvals": sorted(ranked["method.r"].unique().tolist())}, yaxis={"title": metric}, height=420, margin={"t": 50})
             out.append({"model": model, "task": task, "figure": json.loads(fig.to_json())})
     return out
 
@@ -126,16 +137,15 @@ def _json(value: Any) -> str:
 def write(runs, points, drawn: dict[str, list[Path]], path: Path) -> Path:
     from plotly.offline import get_plotlyjs
 
-    rows = table_rows(points)
+    headers, rows = table_rows(points)
     options = {key: sorted({r[key] for r in rows}) for key in ("model", "task", "method")}
     selects = "".join(
         f'<label>{key} <select id="f-{key}"><option value="">all</option>'
         + "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in values) + "</select></label> "
         for key, values in options.items())
-    headers = "".join(f'<th data-key="{key}" data-kind="{kind}">{html.escape(name)}</th>' for key, name, kind in COLUMNS)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = PAGE.format(plotly=get_plotlyjs(), selects=selects, headers=headers, records=len(runs), points=len(points),
-                       stamp=stamp, rows=_json(rows), columns=_json(COLUMNS),
+                       stamp=stamp, rows=_json(rows),
                        figures=_json(figures(points) + (sensitivity(runs[runs["role"] == "trial"]) if "role" in runs else [])))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
@@ -149,6 +159,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 13px; margin-top: .8em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
 td.text, th {{ text-align: left; }}
+td:not(.text) {{ white-space: nowrap; }}
 th {{ background: #f2f2f2; cursor: pointer; user-select: none; position: sticky; top: 0; }}
 th.asc::after {{ content: " \\25B2"; }} th.desc::after {{ content: " \\25BC"; }}
 tr.failed td {{ color: #a33; }}
@@ -168,44 +179,26 @@ and are left out of the charts. Random-weight models show cost only. Generated {
 <div id="charts"></div>
 <script>
 const ROWS = {rows};
-const COLUMNS = {columns};
 const FIGURES = {figures};
 let sortKey = null, sortDir = 1;
-function fmt(v, kind) {{
-  if (v === null || v === undefined) return "";
-  if (kind === "int") return Math.round(v).toLocaleString("en-US");
-  if (kind.startsWith("num")) return Number(v).toFixed(Number(kind.slice(3)));
-  return String(v);
-}}
 function visible(row) {{
   for (const key of ["model", "task", "method"]) {{
     const want = document.getElementById("f-" + key).value;
     if (want && row[key] !== want) return false;
   }}
   const text = document.getElementById("f-text").value.toLowerCase();
-  return !text || JSON.stringify(row).toLowerCase().includes(text);
+  return !text || row.search.includes(text);
 }}
 function renderTable() {{
   let rows = ROWS.filter(visible);
   if (sortKey) rows = rows.slice().sort((a, b) => {{
-    const x = a[sortKey], y = b[sortKey];
-    if (x === null || x === undefined) return 1;
-    if (y === null || y === undefined) return -1;
+    const x = a.sort[sortKey], y = b.sort[sortKey];
+    const blank = v => v === null || v === undefined || v === "";
+    if (blank(x)) return blank(y) ? 0 : 1;
+    if (blank(y)) return -1;
     return (typeof x === "number" ? x - y : String(x).localeCompare(String(y))) * sortDir;
   }});
-  const body = document.querySelector("#points tbody");
-  body.innerHTML = "";
-  for (const row of rows) {{
-    const tr = document.createElement("tr");
-    if (!row.status.startsWith("success")) tr.className = "failed";
-    for (const [key, , kind] of COLUMNS) {{
-      const td = document.createElement("td");
-      td.textContent = fmt(row[key], kind);
-      if (kind === "text") td.className = "text";
-      tr.appendChild(td);
-    }}
-    body.appendChild(tr);
-  }}
+  document.querySelector("#points tbody").innerHTML = rows.map(r => r.html).join("");
   document.getElementById("count").textContent = rows.length + " of " + ROWS.length + " points";
   for (const div of document.querySelectorAll(".chart")) {{
     const m = document.getElementById("f-model").value, t = document.getElementById("f-task").value;

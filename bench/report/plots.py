@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report import MIB, pareto_front, scored as _scored  # noqa: E402
+from bench.report.frames import MIB, having, pareto_front, scored as _scored, trains_everything  # noqa: E402
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
@@ -32,38 +32,58 @@ def _title(points, what: str) -> str:
     return f"{what}: {model} on {points['task'].iloc[0]}"
 
 
-def rank_vs_score(points) -> Figure | None:
-    """Score against LoRA rank on a log-2 axis, a line per target-module set, 95% intervals over
-    seeds as error bars, full fine-tuning as a reference line (the LoRA paper's rank figure)."""
-    scored = _scored(points)
-    lora = scored[(scored["method"] == "lora") & scored["lora_r"].notna()]
-    if lora["lora_r"].nunique() < 2:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for series, line in lora.groupby("series", sort=True):  # a line per target set (and per other differing knob)
-        line = line.sort_values("lora_r")
-        targets = line["target_modules"].iloc[0]
-        rest = " ".join(series.removeprefix("lora").replace(str(targets), "").split())  # the other knobs that differ, if any
-        name = f"LoRA on {targets}" + (f" ({rest})" if rest else "")
-        ax.errorbar(line["lora_r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
-    for i, (_, full) in enumerate(scored[scored["method"] == "full"].iterrows()):  # the reference: full fine-tuning's score and interval
-        ax.axhline(full["score_mean"], color="black", linestyle=("--", ":", "-.")[i % 3], label=f"full fine-tuning{full['label'].removeprefix('full')} ({full['score_mean']:.3f})")
+def _full_lines(ax, scored) -> None:
+    """Full fine-tuning (each point that trains every parameter) as a reference line with its interval."""
+    for i, (_, full) in enumerate(scored[trains_everything(scored)].iterrows()):
+        rest = full["label"].removeprefix(full["method"])  # the knobs that tell full fine-tuning's points apart
+        ax.axhline(full["score_mean"], color="black", linestyle=("--", ":", "-.")[i % 3], label=f"full fine-tuning{rest} ({full['score_mean']:.3f})")
         if full["score_ci95"] is not None and full["score_ci95"] == full["score_ci95"]:
             ax.axhspan(full["score_mean"] - full["score_ci95"], full["score_mean"] + full["score_ci95"], color="black", alpha=0.08)
-    ranks = sorted(lora["lora_r"].astype(int).unique())
+
+
+def _pretty(method: str) -> str:
+    return method.replace("_", " ")
+
+
+def rank_vs_score(points) -> Figure | None:
+    """Score against rank (the method.r knob) on a log-2 axis, a line per method and target-module
+    set, 95% intervals over seeds as error bars, full fine-tuning as a reference line (the LoRA
+    paper's rank figure)."""
+    scored = _scored(points)
+    ranked = having(scored, "r")
+    if ranked["method.r"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for series, line in ranked.groupby("series", sort=True):  # a line per target set (and per other differing knob)
+        line = line.sort_values("method.r")
+        method = line["method"].iloc[0]
+        targets = line["method.target_modules"].iloc[0] if "method.target_modules" in line else None
+        rest = series.removeprefix(method)
+        if isinstance(targets, str):
+            rest = rest.replace(targets, "")
+        rest = " ".join(rest.split())  # the other knobs that differ, if any
+        name = _pretty(method) + (f" on {targets}" if isinstance(targets, str) else "") + (f" ({rest})" if rest else "")
+        ax.errorbar(line["method.r"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
+    _full_lines(ax, scored)
+    ranks = sorted(ranked["method.r"].astype(int).unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ranks, [str(r) for r in ranks])
-    ax.set_xlabel("LoRA rank r (log scale)")
+    ax.set_xlabel("rank r (log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI over seeds)")
-    ax.set_title(_title(points, "Score vs LoRA rank"))
+    ax.set_title(_title(points, "Score vs rank"))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     return fig
 
 
+OFFSETS = ((4, 4), (4, -11), (-4, 4), (-4, -11))  # label offsets (points) taken in turn along the cost axis, so neighbours differ
+
+
 def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
-    """Cost against score for every point, the Pareto front drawn as a step line, each point labelled."""
+    """Cost against score for every point, the Pareto front drawn as a step line, each point
+    labelled (offsets alternate along the cost axis so neighbours do not overlap; labels may run
+    past the axes rather than be cut)."""
     scored = _scored(points)
     scored = scored[scored[cost].notna() & (scored[cost] > 0)]
     if len(scored) < 2:
@@ -75,9 +95,12 @@ def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
     ax.errorbar(off[cost] / scale, off["score_mean"], yerr=_yerr(off), fmt="o", color="tab:gray", alpha=0.7, capsize=3, label="dominated")
     ax.errorbar(on[cost] / scale, on["score_mean"], yerr=_yerr(on), fmt="o", color="tab:red", capsize=3, label="Pareto front")
     ax.step(on[cost] / scale, on["score_mean"], where="post", color="tab:red", alpha=0.6)
-    for _, row in scored.iterrows():
-        ax.annotate(row["label"], (row[cost] / scale, row["score_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for i, (_, row) in enumerate(scored.sort_values(cost).iterrows()):
+        dx, dy = OFFSETS[i % len(OFFSETS)]
+        ax.annotate(row["label"], (row[cost] / scale, row["score_mean"]), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                    ha="left" if dx > 0 else "right", annotation_clip=False)
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the cheapest and the dearest points
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
     ax.set_title(_title(points, f"{xlabel.split(' (')[0]} vs score"))
@@ -88,20 +111,22 @@ def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
 
 
 def prompt_length(points) -> Figure | None:
-    """Prompt tuning's score against prompt length, a line per model (the prompt tuning paper's length figure)."""
-    scored = _scored(points)
-    pt = scored[(scored["method"] == "prompt_tuning") & scored["num_virtual_tokens"].notna()]
-    if pt["num_virtual_tokens"].nunique() < 2:
+    """Score against prompt length (method.num_virtual_tokens), a line per model (and method, when
+    more than one has a length): the prompt tuning paper's length figure."""
+    pt = having(_scored(points), "num_virtual_tokens")
+    if pt["method.num_virtual_tokens"].nunique() < 2:
         return None
+    several = pt["method"].nunique() > 1
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (model, series), line in pt.groupby(["model", "series"]):
-        line = line.sort_values("num_virtual_tokens")
-        name = model + series.removeprefix("prompt_tuning")
-        ax.errorbar(line["num_virtual_tokens"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
+        line = line.sort_values("method.num_virtual_tokens")
+        name = model + (f" {series}" if several else series.removeprefix(line["method"].iloc[0]))
+        ax.errorbar(line["method.num_virtual_tokens"].astype(float), line["score_mean"], yerr=_yerr(line), marker="o", capsize=4, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("prompt length (virtual tokens, log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
-    ax.set_title(f"Prompt tuning: score vs prompt length on {points['task'].iloc[0]}")
+    title = _pretty(pt["method"].iloc[0]).capitalize() if not several else "Prompt methods"
+    ax.set_title(f"{title}: score vs prompt length on {points['task'].iloc[0]}")
     ax.grid(alpha=0.3)
     ax.legend(title="model")
     fig.tight_layout()
@@ -109,28 +134,29 @@ def prompt_length(points) -> Figure | None:
 
 
 def prompt_scale(points) -> Figure | None:
-    """Score against model size: prompt tuning (a line per prompt length) and full fine-tuning
-    (the prompt tuning paper's scale figure)."""
+    """Score against model size: each method with a prompt length (a line per length) and full
+    fine-tuning (the prompt tuning paper's scale figure)."""
     scored = _scored(points)
     scored = scored[scored["model_size"].notna()]
-    if scored["model"].nunique() < 2 or not (scored["method"] == "prompt_tuning").any():
+    pt = having(scored, "num_virtual_tokens")
+    if scored["model"].nunique() < 2 or pt.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for series, full in scored[scored["method"] == "full"].groupby("series"):
+    full_points = scored[trains_everything(scored)]
+    for series, full in full_points.groupby("series"):
         full = full.sort_values("model_size")
         ax.errorbar(full["model_size"], full["score_mean"], yerr=_yerr(full), marker="s", color="black", capsize=4,
-                    label="full fine-tuning" + series.removeprefix("full"))
-    pt = scored[scored["method"] == "prompt_tuning"]
-    for (length, series), line in pt.groupby(["num_virtual_tokens", "series"]):
+                    label="full fine-tuning" + series.removeprefix(full["method"].iloc[0]))
+    for (method, length, series), line in pt.groupby(["method", "method.num_virtual_tokens", "series"]):
         line = line.sort_values("model_size")
         ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="o", capsize=4,
-                    label=f"prompt tuning, P={int(length)}" + series.removeprefix("prompt_tuning"))
+                    label=f"{_pretty(method)}, P={int(length)}" + series.removeprefix(method))
     for _, row in scored.drop_duplicates("model").iterrows():
         ax.annotate(row["model"], (row["model_size"], ax.get_ylim()[0]), textcoords="offset points", xytext=(2, 4), fontsize=8, rotation=90)
     ax.set_xscale("log")
     ax.set_xlabel("model parameters (log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
-    ax.set_title(f"Prompt tuning vs full fine-tuning across model sizes on {points['task'].iloc[0]}")
+    ax.set_title(f"{_pretty(pt['method'].iloc[0]).capitalize() if pt['method'].nunique() == 1 else 'Prompt methods'} vs full fine-tuning across model sizes on {points['task'].iloc[0]}")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()

@@ -1,0 +1,89 @@
+"""The report's command: read the records, build the frames, write tables, plots, the dashboard
+(and mirror them to W&B). `python -m bench.report ...` and `peft-bench report ...` run main()."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.record import load_records
+from bench.report.frames import points_frame, runs_frame
+from bench.report.tables import markdown_table, write_runs_csv, write_tables
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    args = {}
+    for arg in argv:
+        if "=" not in arg:
+            raise SystemExit(f"report: expected key=value, got {arg!r} (keys: results_dir, output_dir, sweep, wandb)")
+        key, value = arg.split("=", 1)
+        if key not in ("results_dir", "output_dir", "sweep", "wandb"):
+            raise SystemExit(f"report: unknown key {key!r}; valid: results_dir, output_dir, sweep, wandb")
+        args[key] = value
+    return args
+
+
+def read(results_dirs: list[Path], sweep: str | None = None) -> list[dict[str, Any]]:
+    """The records under every folder, those of one sweep when `sweep` is given. A file that is not
+    a readable record is named on stderr with why (one line each), then how many were skipped:
+    one bad file never stops the report, and none is dropped without a word."""
+    skipped: list[str] = []
+    records = [r for d in results_dirs for r in load_records(d, skipped)]
+    for line in skipped:
+        print(f"report: skipped {line}", file=sys.stderr)
+    if skipped:
+        print(f"report: skipped {len(skipped)} file(s) that are not readable records", file=sys.stderr)
+    return [r for r in records if r["run"].get("sweep") == sweep] if sweep else records
+
+
+def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, to_wandb: bool = False) -> dict[str, Any]:
+    """Everything the report writes, from the records under results_dirs; returns what it made."""
+    from bench.report import dashboard, plots, wandb_log  # matplotlib and plotly load only when files are written
+
+    records = read(results_dirs, sweep)
+    runs = runs_frame(records)
+    if runs.empty:
+        return {"records": 0, "files": []}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if (runs["role"] == "trial").all():  # an interrupted tuning stage: no row is scored on the reported split yet
+        drawn = plots.draw_all(None, output_dir / "plots", runs)
+        files = [write_runs_csv(runs, output_dir / "tables")] + [p for paths in drawn.values() for p in paths]  # where write_tables puts it
+        return {"records": len(records), "points": 0, "files": files, "plots": drawn}
+    points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
+    files = write_tables(runs, points, output_dir)
+    drawn = plots.draw_all(points, output_dir / "plots", runs)
+    files += [p for paths in drawn.values() for p in paths]
+    files.append(dashboard.write(runs, points, drawn, output_dir / "dashboard.html"))
+    made = {"records": len(records), "points": len(points), "files": files, "plots": drawn}
+    if to_wandb:
+        made["wandb"] = wandb_log.log_report(runs, points, drawn, output_dir)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    results_dirs = [Path(p) for p in args.get("results_dir", "results/runs").split(",")]
+    for folder in results_dirs:
+        if not folder.is_dir():
+            print(f"results_dir={folder} is not a folder of run records", file=sys.stderr)
+            return 2
+    if "output_dir" not in args:
+        print(markdown_table(read(results_dirs, args.get("sweep"))))
+        return 0
+    start = time.perf_counter()
+    made = build(results_dirs, Path(args["output_dir"]), args.get("sweep"), args.get("wandb", "false").lower() in ("1", "true", "yes"))
+    if not made["records"]:
+        print(f"no records under {', '.join(map(str, results_dirs))}", file=sys.stderr)
+        return 1
+    print(f"{made['records']} records, {made['points']} points -> {args['output_dir']} in {time.perf_counter() - start:.1f} s")
+    for path in made["files"]:
+        print(f"  {path}")
+    if made.get("wandb"):
+        print(f"  W&B report run: {made['wandb']}")
+    return 0
+
