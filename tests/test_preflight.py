@@ -196,6 +196,16 @@ def test_decoder_prompt_and_summary_must_fit_the_positions(cfg_factory, tmp_path
     assert err.field == "task.max_source_tokens" and "at most 1000" in str(err)
 
 
+def test_validate_returns_what_it_decided(cfg_factory, tmp_path: Path):
+    """The plan names the method, kind, family, head and device, so no later stage works them out again."""
+    root = write_dialogsum_like(tmp_path)
+    plan = validate(cfg_factory("model=tiny-t5", "task=dialogsum", f"data_root={root}", "method=ia3", "device=cpu"))
+    assert (plan.method.name, plan.kind.name, plan.family, plan.head, plan.device.type) == \
+        ("ia3", "summarization", "encoder-decoder", "seq2seq_lm", "cpu")
+    plan = validate(cfg_factory("model=tiny-t5", "method=none", "device=cpu"))  # the same model on a classification task
+    assert (plan.method.trains, plan.kind.name, plan.family, plan.head) == (False, "classification", "encoder-decoder", "classifier")
+
+
 def test_lora_rank_above_the_hidden_size_is_refused(cfg_factory):
     assert validate(cfg_factory("model=tiny-bert", "method=lora", "method.r=32")).family == "encoder"
     err = _refused(cfg_factory("model=tiny-bert", "method=lora", "method.r=100000"), validate)
