@@ -9,7 +9,6 @@ that failed max_attempts times is skipped too."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,8 @@ from bench.errors import ConfigError
 from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.tune import role
 from bench.report.tables import markdown_table
+from bench.supervise import cores_for_job, interrupt_on_sigterm, run_isolated  # torch-free: before the plain checks
 from bench.sweepguard import watch_sweep
-
-
-def cores_for_job(launcher: Any) -> int:
-    """CPU threads for one job: the cores this process may use, shared among the jobs that the
-    launcher runs at once (joblib: n_jobs; submitit: cpus_per_task). 0 = torch's default."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    target = str(launcher.get("_target_", "")).lower() if launcher is not None else ""
-    if "joblib" in target:
-        n_jobs = int(launcher.get("n_jobs") or -1)
-        parallel = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib: -1 = all cpus
-        return max(1, cores // parallel)
-    if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return 0
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -52,7 +38,7 @@ def app(cfg: DictConfig) -> str | None:
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
-    from bench.run import interrupt_on_sigterm, run, run_isolated  # torch loads after the plain checks passed
+    from bench.run import run  # torch loads after the plain checks passed
 
     if hydra_cfg.mode != RunMode.MULTIRUN:
         if (cfg.get("tune") or {}).get("enabled"):  # trials and finals are a sweep's points: a single run cannot hold them

@@ -18,7 +18,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 
 from bench.record import load_records
-from bench.run import run_isolated
+from bench.supervise import run_isolated
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 METHODS = ("full", "lora", "prompt_tuning")

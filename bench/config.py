@@ -3,9 +3,12 @@ field, the value and what would be valid. The plain checks (types, ranges, choic
 the data files and their rows) are bench.preflight's, torch-free and run first; what follows needs
 torch or the model's architecture read without weights: CUDA and bf16 support, the architecture,
 the family, the position table against the task's lengths, and each method's checks against the
-model built on the meta device."""
+model built on the meta device. What it decides on the way (method, task kind, family, head,
+device) it returns as a Plan, so that no later stage works it out again."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
@@ -13,8 +16,25 @@ from transformers import CONFIG_MAPPING, PretrainedConfig
 
 from bench import models, preflight
 from bench.errors import ConfigError
-from bench.methods import Probe, get_method
-from bench.tasks import get_kind
+from bench.methods import Method, Probe, get_method
+from bench.tasks import Kind, get_kind
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What validation decided about a run; bench.prepare and bench.run read it instead of the config."""
+
+    method: Method  # the registry's entry for cfg.method.name
+    kind: Kind  # the task kind for cfg.task.kind
+    family: str  # encoder | decoder | encoder-decoder
+    head: str  # classifier | causal_lm | seq2seq_lm: what the kind puts on this family
+    device: torch.device  # cfg.device resolved (auto: cuda when torch sees one, else cpu)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def check_device(cfg: DictConfig) -> None:
@@ -78,8 +98,8 @@ def check_lengths(cfg: DictConfig, config: PretrainedConfig, family: str) -> Non
                               f"{answer}) share {cfg.model.name}'s {limit} positions")
 
 
-def validate(cfg: DictConfig) -> str:
-    """Check everything checkable without weights; returns the model family."""
+def validate(cfg: DictConfig) -> Plan:
+    """Check everything checkable without weights; returns what was decided on the way."""
     preflight.check(cfg)
     check_device(cfg)
     method = get_method(cfg.method.name)
@@ -93,4 +113,4 @@ def validate(cfg: DictConfig) -> str:
     head = kind.head_for(family)
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes
-    return family
+    return Plan(method=method, kind=kind, family=family, head=head, device=pick_device(cfg.device))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -44,6 +45,28 @@ def cpu_peak_bytes() -> int:
     except OSError:
         pass
     return rss_bytes()
+
+
+def reset_peak(device: torch.device) -> bool:
+    """Start the peak over: the CUDA allocator's peak, or the CPU's peak RSS. False when the CPU
+    peak cannot be reset (the peak read later is then the process's lifetime peak)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    return reset_cpu_peak() if device.type == "cpu" else True
+
+
+def peak_memory(device: torch.device, rss_before_load: int, peak_reset: bool, phase: str) -> dict[str, Any]:
+    """The peak since the last reset. CUDA: the allocator's peak; CPU: peak RSS above the pre-load RSS."""
+    if device.type == "cuda":
+        return {"device": "cuda", "measure": "max_memory_allocated", "phase": phase,
+                "peak_bytes": torch.cuda.max_memory_allocated(device),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
+    return {"device": "cpu", "phase": phase, "peak_bytes": cpu_peak_bytes() - rss_before_load,
+            "measure": "peak RSS minus RSS before the model was loaded" if peak_reset
+            else "process-lifetime peak RSS minus pre-load RSS (peak reset unsupported)",
+            "rss_before_load_bytes": rss_before_load}
 
 
 def tensor_bytes(tensors) -> int:

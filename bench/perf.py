@@ -34,8 +34,9 @@ from bench import models
 from bench.config import validate
 from bench.generate import greedy_decoder
 from bench.methods import get_method
+from bench.prepare import prepare
 from bench.progress import progress
-from bench.tasks import Task, get_kind, pad
+from bench.tasks import Task, pad
 from bench.tasks.cache import prepare_task
 from bench.train import epoch_orders, lr_lambda, train
 
@@ -51,13 +52,9 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
 
 
 def setup(cfg: DictConfig) -> tuple[torch.nn.Module, Task]:
-    """The model and task exactly as a run builds them (bench.run.execute)."""
-    family = validate(cfg)
-    tokenizer = models.load_tokenizer(cfg.model)
-    kind = get_kind(cfg.task.kind)
-    task, _ = prepare_task(cfg, kind, tokenizer, family, trains=True)
-    model = models.load_model(cfg.model, kind.head_for(family), task.num_labels, tokenizer)
-    return get_method(cfg.method.name).apply(model, cfg.method, task), task
+    """The model and task exactly as a run builds them (bench.prepare, as bench.run.execute does)."""
+    ready = prepare(cfg, validate(cfg))
+    return ready.model, ready.task
 
 
 # ---------------------------------------------------------------- training: three contestants
@@ -196,12 +193,12 @@ def row(phase: str, method: str, times: dict[str, list[float]]) -> dict[str, Any
 def data_cost(overrides: list[str]) -> dict[str, float]:
     """Preparing the task's data: tokenised from the rows (a cache miss) and read back (a hit)."""
     cfg = compose_cfg(overrides)
-    family = validate(cfg)
-    tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
+    plan = validate(cfg)
+    tokenizer = models.load_tokenizer(cfg.model)
     off = OmegaConf.merge(cfg, {"cache_data": False})
-    cold = prepare_task(off, kind, tokenizer, family, trains=True)[1]
-    prepare_task(cfg, kind, tokenizer, family, trains=True)  # make sure an entry exists
-    warm = prepare_task(cfg, kind, tokenizer, family, trains=True)[1]
+    cold = prepare_task(off, plan.kind, tokenizer, plan.family, trains=True)[1]
+    prepare_task(cfg, plan.kind, tokenizer, plan.family, trains=True)  # make sure an entry exists
+    warm = prepare_task(cfg, plan.kind, tokenizer, plan.family, trains=True)[1]
     return {"tokenise_s": cold["prepare_s"], "cached_s": warm["prepare_s"], "examples": cold["train_examples"] + cold["eval_examples"]}
 
 
@@ -218,7 +215,7 @@ SWITCHES = [  # (name, overrides): each against the default run, on full fine-tu
 def switches(model: str, extra: list[str], steps: int, rounds: int, compile_too: bool) -> list[dict[str, Any]]:
     """Each switch as a real run in its own process (the memory peak needs a fresh process), the
     variants taken in turn for `rounds` rounds; medians over rounds of step time and peak memory."""
-    from bench.run import run_isolated
+    from bench.supervise import run_isolated
 
     variants = SWITCHES + ([("torch.compile", ["speed.compile=true"])] if compile_too else [])
     seen: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}

@@ -3,7 +3,7 @@
 Why: Hydra's joblib (loky) workers and submitit_local's jobs are not processes that die with the
 sweep. Killed with `kill -9`, a sweep left them re-parented to PID 1: their points trained on, and
 an idle worker started the next queued point ~22 s later, so a relaunch ran points twice. A point's
-own process dies with its parent (bench.run.die_with_parent), but that parent is the job, not the
+own process dies with its parent (bench.supervise.die_with_parent), but that parent is the job, not the
 sweep. So:
 
 - the sweep marks itself in the environment before its launcher starts any worker (`mark_sweep`,
@@ -104,11 +104,11 @@ def mark_sweep() -> None:
 
 
 def running_points() -> list[psutil.Process]:
-    """This process's descendants that are sweep points (`python -m bench.run`), under any launcher."""
+    """This process's descendants that are sweep points (`python -m bench.supervise`), under any launcher."""
     points = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.cmdline()[1:3] == ["-m", "bench.run"]:
+            if proc.cmdline()[1:3] == ["-m", "bench.supervise"]:
                 points.append(proc)
         except psutil.Error:
             pass  # it ended meanwhile

@@ -56,17 +56,15 @@ def write_dialogsum_like(root: Path, n: int = 6) -> Path:
 
 
 def build(cfg: DictConfig, n_train: int = 16):
-    """(base model, task, family) for a composed config, with a few rows of its data."""
-    from bench import models
-    from bench.config import validate
-    from bench.tasks import get_kind
-    from bench.tasks.data import read_rows
+    """(base model, task, family) for a composed config, prepared as a run prepares them
+    (bench.prepare) on its first n_train training rows and 8 scored ones, read afresh (no cache);
+    the method is left for the test to apply."""
+    from omegaconf import OmegaConf
 
-    family = validate(cfg)
-    tokenizer = models.load_tokenizer(cfg.model)
-    kind = get_kind(cfg.task.kind)
-    rows = read_rows(cfg.task, cfg.data_root, "train")[:n_train]
-    eval_rows = read_rows(cfg.task, cfg.data_root, "eval")[:8]
-    task = kind.build(cfg.task, rows, eval_rows, tokenizer, family)
-    model = models.load_model(cfg.model, kind.head_for(family), task.num_labels, tokenizer)
-    return model, task, family
+    from bench.config import validate
+    from bench.prepare import prepare
+
+    few = OmegaConf.merge(cfg, {"task": {"max_train_examples": n_train}, "eval": {"max_examples": 8}, "cache_data": False})
+    plan = validate(few)
+    ready = prepare(few, plan, apply_method=False)
+    return ready.model, ready.task, plan.family

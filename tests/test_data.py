@@ -60,7 +60,7 @@ def test_real_datasets_match_published_sizes(task, split, n, labels):
 @needs_shared
 @pytest.mark.parametrize("task", ["sst2", "cola", "mrpc", "rte", "superglue-rte", "cb"])
 def test_real_classification_tasks_validate(task, tmp_path):
-    assert validate(make_cfg([f"task={task}", f"data_root={SHARED_DATA}", f"results_dir={tmp_path}"])) == "encoder"
+    assert validate(make_cfg([f"task={task}", f"data_root={SHARED_DATA}", f"results_dir={tmp_path}"])).family == "encoder"
 
 
 @needs_shared
@@ -126,7 +126,7 @@ def test_tokenised_data_is_prepared_once_and_reused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
     cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment"])
-    family = validate(cfg)
+    family = validate(cfg).family
     tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
 
     first, info1 = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
@@ -161,7 +161,7 @@ def test_cache_key_covers_the_row_reading_code_and_the_tokenizer_libraries(monke
     from bench.tasks import get_kind
 
     cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment"])
-    family = validate(cfg)
+    family = validate(cfg).family
     tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
     key = cache.cache_key(cfg, kind, tokenizer, family, trains=True)
     assert cache.cache_key(cfg, kind, tokenizer, family, trains=True) == key  # stable
@@ -211,7 +211,7 @@ def test_a_pickle_planted_in_the_cache_is_never_run_and_the_entry_is_rebuilt(tmp
 
     monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
     cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "eval.max_examples=20"])
-    family = validate(cfg)
+    family = validate(cfg).family
     tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
     fresh, info = cache.prepare_task(cfg, kind, tokenizer, family, trains=True)
     entry = Path(info["cache_path"])
@@ -238,7 +238,7 @@ def test_the_data_section_counts_inputs_cut_by_the_length_limit_per_split(tmp_pa
 
     monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
     cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment", "task.max_length=10", "eval.max_examples=50"])
-    family = validate(cfg)
+    family = validate(cfg).family
     tokenizer, kind = models.load_tokenizer(cfg.model), get_kind(cfg.task.kind)
     train, scored = cache._rows(cfg, trains=True)
     by_hand = {split: sum(len(tokenizer(r["sentence"])["input_ids"]) > 10 for r in rows) for split, rows in (("train", train), ("eval", scored))}
@@ -256,5 +256,5 @@ def test_the_data_section_counts_inputs_cut_by_the_length_limit_per_split(tmp_pa
         t5_tokenizer = models.load_tokenizer(t5.model)
         train, scored = cache._rows(t5, trains=True)
         count = lambda rows: sum(len(t5_tokenizer(r["dialogue"], add_special_tokens=False)["input_ids"]) > limit for r in rows)  # noqa: E731
-        _, info = cache.prepare_task(t5, get_kind("summarization"), t5_tokenizer, validate(t5), trains=True)
+        _, info = cache.prepare_task(t5, get_kind("summarization"), t5_tokenizer, validate(t5).family, trains=True)
         assert info["truncated"] == {"train": count(train), "eval": count(scored)} == ({"train": 6, "eval": 6} if limit == 12 else {"train": 0, "eval": 0})

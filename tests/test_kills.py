@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 import bench.run as run_module
-from bench import sweepguard
+from bench import supervise, sweepguard
 from bench.record import load_records
 from conftest import ROOT
 from test_sweeps import SMALL, start, wait_for
@@ -275,13 +275,13 @@ def test_a_second_signal_cannot_cut_short_the_cancelled_record(cfg_factory, monk
         time.sleep(0.2)  # both handlers run here
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "validate", lambda cfg: "encoder")  # not what this test is about (and slow on a cold start)
+    monkeypatch.setattr(run_module, "validate", lambda cfg: None)  # not what this test is about (and slow on a cold start)
     monkeypatch.setattr(run_module, "execute", interrupted_training)
     monkeypatch.setattr(run_module, "finish", finish_under_fire)
-    monkeypatch.setattr(run_module, "_interrupted", False, raising=False)
+    monkeypatch.setattr(supervise, "_interrupted", False, raising=False)
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
-        run_module.interrupt_on_sigterm()
+        supervise.interrupt_on_sigterm()
         with pytest.raises(KeyboardInterrupt) as caught:
             run_module.run(cfg, sweep="test")
     finally:

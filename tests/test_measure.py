@@ -11,7 +11,8 @@ import torch
 
 from bench import estimate
 from bench.methods import get_method
-from bench.run import run, run_isolated
+from bench.run import run
+from bench.supervise import run_isolated
 from conftest import ROOT, build, write_dialogsum_like
 
 

@@ -6,22 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import models
 from bench.measure import param_counts
 from bench.methods import METHODS, get_method
 from bench.errors import ConfigError
-from bench.tasks import get_kind
-from bench.tasks.data import read_rows
 from bench.train import train
-
-
-def _setup(cfg, family: str):
-    tokenizer = models.load_tokenizer(cfg.model)
-    kind = get_kind(cfg.task.kind)
-    rows = read_rows(cfg.task, cfg.data_root, "train")[:32]
-    task = kind.build(cfg.task, rows, rows[:8], tokenizer, family)
-    model = models.load_model(cfg.model, kind.head_for(family), task.num_labels, tokenizer)
-    return model, task
+from conftest import build
 
 
 def lora_formula(layers: int, targets: list[tuple[int, int]], r: int, head: int) -> int:
@@ -38,7 +27,8 @@ def lora_formula(layers: int, targets: list[tuple[int, int]], r: int, head: int)
 @pytest.mark.parametrize("r", [1, 4])
 def test_lora_trainable_params_equal_formula(cfg_factory, model, family, targets, r):
     cfg = cfg_factory(f"model={model}", "method=lora", f"method.r={r}")
-    base, task = _setup(cfg, family)
+    base, task, built_family = build(cfg, n_train=32)
+    assert built_family == family
     total_before = param_counts(base)["total"]
     peft_model = get_method("lora").apply(base, cfg.method, task)
     counts = param_counts(peft_model)
@@ -52,14 +42,14 @@ def test_lora_on_causal_lm_has_no_head(cfg_factory, tmp_path):
     from conftest import write_dialogsum_like
 
     cfg = cfg_factory("model=tiny-llama", "method=lora", "method.r=2", "task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}")
-    base, task = _setup(cfg, "decoder")
+    base, task, _ = build(cfg, n_train=32)
     counts = param_counts(get_method("lora").apply(base, cfg.method, task))
     assert counts["trainable"] == lora_formula(2, [(32, 32), (32, 16)], 2, 0)
 
 
 def test_lora_all_linear_targets_every_linear_but_the_head(cfg_factory):
     cfg = cfg_factory("model=tiny-bert", "method=lora", "method.r=2", "method.target_modules=all-linear")
-    base, task = _setup(cfg, "encoder")
+    base, task, _ = build(cfg, n_train=32)
     counts = param_counts(get_method("lora").apply(base, cfg.method, task))
     # per layer: q, k, v, attn-out (32->32 each), intermediate 32->64, output 64->32 (no pooler: it is dropped)
     per_layer = 4 * 2 * (32 + 32) + 2 * (32 + 64) + 2 * (64 + 32)
@@ -68,7 +58,7 @@ def test_lora_all_linear_targets_every_linear_but_the_head(cfg_factory):
 
 def test_frozen_weights_bit_identical_and_trained_ones_move(cfg_factory):
     cfg = cfg_factory("model=tiny-bert", "method=lora", "train.lr=1e-2")
-    base, task = _setup(cfg, "encoder")
+    base, task, _ = build(cfg, n_train=32)
     model = get_method("lora").apply(base, cfg.method, task)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = train(model, task, cfg, torch.device("cpu"))
@@ -85,7 +75,7 @@ def test_frozen_weights_bit_identical_and_trained_ones_move(cfg_factory):
 
 def test_none_freezes_everything_and_full_trains_everything(cfg_factory):
     cfg = cfg_factory("model=tiny-bert")
-    base, task = _setup(cfg, "encoder")
+    base, task, _ = build(cfg, n_train=32)
     assert param_counts(get_method("none").apply(base, cfg.method, task))["trainable"] == 0
     full = get_method("full").apply(base, cfg.method, task)
     counts = param_counts(full)

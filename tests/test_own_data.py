@@ -129,7 +129,7 @@ def test_an_absolute_task_path_needs_no_data_root(tmp_path: Path):
 
     cfg = own_cfg(tmp_path, eval_fraction=0.25)
     cfg.data_root = str(tmp_path / "no-such-folder")  # a user's clone has no ../shared/datasets
-    assert validate(cfg) == "encoder" and len(_rows(cfg, trains=True)[1]) == 15
+    assert validate(cfg).family == "encoder" and len(_rows(cfg, trains=True)[1]) == 15
 
 
 def test_two_files_or_a_hub_dataset_need_no_part_keys(tmp_path: Path):
@@ -216,7 +216,7 @@ def test_the_readmes_task_yamls_validate_and_part_their_one_file(tmp_path: Path)
         cfg = make_cfg([f"model={model}", f"results_dir={tmp_path / 'results'}"])
         OmegaConf.set_struct(cfg, False)
         cfg.task = task
-        assert validate(cfg) in ("encoder", "encoder-decoder")
+        assert validate(cfg).family in ("encoder", "encoder-decoder")
         train, scored = _rows(cfg, trains=True)
         assert len(scored) == round(50 * task.eval_fraction) and len(train) + len(scored) == 50
         assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in scored}

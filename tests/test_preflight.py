@@ -225,7 +225,7 @@ def test_hub_model_not_in_the_cache_offline_is_one_clear_error(cfg_factory, tmp_
 
 def test_max_length_above_the_models_positions_is_refused(cfg_factory):
     """tiny-bert has 512 positions: 512 fits, 513 is refused before the model loads."""
-    assert validate(cfg_factory("model=tiny-bert", "task.max_length=512")) == "encoder"
+    assert validate(cfg_factory("model=tiny-bert", "task.max_length=512")).family == "encoder"
     err = _refused(cfg_factory("model=tiny-bert", "task.max_length=513"), validate)
     assert err.field == "task.max_length" and err.value == 513 and "512" in str(err)
 
@@ -233,13 +233,23 @@ def test_max_length_above_the_models_positions_is_refused(cfg_factory):
 def test_decoder_prompt_and_summary_must_fit_the_positions(cfg_factory, tmp_path: Path):
     root = write_dialogsum_like(tmp_path)
     base = ("model=tiny-llama", "task=dialogsum", f"data_root={root}", "task.max_target_tokens=24")  # 1024 positions
-    assert validate(cfg_factory(*base, "task.max_source_tokens=1000")) == "decoder"
+    assert validate(cfg_factory(*base, "task.max_source_tokens=1000")).family == "decoder"
     err = _refused(cfg_factory(*base, "task.max_source_tokens=1001"), validate)
     assert err.field == "task.max_source_tokens" and "at most 1000" in str(err)
 
 
+def test_validate_returns_what_it_decided(cfg_factory, tmp_path: Path):
+    """The plan names the method, kind, family, head and device, so no later stage works them out again."""
+    root = write_dialogsum_like(tmp_path)
+    plan = validate(cfg_factory("model=tiny-t5", "task=dialogsum", f"data_root={root}", "method=ia3", "device=cpu"))
+    assert (plan.method.name, plan.kind.name, plan.family, plan.head, plan.device.type) == \
+        ("ia3", "summarization", "encoder-decoder", "seq2seq_lm", "cpu")
+    plan = validate(cfg_factory("model=tiny-t5", "method=none", "device=cpu"))  # the same model on a classification task
+    assert (plan.method.trains, plan.kind.name, plan.family, plan.head) == (False, "classification", "encoder-decoder", "classifier")
+
+
 def test_lora_rank_above_the_hidden_size_is_refused(cfg_factory):
-    assert validate(cfg_factory("model=tiny-bert", "method=lora", "method.r=32")) == "encoder"
+    assert validate(cfg_factory("model=tiny-bert", "method=lora", "method.r=32")).family == "encoder"
     err = _refused(cfg_factory("model=tiny-bert", "method=lora", "method.r=100000"), validate)
     assert err.field == "method.r" and err.value == 100000 and "[1, 32]" in str(err)
 
