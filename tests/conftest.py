@@ -68,3 +68,9 @@ def build(cfg: DictConfig, n_train: int = 16):
     plan = validate(few)
     ready = prepare(few, plan, apply_method=False)
     return ready.model, ready.task, plan.family
+
+
+def tiered(values, keep) -> list:
+    """Parameters for a parametrized test: those in `keep` run in the default tier, the others in
+    the `system` tier (CI runs both), so the default run stays near two minutes."""
+    return [v if v in keep else pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=pytest.mark.system) for v in values]

@@ -83,6 +83,7 @@ def test_formula_on_encoder_decoder_generation(cfg_factory, tmp_path, method):
     assert trainable == expected
 
 
+@pytest.mark.system
 def test_every_training_method_runs_on_two_families(cfg_factory, tmp_path):
     """A declared refusal may skip a family, never all but one: each method is checked on two."""
     t5 = ("task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}")

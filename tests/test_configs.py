@@ -108,6 +108,7 @@ def _cli(args: list[str], results: Path) -> tuple[subprocess.CompletedProcess, f
     (["method=full", "train.lr=-0.001"], "train.lr=-0.001"),
     (["model=tiny-bert", "method.target_modules=[nope]"], "method.target_modules='nope'"),
 ])
+@pytest.mark.system
 def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, args: list[str], needle: str):
     results = tmp_path / "results"
     results.mkdir()

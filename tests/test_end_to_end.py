@@ -11,7 +11,7 @@ import pytest
 from bench.methods import METHODS
 from bench.record import SCHEMA_PATH, load_records
 from bench.run import run
-from conftest import write_dialogsum_like
+from conftest import tiered, write_dialogsum_like
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
@@ -148,7 +148,7 @@ PAIRS = [("tiny-bert", "embedded-sentiment"), ("tiny-llama", "embedded-sentiment
          ("tiny-llama", "dialogsum"), ("tiny-t5", "dialogsum")]  # (model, task): three families, two task kinds
 
 
-@pytest.mark.parametrize("method", [name for name, m in sorted(METHODS.items()) if m.trains])
+@pytest.mark.parametrize("method", tiered([name for name, m in sorted(METHODS.items()) if m.trains], keep=("lora", "prompt_tuning")))
 def test_every_method_end_to_end_or_a_failed_record_with_its_reason(cfg_factory, tmp_path: Path, method: str):
     """Each registered method on each pair, with its first test example: a success, or (where the
     method declares it refuses such a model) a failed record with that reason and nothing loaded."""

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.system
 def test_gpu_script_runs_on_the_cpu_without_hydra(tmp_path: Path):
     code = ("import sys; sys.modules['hydra'] = None  # any import of hydra now fails\n"
             "import bench.gpu as g; sys.exit(g.main(['smoke=true', 'out=" + str(tmp_path) + "']))")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from bench import estimate
@@ -78,6 +79,7 @@ def test_forgetting_is_zero_without_training_and_moves_with_full_fine_tuning(cfg
     assert full["after"] != full["before"]
 
 
+@pytest.mark.system
 def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
     """Isolated runs (a fresh process each, as in a sweep) of MiniLM on the embedded task."""
     peaks = {}
@@ -95,6 +97,7 @@ def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
     assert peaks["full", 4] > peaks["lora", 4] + 2 * 86 * 2**20
 
 
+@pytest.mark.system
 def test_estimate_command_works_for_a_model_too_big_to_load():
     out = subprocess.run([sys.executable, "-m", "bench.estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
                           "train.batch_size=4", "estimate.seq_len=512"], capture_output=True, text=True, cwd=ROOT, timeout=120)

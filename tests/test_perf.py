@@ -20,6 +20,7 @@ def _perf(*args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.system
 def test_overhead_table_has_each_method_and_contestant_and_ends_with_the_max_ratio():
     out = _perf("part=overhead", "steps=3", "rounds=1")
     print(out)

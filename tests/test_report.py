@@ -172,6 +172,7 @@ def prompt_records() -> list[dict]:
     return recs
 
 
+@pytest.mark.system
 def test_the_command_writes_tables_plots_and_a_dashboard(tmp_path: Path):
     a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
     _write(known_records(), a)
@@ -204,6 +205,7 @@ def test_prompt_scale_plot_has_full_and_each_prompt_length_across_sizes():
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.system
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
 def test_dashboard_in_a_headless_browser_loads_renders_and_filters(tmp_path: Path):
     playwright = pytest.importorskip("playwright.sync_api")
@@ -265,6 +267,7 @@ def test_dashboard_in_a_headless_browser_loads_renders_and_filters(tmp_path: Pat
     assert errors == []
 
 
+@pytest.mark.system
 def test_report_on_thousands_of_records_prints_its_time(tmp_path: Path):
     """Not a timing assertion (shared machines are noisy): it builds the report from 3,000 records
     and prints how long that took."""

@@ -9,6 +9,7 @@ import pytest
 
 from bench.errors import ConfigError
 from bench.run import run
+from conftest import tiered
 from test_end_to_end import _check as _ok  # success, and the record on disk matches the schema
 
 
@@ -20,7 +21,7 @@ def test_bad_switch_names_its_field_before_a_model_loads(cfg_factory, override: 
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("model,method", [("tiny-bert", "full"), ("tiny-llama", "lora"), ("tiny-bert", "prompt_tuning")])
+@pytest.mark.parametrize("model,method", tiered([("tiny-bert", "full"), ("tiny-llama", "lora"), ("tiny-bert", "prompt_tuning")], keep=[("tiny-llama", "lora")]))
 def test_gradient_checkpointing_gives_the_same_losses(cfg_factory, model: str, method: str):
     plain = _ok(run(cfg_factory(f"model={model}", f"method={method}")))
     checkpointed = _ok(run(cfg_factory(f"model={model}", f"method={method}", "speed.gradient_checkpointing=true")))
@@ -28,6 +29,7 @@ def test_gradient_checkpointing_gives_the_same_losses(cfg_factory, model: str, m
     assert [p["loss"] for p in checkpointed["curve"]] == pytest.approx([p["loss"] for p in plain["curve"]], rel=1e-4)
 
 
+@pytest.mark.system
 def test_bf16_autocast_and_attention_kernel_are_recorded(cfg_factory):
     fp32 = _ok(run(cfg_factory("model=tiny-llama", "method=lora", "speed.attention=eager")))
     bf16 = _ok(run(cfg_factory("model=tiny-llama", "method=lora", "speed.precision=bf16", "speed.attention=sdpa")))

@@ -227,6 +227,7 @@ def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tm
     assert launcher == "submitit_local" or again.stdout.count("skip:") == 4  # submitit's jobs print to their own logs
 
 
+@pytest.mark.system
 def test_a_bad_tuning_knob_exits_2_naming_it_before_any_run(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "bench", "-m", "model=tiny-bert", "tune.enabled=true", "tune.trials=1",
                           f"results_dir={tmp_path / 'r'}", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
