@@ -22,9 +22,10 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def versions() -> dict[str, str | None]:
+def versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """The installed version of each package (None where it is not installed)."""
     found: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -74,3 +74,17 @@ def tiered(values, keep) -> list:
     """Parameters for a parametrized test: those in `keep` run in the default tier, the others in
     the `system` tier (CI runs both), so the default run stays near two minutes."""
     return [v if v in keep else pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=pytest.mark.system) for v in values]
+
+
+def reference_records():
+    """(path, record) for every committed record under results/reference that holds a run config
+    (reports' JSON and other files are passed over)."""
+    import json
+
+    for path in sorted((ROOT / "results" / "reference").rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("run"), dict) and "config" in data["run"]:
+            yield path, data

@@ -22,7 +22,7 @@ from bench import report
 from bench.errors import ConfigError
 from bench.record import (CLAIMS, FALLBACK, PROBE_BYTES, check_max_attempts, check_results_dir, claim, config_digest,
                           load_records, write_atomic, write_record)
-from conftest import ROOT, make_cfg
+from conftest import ROOT, make_cfg, reference_records
 
 SMALL = ["model=tiny-bert", "method=lora", "train.batch_size=4", "eval.max_examples=8", "eval.batch_size=8",
          "inference.enabled=false", "forgetting.enabled=false", "tracking=none"]
@@ -295,13 +295,7 @@ def test_max_attempts_and_the_new_names_leave_every_committed_record_hash_unchan
     """Every record under results/reference/ still hashes to its config_hash, with max_attempts in
     its config at the default or any other value (it never makes a new point)."""
     checked = 0
-    for path in sorted((ROOT / "results" / "reference").rglob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if not (isinstance(data, dict) and isinstance(data.get("run"), dict) and "config" in data["run"]):
-            continue
+    for path, data in reference_records():
         config, digest = data["run"]["config"], data["run"]["config_hash"]
         assert config_digest(config) == digest, path
         assert config_digest({**config, "max_attempts": 3}) == digest == config_digest({**config, "max_attempts": 7}), path

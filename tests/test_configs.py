@@ -12,7 +12,7 @@ from hydra.errors import MissingConfigException
 
 from bench.config import validate
 from bench.errors import ConfigError
-from conftest import CONF, ROOT, make_cfg
+from conftest import CONF, ROOT, make_cfg, reference_records
 
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "tracking", "experiment")}
 
@@ -169,21 +169,14 @@ def test_a_preset_skips_saying_why_when_its_datasets_are_absent(tmp_path: Path, 
 def test_every_reference_record_config_has_only_known_keys():
     """The key schema (top level, sections, model, task by kind, method by name) accepts every
     committed record's resolved config: a rerun or resume of a reference sweep is never refused."""
-    import json
-
     from omegaconf import OmegaConf
 
     from bench import preflight
 
     checked = 0
-    for path in sorted((ROOT / "results" / "reference").rglob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("run"), dict) and "config" in data["run"]:
-            preflight.check_keys(OmegaConf.create(data["run"]["config"]))
-            checked += 1
+    for _, data in reference_records():
+        preflight.check_keys(OmegaConf.create(data["run"]["config"]))
+        checked += 1
     assert checked >= 200
 
 

@@ -22,30 +22,19 @@ import random
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.assets import cache_root
+from bench.env import versions
 from bench.errors import ConfigError
 from bench.tasks import Kind, Task
 from bench.tasks import data as data_module
 from bench.tasks.data import read_rows, split_file
 
 TOKENIZER_LIBRARIES = ("transformers", "tokenizers")  # their versions are part of the key: an upgrade may tokenise differently
-
-
-def library_versions() -> dict[str, str | None]:
-    """The installed version of each tokenizer library (None where it is not installed)."""
-    versions: dict[str, str | None] = {}
-    for name in TOKENIZER_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def code_digests(kind: Kind) -> list[str]:
@@ -71,7 +60,7 @@ def cache_key(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, trains: 
         "validation": OmegaConf.to_container(cfg.validation, resolve=True) if cfg.get("validation") else None,
         "trains": trains,
         "code": code_digests(kind),
-        "libraries": library_versions(),
+        "libraries": versions(TOKENIZER_LIBRARIES),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
