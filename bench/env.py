@@ -6,8 +6,10 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PACKAGES = ("peft-bench", "torch", "transformers", "peft", "hydra-core", "tokenizers", "safetensors",
             "rouge-score", "scikit-learn", "numpy", "gguf", "wandb")
@@ -34,6 +36,8 @@ def versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
 
 
 def describe(device: torch.device) -> dict:
+    import torch  # here, not at the top: the plain checks read versions() before torch loads
+
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "packages": versions(),

@@ -65,6 +65,7 @@ def test_first_losses_match_the_pinned_ones(cfg_factory, pinned, model, method):
     losses = _first_losses(cfg_factory, model, method)
     key = f"{model}/{method}"
     if losses is None:
+        assert key not in pinned, f"{key} has pinned losses but now refuses the model"
         pytest.skip(f"{method} refuses {model} (declared)")
     assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
     if PIN:

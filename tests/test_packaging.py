@@ -49,7 +49,7 @@ def test_every_imported_library_is_a_declared_dependency():
         if not names & declared:
             missing.append(f"{module} ({where}; distribution {', '.join(sorted(names))})")
     assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
-    assert "scipy" in declared  # bench/report.py's t-intervals
+    assert "scipy" in declared  # bench/report/frames.py's t-intervals
 
 
 def test_every_declared_dependency_is_pinned_in_constraints():
