@@ -122,7 +122,7 @@ def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, a
     print(f"{args}: failed in {seconds:.2f} s (process start and imports included)")
 
 
-SWEEP_PRESETS = {"dialogsum_smollm2": 22, "glue_minilm": 33, "glue_minilm_tuned": 33, "tune_quick": 4, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 12, "selective_depth": 6}
+SWEEP_PRESETS = {"dialogsum_smollm2": 22, "glue_minilm": 33, "glue_minilm_tuned": 33, "tune_quick": 4, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 12, "prompt_tuning_sizes_tuned": 12, "dialogsum_smollm2_tuned": 16, "selective_depth": 6}
 
 
 @pytest.mark.parametrize("name,points", SWEEP_PRESETS.items())
