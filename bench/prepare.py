@@ -31,6 +31,12 @@ class Prepared:
     base_score: tuple[list[list[int]], Any] | None = None  # forgetting's (chunks, score) of the base model, when asked
 
 
+def load_base(cfg: DictConfig, plan: Plan, task: Task, tokenizer: PreTrainedTokenizerBase) -> nn.Module:
+    """The base model with the task's head, as every run loads it (again, for the inference
+    comparison against the trained model)."""
+    return models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, speed.settings(cfg)["attention"])
+
+
 def prepare(cfg: DictConfig, plan: Plan, record: dict[str, Any] | None = None, score_base: bool = False,
             apply_method: bool = True) -> Prepared:
     """Tokenizer -> task (from the tokenised cache when an entry matches) -> model -> method.
@@ -46,7 +52,7 @@ def prepare(cfg: DictConfig, plan: Plan, record: dict[str, Any] | None = None, s
           + ("loaded from the tokenised cache" if data["cache"] == "hit" else "tokenised") + f" in {data['prepare_s']:.2f} s", file=sys.stderr)
     rss_before_load = measure.rss_bytes()  # the baseline of the CPU peak: data ready, no model yet
     t0 = time.perf_counter()
-    model = models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, speed.settings(cfg)["attention"])
+    model = load_base(cfg, plan, task, tokenizer)
     load_s = time.perf_counter() - t0
     base_score = None
     if score_base:

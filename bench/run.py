@@ -20,11 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, models, speed, tracking, tune
+from bench import env, estimate, forgetting, inference, measure, speed, tracking, tune
 from bench.config import Plan, validate
 from bench.errors import ConfigError
 from bench.methods import Method
-from bench.prepare import Prepared, prepare
+from bench.prepare import Prepared, load_base, prepare
 from bench.progress import progress
 from bench.record import SCHEMA_VERSION, config_hash, write_record
 from bench.tasks import Task
@@ -178,8 +178,7 @@ def storage_section(method: Method, model: nn.Module, artifact_dir: Path, keep: 
 
 def inference_section(cfg: DictConfig, plan: Plan, ready: Prepared, model: nn.Module) -> dict[str, Any]:
     """Inference cost: the trained model served beside a fresh copy of the base model, in this process."""
-    base = models.load_model(cfg.model, plan.head, ready.task.num_labels, ready.tokenizer, speed.settings(cfg)["attention"]) \
-        if plan.method.trains else None
+    base = load_base(cfg, plan, ready.task, ready.tokenizer) if plan.method.trains else None
     return inference.measure(model, base, ready.task, cfg.inference, plan.device, plan.method.can_merge)
 
 
