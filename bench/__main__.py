@@ -24,7 +24,8 @@ from bench.errors import ConfigError
 from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.tune import role
 from bench.report.tables import markdown_table
-from bench.supervise import cores_for_job, interrupt_on_sigterm, run_isolated  # torch-free: before the plain checks
+from bench import interrupts
+from bench.supervise import cores_for_job, run_isolated  # torch-free: before the plain checks
 from bench.sweepguard import watch_sweep
 
 
@@ -44,7 +45,7 @@ def app(cfg: DictConfig) -> str | None:
         if (cfg.get("tune") or {}).get("enabled"):  # trials and finals are a sweep's points: a single run cannot hold them
             print("config error: tune.enabled=True is not valid for a single run: add -m (the tuning stage is a sweep)", file=sys.stderr)
             sys.exit(2)
-        interrupt_on_sigterm()
+        interrupts.install()
         try:
             check_results_dir(cfg.results_dir)  # before any work: a record that cannot be written would lose it
             record = run(cfg, None, cores_for_job(None))

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from transformers.utils import logging as transformers_logging
 
-from bench import env, estimate, forgetting, inference, measure, speed, tracking, tune
+from bench import env, estimate, forgetting, inference, interrupts, measure, speed, tracking, tune
 from bench.config import Plan, validate
 from bench.errors import ConfigError
 from bench.methods import Method
@@ -202,7 +202,7 @@ def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracke
 def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str, Any]:
     """Validate, run and record. A ConfigError is raised before anything is written unless the run
     is part of a sweep, where it becomes a failed record so the sweep goes on. An interrupt
-    (Ctrl-C, or SIGTERM once bench.supervise.interrupt_on_sigterm is set) writes a `cancelled` record, then goes on up."""
+    (Ctrl-C, or SIGTERM once bench.interrupts.install is set) writes a `cancelled` record, then goes on up."""
     results_dir = Path(cfg.results_dir)
     record = new_record(cfg, sweep)
     try:
@@ -214,7 +214,9 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
     tracker = tracking.start(cfg, record)
     try:
         stopped = execute(cfg, record, plan, tracker, threads)  # the pruner's reason, if it stopped a trial
+        interrupts.check()  # a signal whose interrupt was swallowed is a cancel, never a success
     except KeyboardInterrupt as exc:
+        interrupts.recording()
         conclude(record, results_dir, tracker, "cancelled", f"interrupted ({str(exc) or 'Ctrl-C'})")
         exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
         raise

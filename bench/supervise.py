@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench import sweepguard
+from bench import interrupts, sweepguard
 from bench.record import write_atomic
 
 
@@ -34,27 +34,6 @@ def cores_for_job(launcher: Any) -> int:
     if "submitit" in target and launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     return 0
-
-
-_interrupted = False  # set by the first SIGINT/SIGTERM; later ones are ignored
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    """The first signal interrupts the run; a later one (Ctrl-C pressed twice, the sweep passing on
-    a signal that the process group already delivered) is ignored, so it cannot cut short the
-    `cancelled` record that the first one is writing."""
-    global _interrupted
-    if _interrupted:
-        return
-    _interrupted = True
-    raise KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def interrupt_on_sigterm() -> None:
-    """SIGINT (Ctrl-C) and SIGTERM (kill, a cluster's pre-emption, a sweep passing a signal on)
-    become one KeyboardInterrupt: the run records itself as cancelled."""
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -75,7 +54,7 @@ def child_main(spec_path: str, result_path: str) -> None:
 
     spec = json.loads(Path(spec_path).read_text())
     parent_pid = int(spec["parent_pid"])
-    interrupt_on_sigterm()
+    interrupts.install()
     die_with_parent(parent_pid)
     interrupted = False
     try:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 from omegaconf import DictConfig
 
-from bench import speed
+from bench import interrupts, speed
 from bench.progress import progress
 from bench.tasks import Task
 
@@ -121,6 +121,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     model.train()
     start = time.perf_counter()
     for step in range(1, max_steps + 1):
+        interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
         t0 = time.perf_counter()
         loss_sum = 0.0
         for _ in range(accum):

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 import bench.run as run_module
-from bench import supervise, sweepguard
+from bench import interrupts, sweepguard
 from bench.record import load_records
-from conftest import ROOT
+from conftest import ROOT, build
 from test_sweeps import SMALL, start, wait_for
 
 TOKEN = "PEFT_BENCH_TEST_TOKEN"  # set by each test; inherited by every process the test starts
@@ -45,6 +46,17 @@ def marked(token: str) -> list[psutil.Process]:
         except psutil.Error:
             pass  # ended meanwhile, or not ours to read
     return found
+
+
+def survivors(token: str) -> str:
+    """What still runs of the test's processes, for a failure's message."""
+    lines = []
+    for proc in marked(token):
+        try:
+            lines.append(f"{proc.pid} ({proc.status()}, parent {proc.ppid()}): {' '.join(proc.cmdline())[:200]}")
+        except psutil.Error:
+            pass
+    return "; ".join(lines)
 
 
 def kill_all(token: str) -> None:
@@ -96,7 +108,7 @@ def test_kill_9_of_a_parallel_sweep_takes_every_point_and_worker_with_it(tmp_pat
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         killed = time.monotonic()
-        wait_for(lambda: not marked(token), 30, "every process of the killed sweep to end")
+        wait_for(lambda: not marked(token), 30, "every process of the killed sweep to end", lambda: survivors(token))
         print(f"{launcher}: every process gone {time.monotonic() - killed:.1f} s after the kill")
         time.sleep(20)  # an orphaned worker used to start the next point ~22 s after the kill
         assert not marked(token), "a process came back after the sweep was killed"
@@ -278,15 +290,75 @@ def test_a_second_signal_cannot_cut_short_the_cancelled_record(cfg_factory, monk
     monkeypatch.setattr(run_module, "validate", lambda cfg: None)  # not what this test is about (and slow on a cold start)
     monkeypatch.setattr(run_module, "execute", interrupted_training)
     monkeypatch.setattr(run_module, "finish", finish_under_fire)
-    monkeypatch.setattr(supervise, "_interrupted", False, raising=False)
+    interrupts.reset()
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
-        supervise.interrupt_on_sigterm()
+        interrupts.install()
         with pytest.raises(KeyboardInterrupt) as caught:
             run_module.run(cfg, sweep="test")
     finally:
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
+        interrupts.reset()
     assert str(caught.value) == "SIGTERM"
+    record = json.loads(Path(caught.value.record_path).read_text())
+    assert record["run"]["status"] == "cancelled" and record["run"]["error"] == "interrupted (SIGTERM)"
+
+
+class SignalInFinalizer:
+    """Sends this process SIGTERM from its __del__, as the kernel's signal once landed in regex's
+    Group.__del__: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here, inside the finalizer
+
+
+@pytest.fixture
+def handlers():
+    """bench.interrupts' handlers for one test, then the test runner's own again."""
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts.reset()
+    interrupts.install()
+    yield
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+    interrupts.reset()
+
+
+def test_a_signal_swallowed_by_a_finalizer_still_stops_training_at_the_next_step(cfg_factory, handlers):
+    """Before the fix the point trained on: the first signal's interrupt was lost in the finalizer
+    and every later signal was ignored (CI: a killed joblib sweep's points outlived it)."""
+    from bench.methods import METHODS
+    from bench.train import train
+
+    cfg = cfg_factory("model=tiny-bert", "method=lora", "train.max_steps=50", "train.log_every=100")
+    base, task, _ = build(cfg, n_train=8)
+    model = METHODS["lora"].apply(base, cfg.method, task)
+    steps = []
+
+    def on_step(point):
+        steps.append(point["step"])
+        if point["step"] == 3:
+            SignalInFinalizer()  # dropped at once: its __del__ runs, and swallows the interrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train(model, task, cfg, torch.device("cpu"), on_step=on_step)
+    assert str(caught.value) == "SIGTERM"
+    assert steps == [1, 2, 3]  # stopped before step 4 began
+
+
+def test_a_signal_swallowed_after_the_work_is_a_cancelled_record_not_a_success(cfg_factory, monkeypatch, handlers):
+    """A run whose last phase swallowed the interrupt must not record success."""
+    cfg = cfg_factory("model=tiny-bert")
+
+    def finished_but_signalled(*args, **kwargs):
+        SignalInFinalizer()
+        return None  # the work "finished": no reason to stop
+
+    monkeypatch.setattr(run_module, "validate", lambda cfg: None)
+    monkeypatch.setattr(run_module, "execute", finished_but_signalled)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_module.run(cfg, sweep="test")
     record = json.loads(Path(caught.value.record_path).read_text())
     assert record["run"]["status"] == "cancelled" and record["run"]["error"] == "interrupted (SIGTERM)"

@@ -35,11 +35,12 @@ def start(args: list[str], results: Path, log: Path, sweep_dir: Path | None = No
                             stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, detail=None) -> None:
+    """Poll `condition` until it holds; else fail naming `what` (and `detail()`, what was seen)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
         time.sleep(0.2)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from bench import metrics
+from bench import interrupts, metrics
 from bench.errors import ConfigError
 from bench.tasks import Task, pad, register_kind
 from bench.tasks.data import label_key
@@ -49,6 +49,7 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     bar = progress(total=len(task.eval), desc="eval")
     with torch.no_grad():
         for start in range(0, len(order), bs):
+            interrupts.check()
             idx = order[start : start + bs]
             batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items() if k != "labels"}
             for i, pred in zip(idx, model(**batch).logits.argmax(-1).tolist()):

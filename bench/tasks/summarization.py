@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from bench import metrics
+from bench import interrupts, metrics
 from bench.generate import greedy_decoder, greedy_seq2seq
 from bench.tasks import Task, pad, register_kind
 
@@ -71,6 +71,7 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     bar = progress(total=len(order), desc="generate")
     with torch.no_grad():
         for start in range(0, len(order), bs):
+            interrupts.check()
             idx = order[start : start + bs]
             prompts = [task.eval[i]["prompt_ids"] for i in idx]
             left = family == "decoder"  # decoders continue from the right edge
