@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from bench.compose import compose, split_args
+from bench.errors import ConfigError
 
 from bench.record import load_records
 from bench.supervise import run_isolated
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 METHODS = ("full", "lora", "prompt_tuning")
 SUITES = {  # model, task, overrides that keep each run to a minute or two on 2 CPU cores
     "offline": [
@@ -97,18 +97,22 @@ def inference_table(records: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv) if "=" in a)
-    suite = args.get("models", "offline")
+    try:  # its options, and config overrides (train.max_steps=50) for every run
+        args, overrides = split_args(sys.argv[1:] if argv is None else argv,
+                                 {"models": "offline", "results_dir": "results/reference/benchmark", "report_only": "false"})
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    suite = args["models"]
     if suite not in SUITES:
         print(f"models={suite} is not valid: one of {', '.join(SUITES)}", file=sys.stderr)
         return 2
-    results_dir = Path(args.get("results_dir", "results/reference/benchmark"))
+    results_dir = Path(args["results_dir"])
     if args.get("report_only") != "true":
         for model, task, extra in SUITES[suite]:
             for method in METHODS:
-                with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-                    cfg = compose(config_name="config", overrides=[f"model={model}", f"task={task}", f"method={method}",
-                                                                   f"results_dir={results_dir}", "keep_artifacts=false", *extra])
+                cfg = compose([f"model={model}", f"task={task}", f"method={method}", f"results_dir={results_dir}",
+                               "keep_artifacts=false", *extra, *overrides])
                 rec = run_isolated(cfg, sweep=f"benchmark:{suite}")
                 print(f"{model} {method}: {rec['run']['status']}", flush=True)
     models = {m for m, _, _ in SUITES[suite]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import CONFIG_MAPPING, PretrainedConfig
 
 from bench import models, preflight
@@ -82,20 +82,20 @@ def positions(config: PretrainedConfig) -> int | None:
     return None
 
 
-def check_lengths(cfg: DictConfig, config: PretrainedConfig, family: str) -> None:
-    """The task's token lengths fit the model's positions (otherwise a run fails mid-way, often
-    after training, at the first example that long)."""
-    limit, task = positions(config), cfg.task
-    if limit is None:
+def check_lengths(cfg: DictConfig, config: PretrainedConfig, family: str, kind: Kind) -> None:
+    """The task's longest input (its kind says how long) fits the model's positions (otherwise a
+    run fails mid-way, often after training, at the first example that long)."""
+    limit = positions(config)
+    if limit is None:  # T5's relative positions have no limit
         return
-    if task.kind == "classification" and task.max_length > limit:
-        raise ConfigError("task.max_length", task.max_length, f"at most {limit}: {cfg.model.name} has {limit} positions")
-    if task.kind == "summarization" and family == "decoder":
-        answer = max(int(task.max_target_tokens), int(cfg.eval.max_new_tokens))
-        if task.max_source_tokens + answer > limit:
-            raise ConfigError("task.max_source_tokens", task.max_source_tokens,
-                              f"at most {limit - answer}: the prompt and the summary (task.max_target_tokens, eval.max_new_tokens: "
-                              f"{answer}) share {cfg.model.name}'s {limit} positions")
+    longest, made_of, key = kind.input_tokens(cfg, family)
+    if longest <= limit:
+        return
+    value = OmegaConf.select(cfg, key)
+    if made_of == key:
+        raise ConfigError(key, value, f"at most {limit}: {cfg.model.name} has {limit} positions")
+    raise ConfigError(key, value, f"at most {value - (longest - limit)}: {made_of} ({longest} tokens) must fit "
+                      f"{cfg.model.name}'s {limit} positions")
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -109,7 +109,7 @@ def validate(cfg: DictConfig) -> Plan:
     family = model_family(cfg.model, config)
     if family not in kind.families:
         raise ConfigError("model", cfg.model.name, f"a {' or '.join(kind.families)} model for {kind.name} tasks; {cfg.model.name} is {family}")
-    check_lengths(cfg, config, family)
+    check_lengths(cfg, config, family, kind)
     head = kind.head_for(family)
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes

@@ -99,13 +99,10 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[
 
 
 def default_seq_len(cfg: DictConfig, family: str) -> int:
-    """The longest input the task allows (tokens), used when estimate.seq_len is null."""
-    task = cfg.task
-    if task.kind == "classification":
-        return int(task.max_length)
-    if family == "decoder":
-        return int(task.max_source_tokens) + int(task.max_target_tokens) + 1
-    return int(task.max_source_tokens)
+    """The longest training sequence the task allows (its kind says how long), used when estimate.seq_len is null."""
+    from bench.tasks import get_kind
+
+    return get_kind(cfg.task.kind).train_tokens(cfg, family)
 
 
 def estimate_config(cfg: DictConfig) -> dict[str, Any]:
@@ -141,14 +138,13 @@ def _gib(n: int) -> str:
 
 
 def main() -> int:
-    from hydra import compose
-
+    from bench.compose import compose
     from bench.errors import ConfigError
+    from bench.preflight import check_overrides
 
-    with _conf():
-        cfg = compose(config_name="config", overrides=sys.argv[1:])
     try:
-        est = estimate_config(cfg)
+        check_overrides(sys.argv[1:])  # a misspelt key is named with the valid ones, before Hydra composes
+        est = estimate_config(compose(sys.argv[1:]))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -159,14 +155,6 @@ def main() -> int:
         print(f"  {key.replace('_bytes', ''):<16} {_gib(est[key]):>12}")
     print(f"  trainable weights {_gib(est['trainable_weights_bytes'])}; activations kept for {i['blocks_with_activations']} blocks")
     return 0
-
-
-def _conf():
-    from pathlib import Path
-
-    from hydra import initialize_config_dir
-
-    return initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3")
 
 
 if __name__ == "__main__":

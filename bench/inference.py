@@ -19,37 +19,13 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from bench.generate import greedy_decoder, greedy_seq2seq, soft_prompt
-from bench.tasks import Task, pad
+from bench.generate import soft_prompt
+from bench.tasks import Task, get_kind
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _runner(task: Task, features: list[dict], device: torch.device, max_new_tokens: int) -> Callable[[nn.Module], int]:
-    """A function that serves one batch of features with a model; returns the tokens it generated."""
-    if task.kind == "classification":
-        batch = {k: v.to(device) for k, v in task.collate(features).items() if k != "labels"}
-
-        def classify(model: nn.Module) -> int:
-            model(**batch)
-            return 0
-
-        return classify
-    tok, left = task.tokenizer, task.family == "decoder"
-    prompts = [f["prompt_ids"] for f in features]
-    ids = pad(prompts, tok.pad_token_id, left=left).to(device)
-    mask = pad([[1] * len(p) for p in prompts], 0, left=left).to(device)
-    decode = greedy_decoder if left else greedy_seq2seq
-
-    def generate(model: nn.Module) -> int:
-        # eos -1: never stop early, so every variant generates exactly the same number of tokens
-        decode(model, ids, mask, max_new_tokens, -1, tok.pad_token_id)
-        return ids.shape[0] * max_new_tokens
-
-    return generate
 
 
 def _time(model: nn.Module, runners: list[Callable[[nn.Module], int]], device: torch.device) -> tuple[float, int]:
@@ -75,8 +51,9 @@ def measure(model: nn.Module, base: nn.Module | None, task: Task, icfg: DictConf
         variants["merged"] = copy.deepcopy(model).merge_and_unload()
     new = int(icfg.max_new_tokens)
     bs = int(icfg.batch_size)
-    shapes = {"batch_1": [_runner(task, [f], device, new) for f in features],
-              f"batch_{bs}": [_runner(task, features[i : i + bs], device, new) for i in range(0, len(features), bs)]}
+    kind = get_kind(task.kind)  # how its examples are served: a forward pass, or generation
+    shapes = {"batch_1": [kind.serve(task, [f], device, new) for f in features],
+              f"batch_{bs}": [kind.serve(task, features[i : i + bs], device, new) for i in range(0, len(features), bs)]}
     for m in variants.values():
         m.eval()
         shapes["batch_1"][0](m)  # warm-up: first-call allocations and kernel selection
@@ -90,14 +67,14 @@ def measure(model: nn.Module, base: nn.Module | None, task: Task, icfg: DictConf
                 tokens[name][shape] = generated
     out: dict[str, Any] = {"examples": len(features), "batch_size": bs, "repeats": int(icfg.repeats),
                            "extra_input_tokens": soft_prompt(model)[2]}
-    if task.kind != "classification":
+    if kind.generates:
         out["max_new_tokens"] = new
     for name in variants:
         out[name] = {}
         for shape in shapes:
             seconds = statistics.median(times[name][shape])
             row = {"latency_per_example_s": seconds / len(features)}
-            if task.kind != "classification":
+            if kind.generates:
                 row["generated_tokens"] = tokens[name][shape]
                 row["tokens_per_s"] = tokens[name][shape] / seconds if seconds else None
             out[name][shape] = row

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from bench.compose import compose, split_args
+from bench.errors import ConfigError
 from bench import models
 from bench.config import validate
 from bench.generate import greedy_decoder
@@ -40,15 +41,13 @@ from bench.tasks import Task, pad
 from bench.tasks.cache import prepare_task
 from bench.train import epoch_orders, lr_lambda, train
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 METHODS = ("full", "lora", "prompt_tuning")
 MODELS = {"offline": ("minilm-l6", "smollm2-135m"), "tiny": ("tiny-bert", "tiny-llama")}  # (classify + train, generate)
 CPU = torch.device("cpu")
 
 
 def compose_cfg(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=["tracking=none", *overrides])
+    return compose(["tracking=none", *overrides])
 
 
 def setup(cfg: DictConfig) -> tuple[torch.nn.Module, Task]:
@@ -240,11 +239,16 @@ def switches(model: str, extra: list[str], steps: int, rounds: int, compile_too:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv))
-    which = args.pop("models", "offline")
-    steps, rounds = int(args.pop("steps", 12)), int(args.pop("rounds", 3))
-    part = args.pop("part", "all")  # overhead | switches | all
-    compile_too = args.pop("compile", "false") == "true"  # torch.compile among the switches (needs a C++ compiler; slow first steps)
+    try:  # its options, and config overrides (train.batch_size=8) for every contestant
+        args, extra = split_args(sys.argv[1:] if argv is None else argv,
+                                 {"models": "offline", "steps": "12", "rounds": "3", "part": "all", "compile": "false"})
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    which = args["models"]
+    steps, rounds = int(args["steps"]), int(args["rounds"])
+    part = args["part"]  # overhead | switches | all
+    compile_too = args["compile"] == "true"  # torch.compile among the switches (needs a C++ compiler; slow first steps)
     if part not in ("overhead", "switches", "all"):
         print(f"part={part}: must be one of overhead, switches, all", file=sys.stderr)
         return 2
@@ -252,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"models={which}: must be one of {', '.join(MODELS)}", file=sys.stderr)
         return 2
     classify_model, generate_model = MODELS[which]
-    extra = [f"{k}={v}" for k, v in args.items()]
     print(f"torch threads: {torch.get_num_threads()}; {steps} steps x {rounds} rounds per contestant", flush=True)
     if part in ("switches", "all"):
         table = switches(classify_model, extra, max(steps, 10), max(1, rounds - 1), compile_too)

@@ -11,7 +11,6 @@ import functools
 import math
 import os
 import re
-import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import assets
 from bench.errors import ConfigError
 from bench.tasks.cache import check_parts
-from bench.tasks.data import FORMATS, label_key, read_numbered, split_file
+from bench.tasks.data import FORMATS, read_numbered, split_file
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -58,15 +57,20 @@ MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family",
 TASK_KEYS = frozenset({"name", "kind", "format", "path", "subset", "train_split", "eval_split", "columns", "metrics",
                        "max_train_examples", "seed", "num_train", "num_eval",
                        "eval_fraction", "split_seed", "train_rows", "eval_rows"})
-KIND_KEYS = {
-    "classification": frozenset({"text_fields", "label_field", "labels", "label_names", "max_length"}),
-    "summarization": frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
-                                "max_source_tokens", "max_target_tokens"}),
-}
-TASK_ALL_KEYS = TASK_KEYS.union(*KIND_KEYS.values())  # a task whose kind is missing or misspelt: its keys are checked against every kind's
 METHOD_SHARED_KEYS = frozenset({"name", "lr"})  # every method has these; the rest are its own conf/method/<name>.yaml's
-KIND_METRICS = {"classification": ("accuracy", "f1", "mcc"), "summarization": ("rouge1", "rouge2", "rougeL", "rougeLsum")}
-PLACEHOLDERS = {"summarization": ("source",)}  # what each kind fills into task.prompt_template
+
+
+def kinds() -> dict[str, Any]:
+    """The task kinds' declarations (bench.tasks: each kind module declares its keys, metrics and
+    checks; none loads torch when imported)."""
+    from bench.tasks import kinds as registered
+
+    return registered()
+
+
+def task_all_keys() -> frozenset[str]:
+    """Every key some kind reads: a task whose kind is missing or misspelt is checked against these."""
+    return TASK_KEYS.union(*(k.keys for k in kinds().values()))
 
 
 # ---------------------------------------------------------------- typed values
@@ -139,10 +143,10 @@ def check_keys(cfg: DictConfig) -> None:
             _known(cfg[section], section, known[section])
     _known(cfg.model, "model", MODEL_KEYS)
     kind = cfg.task.get("kind")
-    if kind in KIND_KEYS:
-        _known(cfg.task, "task", TASK_KEYS | KIND_KEYS[kind], owner=f"a {kind} task")
+    if kind in kinds():
+        _known(cfg.task, "task", TASK_KEYS | kinds()[kind].keys, owner=f"a {kind} task")
     else:  # check_task names the kind; a misspelt key beside it is named first
-        _known(cfg.task, "task", TASK_ALL_KEYS, owner="a task of any kind")
+        _known(cfg.task, "task", task_all_keys(), owner="a task of any kind")
     name = str(cfg.method.get("name"))
     keys = method_keys(name)
     if keys is not None:  # an unknown method name is refused by the registry, listing the known ones
@@ -177,7 +181,7 @@ def check_overrides(args: list[str]) -> None:
     known = known_keys()
     sets: dict[str, tuple[frozenset[str], str]] = {
         "method": (keys, f"method {chosen[-1]} has") if keys is not None else (all_method_keys(), "the methods have"),
-        "task": (TASK_ALL_KEYS, "the task kinds have"), "model": (MODEL_KEYS, "model has"),
+        "task": (task_all_keys(), "the task kinds have"), "model": (MODEL_KEYS, "model has"),
         **{section: (known[section], f"{section} has") for section in SECTIONS},
     }
     for arg in args:
@@ -386,51 +390,19 @@ def check_validation(cfg: DictConfig) -> None:
 
 # ---------------------------------------------------------------- the task and its data
 def check_task(tcfg: DictConfig) -> None:
-    """The task's own keys, by kind; its data are checked by check_data."""
-    choice(tcfg, "kind", "task.kind", tuple(KIND_KEYS))
-    choice(tcfg, "format", "task.format", FORMATS)
+    """The keys every task has, then its kind's own (the kind's module checks them)."""
+    choice(tcfg, "kind", "task.kind", tuple(sorted(kinds())))
+    kind = kinds()[tcfg.kind]
+    if kind.reads_rows:
+        choice(tcfg, "format", "task.format", FORMATS)
     metrics = tcfg.get("metrics")
-    known = KIND_METRICS[tcfg.kind]
-    if not isinstance(metrics, ListConfig) or not metrics or any(m not in known for m in metrics):
-        raise ConfigError("task.metrics", metrics, f"a list of {', '.join(known)} (the first is the main metric)")
+    if not isinstance(metrics, ListConfig) or not metrics or any(m not in kind.metrics for m in metrics):
+        raise ConfigError("task.metrics", metrics, f"a list of {', '.join(kind.metrics)} (the first is the main metric)")
     optional_int(tcfg, "max_train_examples", "task.max_train_examples", 1, "every training row")
-    if tcfg.format == "embedded":
+    if kind.reads_rows and tcfg.format == "embedded":
         for key in ("num_train", "num_eval"):
             int_at_least(tcfg, key, f"task.{key}", 1, "generated examples")
-    if tcfg.kind == "classification":
-        fields = tcfg.get("text_fields")
-        if not isinstance(fields, ListConfig) or not 1 <= len(fields) <= 2:
-            raise ConfigError("task.text_fields", fields, "a list of one or two field names (two are encoded as a pair)")
-        labels = tcfg.get("labels")
-        if not isinstance(labels, ListConfig) or len(labels) < 2 or len({str(x) for x in labels}) != len(labels):
-            raise ConfigError("task.labels", labels, "a list of at least two distinct raw label values, in class-id order")
-        names = tcfg.get("label_names")
-        if names is not None and (not isinstance(names, ListConfig) or len(names) != len(labels)):
-            raise ConfigError("task.label_names", names, f"null or one name per label ({len(labels)})")
-        int_at_least(tcfg, "max_length", "task.max_length", 1, "tokens per example")
-    else:
-        int_at_least(tcfg, "max_source_tokens", "task.max_source_tokens", 1, "source tokens kept")
-        int_at_least(tcfg, "max_target_tokens", "task.max_target_tokens", 1, "summary tokens trained on")
-        boolean(tcfg, "use_chat_template", "task.use_chat_template")
-        check_template(tcfg)
-
-
-def check_template(tcfg: DictConfig) -> None:
-    """task.prompt_template may use only the placeholders its kind fills in, and must use them."""
-    template, wanted = tcfg.get("prompt_template"), PLACEHOLDERS[tcfg.kind]
-    placeholders = "{" + "}, {".join(wanted) + "}"
-    if not isinstance(template, str):
-        raise ConfigError("task.prompt_template", template, f"a text with {placeholders}")
-    try:
-        used = {re.split(r"[.\[!:]", name)[0] for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise ConfigError("task.prompt_template", template, f"a format string ({exc}); write a literal brace as {{{{ or }}}}") from None
-    unknown = sorted(used - set(wanted))
-    if unknown:
-        raise ConfigError("task.prompt_template", template, f"a text whose placeholders are {placeholders} only (what the {tcfg.kind} "
-                          f"kind fills in); it has {{{unknown[0]}}}")
-    if set(wanted) - used:
-        raise ConfigError("task.prompt_template", template, f"a text containing {placeholders} (where the source text goes)")
+    kind.check(tcfg)
 
 
 def check_data(cfg: DictConfig) -> None:
@@ -465,29 +437,16 @@ def check_data(cfg: DictConfig) -> None:
 _ROW_COUNTS: dict[tuple, int] = {}
 
 
-def _wanted_fields(tcfg: DictConfig, split: str) -> list[tuple[str, str]]:
-    """(config key, field name) of every field a row of this split must have."""
-    if tcfg.kind == "classification":
-        return [("task.text_fields", str(f)) for f in tcfg.text_fields] + [("task.label_field", str(tcfg.label_field))]
-    wanted = [("task.source_field", str(tcfg.source_field))]
-    if split == "train":
-        wanted.append(("task.target_field", str(tcfg.target_field)))
-    elif tcfg.get("reference_fields"):
-        wanted += [("task.reference_fields", str(f)) for f in tcfg.reference_fields]
-    return wanted
-
-
 def check_rows(tcfg: DictConfig, split: str, path: Path, rows: list[tuple[int, dict]]) -> None:
-    wanted = _wanted_fields(tcfg, split)
+    kind = kinds()[tcfg.kind]
+    wanted = kind.fields(tcfg, split)
     names = [name for _, name in wanted]
-    label_field = str(tcfg.label_field) if tcfg.kind == "classification" else None  # read once: OmegaConf access is slow per row
-    labels = {label_key(x) for x in tcfg.labels} if label_field else set()  # matched as the run matches them
+    problem = kind.row_check(tcfg)  # the kind's own check of a row's values (classification: its label is listed)
     for line, row in rows:
         if not all(name in row for name in names):
             key, name = next((key, name) for key, name in wanted if name not in row)
             raise ConfigError(key, name, f"a field of every row of {path.name}; line {line} has {', '.join(map(str, row)) or 'no fields'}")
-        if label_field is not None and label_key(row[label_field]) not in labels:
-            raw = row[label_field]
-            hint = f" (a JSON {'true' if raw else 'false'}: labels: [false, true])" if isinstance(raw, bool) else ""
-            raise ConfigError("task.labels", OmegaConf.to_container(tcfg.labels),
-                              f"a list of every value of {label_field!r}; {path.name} line {line} has {raw!r}{hint}")
+        found = problem(row) if problem is not None else None
+        if found is not None:
+            key, value, valid, has = found
+            raise ConfigError(key, value, f"{valid}; {path.name} line {line} has {has}")

@@ -96,6 +96,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
 
     # The memory peak is reset just before training and read right after it (before the final
     # evaluation); a method that trains nothing is measured over its evaluation instead.
+    flops = count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak
     peak_reset = measure.reset_peak(device)
     should_stop = trial_pruner(cfg, record, task)
     if method.trains:
@@ -107,7 +108,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
         quality = evaluate()
         memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="eval")
     record["memory"] = memory_section(memory, model, plan.head, result, int(cfg.train.batch_size))
-    record["speed"] = speed_section(cfg, result, model, ready.load_s)
+    record["speed"] = speed_section(cfg, result, model, ready.load_s, flops, device)
     record["quality"] = {**quality, "main_metric": task.main_metric}
     tracker.log_final(len(result.step_times_s), quality)
     record["curve"] = result.curve
@@ -149,11 +150,28 @@ def memory_section(memory: dict[str, Any], model: nn.Module, head: str, result: 
     return memory
 
 
-def speed_section(cfg: DictConfig, result: TrainResult, model: nn.Module, load_s: float) -> dict[str, Any]:
-    """Step times after the warm-up steps, throughput over every step, and the switches in force."""
+def count_flops(cfg: DictConfig, plan: Plan, task: Task, model: nn.Module) -> tuple[float, int] | None:
+    """(training FLOPs, padded tokens) of the first training batch, or None (speed.count_flops off,
+    or nothing trains)."""
+    if not plan.method.trains or not bool(cfg.speed.get("count_flops", True)) or not task.train:
+        return None
+    batch = task.collate(task.train[: int(cfg.train.batch_size)])
+    return speed.step_flops(model, batch, cfg, plan.device), int(batch["attention_mask"].numel())
+
+
+def speed_section(cfg: DictConfig, result: TrainResult, model: nn.Module, load_s: float,
+                  flops: tuple[float, int] | None = None, device: torch.device | None = None) -> dict[str, Any]:
+    """Step times after the warm-up steps, throughput over every step, the switches in force, and
+    the FLOP rate: FLOPs per padded token (counted on the first batch) x the padded tokens trained /
+    the time of every step; MFU divides it by the card's measured bf16 peak (CUDA only). Per token,
+    since batches differ in length; attention's share grows with length, so it is approximate
+    where lengths vary."""
     steps, warmup = result.step_times_s, int(cfg.train.timing_warmup_steps)
     timed = steps[warmup:] if len(steps) > warmup else steps
     total_step_s = sum(steps)
+    per_token = flops[0] / flops[1] if flops and flops[1] else None
+    tflops = per_token * result.padded_tokens / total_step_s / 1e12 if per_token and total_step_s else None
+    peak = speed.peak_tflops(device) if tflops and device is not None else None
     return {
         "steps": len(steps),
         "timing_warmup_steps": warmup,
@@ -163,6 +181,10 @@ def speed_section(cfg: DictConfig, result: TrainResult, model: nn.Module, load_s
         "padding_fraction": 1 - result.real_tokens / result.padded_tokens if result.padded_tokens else None,
         "train_wall_s": result.wall_s,
         "model_load_s": load_s,
+        "flops_per_token": per_token,
+        "tflops_per_s": tflops,
+        "peak_tflops": peak,
+        "mfu": tflops / peak if tflops and peak else None,
         "switches": {**speed.settings(cfg), "attention_used": speed.attention_used(model),
                      "fused_adamw_used": bool(result.optimizer is not None and result.optimizer.defaults.get("fused"))},
     }

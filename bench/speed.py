@@ -53,3 +53,49 @@ def attention_used(model: nn.Module) -> str | None:
         if config is not None and hasattr(config, "_attn_implementation"):
             return config._attn_implementation
     return None
+
+
+def step_flops(model: nn.Module, batch: dict[str, torch.Tensor], cfg: DictConfig, device: torch.device) -> float:
+    """FLOPs of one training forward and backward on `batch`, counted by torch (matmuls and
+    attention: the model FLOPs of MFU, so gradient checkpointing's recompute is not counted). The
+    random state is put back and the gradients dropped: the run trains exactly as without it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = {k: v.to(device) for k, v in batch.items()}
+    was_training = model.training
+    model.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with FlopCounterMode(display=False) as counter:
+            with autocast(cfg, device):
+                loss = model(**batch).loss
+            loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+_PEAK_TFLOPS: dict[str, float | None] = {}
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    """The card's bf16 matmul rate, measured here once per process (8192^3 products, mean of 10
+    after 3 warm-ups): MFU's denominator. None off CUDA (a CPU's peak is not a useful yardstick)."""
+    if device.type != "cuda":
+        return None
+    key = str(device)
+    if key not in _PEAK_TFLOPS:
+        import time
+
+        a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+        b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        torch.cuda.synchronize(device)
+        _PEAK_TFLOPS[key] = 10 * 2 * 8192**3 / (time.perf_counter() - t0) / 1e12
+        del a, b
+        torch.cuda.empty_cache()
+    return _PEAK_TFLOPS[key]

@@ -10,7 +10,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +18,10 @@ SHARED_DATA = (ROOT.parent / "shared" / "datasets").resolve()
 
 
 def make_cfg(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+    """The config the command line would compose (bench.compose: the one way)."""
+    from bench.compose import compose
+
+    return compose(overrides, return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.tasks import get_kind
 from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, one_of, register, save_peft
 
 INITS = ("random", "text", "vocab", "labels")
@@ -31,24 +32,13 @@ def _task_type(head: str) -> str:
     return {"classifier": "FEATURE_EXTRACTION", "causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}[head]
 
 
-def input_tokens(cfg: DictConfig, family: str) -> tuple[int, str]:
-    """The longest input the task feeds (tokens), and what it is made of, for the length check."""
-    task = cfg.task
-    if task.kind == "classification":
-        return int(task.max_length), "task.max_length"
-    if family == "decoder":
-        longest = int(task.max_source_tokens) + max(int(task.max_target_tokens) + 1, int(cfg.eval.max_new_tokens))
-        return longest, "task.max_source_tokens + the longer of task.max_target_tokens + 1 and eval.max_new_tokens"
-    return int(task.max_source_tokens), "task.max_source_tokens"
-
-
 def check_length(method_cfg: DictConfig, probe: Probe) -> None:
     """Virtual tokens and the input must fit the model's positions together (the prompt template
     adds a few tokens more, not counted here)."""
     limit = getattr(probe.model.config, "max_position_embeddings", None)
     if not limit or probe.family == "encoder-decoder":  # T5's relative positions have no limit
         return
-    longest, made_of = input_tokens(probe.cfg, probe.family)
+    longest, made_of, _ = get_kind(probe.cfg.task.kind).input_tokens(probe.cfg, probe.family)
     p = int(method_cfg.num_virtual_tokens)
     if p + longest > int(limit):
         raise ConfigError("method.num_virtual_tokens", p, f"at most {int(limit) - longest}: {p} virtual tokens + {longest} input tokens ({made_of}) exceed the model's {limit} positions")
@@ -61,7 +51,7 @@ def check_prompt(method_cfg: DictConfig, probe: Probe | None) -> None:
         raise ConfigError("method.init_text", method_cfg.get("init_text"), "a non-empty text when method.init=text")
     if probe is None:
         return
-    if init == "labels" and probe.cfg.task.kind != "classification":
+    if init == "labels" and "labels" not in get_kind(probe.cfg.task.kind).keys:  # a kind without class labels
         raise ConfigError("method.init", init, f"random, text or vocab: task {probe.cfg.task.name} has no class labels")
     check_length(method_cfg, probe)
 

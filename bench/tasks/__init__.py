@@ -1,19 +1,27 @@
 """Task kinds: code that turns raw rows into model inputs and scores predictions. A dataset of a
-known kind is a YAML file under conf/task/, not code.
+known kind is a YAML file under conf/task/, not code; a new kind is one module in this package.
 
-A kind module registers itself with `@register_kind(name)` on a `build(task_cfg, rows, tokenizer,
-family, eval_cfg) -> Task` function and declares which families it supports.
+A kind module declares everything about its kind in one `register_kind(...)` on its `build`
+function: the task keys and metrics it accepts and how their values are checked, the fields each
+row must hold, how long its inputs get (the models' position checks and the memory estimate),
+how its examples are served for the inference timing, and its evaluation (on the Task it builds).
+Kind modules load no torch when imported (their functions import it), so the plain checks read
+the declarations before torch loads. Kinds are discovered: every module here that registers one.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from bench.errors import ConfigError
 
-if TYPE_CHECKING:  # torch loads with the kinds (get_kind), so that bench.tasks.data stays torch-free for validation
+if TYPE_CHECKING:
     import torch
+    from omegaconf import DictConfig
+    from torch import nn
 
 
 @dataclass
@@ -34,31 +42,56 @@ class Task:
     label_names: list[str] = field(default_factory=list)
 
 
+Serve = Callable[["Task", list[dict], "torch.device", int], Callable[["nn.Module"], int]]
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
-    build: Callable[..., Task]
+    build: Callable[..., Task]  # (task_cfg, train_rows, eval_rows, tokenizer, family) -> Task
     families: tuple[str, ...]  # model families the kind supports
     head_for: Callable[[str], str]  # family -> head
+    keys: frozenset[str]  # its own task.* keys, beside the ones every kind has (preflight.TASK_KEYS)
+    metrics: tuple[str, ...]  # what task.metrics may list; the first listed is the run's main metric
+    check: Callable[[DictConfig], None]  # its keys' values, torch-free (a ConfigError names the key)
+    fields: Callable[[DictConfig, str], list[tuple[str, str]]]  # (config key, field name) each row of a split must hold
+    input_tokens: Callable[[DictConfig, str], tuple[int, str, str]]  # (cfg, family) -> longest input: tokens, made of, the key to name
+    train_tokens: Callable[[DictConfig, str], int]  # (cfg, family) -> longest training sequence (the estimator's default length)
+    serve: Serve  # (task, features, device, max_new_tokens) -> a function serving that batch with a model; returns tokens generated
+    generates: bool  # serving generates tokens (the inference record has tokens/s), or is one forward pass
+    row_check: Callable[[DictConfig], Callable[[dict], tuple[str, Any, str, str] | None] | None] = lambda tcfg: None  # task cfg -> per-row check: (key, value, what is valid, what the row has) or None
+    reads_rows: bool = True  # False: the kind makes its own examples (task.format is not read)
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def register_kind(name: str, families: tuple[str, ...], head_for: Callable[[str], str]):
+def register_kind(name: str, **declared: Any) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorate a kind's build function with the kind's declarations (the fields of Kind)."""
     def wrap(build: Callable[..., Task]) -> Callable[..., Task]:
-        KINDS[name] = Kind(name, build, families, head_for)
+        KINDS[name] = Kind(name=name, build=build, **declared)
         return build
 
     return wrap
 
 
-def get_kind(name: str) -> Kind:
-    from bench.tasks import classification, summarization  # noqa: F401  (registers the kinds; they import torch)
+def kinds() -> dict[str, Kind]:
+    """Every kind, after importing each module of this package once (a kind module registers itself)."""
+    if not _discovered:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _discovered.append(True)
+    return KINDS
 
-    if name not in KINDS:
-        raise ConfigError("task.kind", name, f"one of {', '.join(sorted(KINDS))}")
-    return KINDS[name]
+
+_discovered: list[bool] = []
+
+
+def get_kind(name: str) -> Kind:
+    known = kinds()
+    if name not in known:
+        raise ConfigError("task.kind", name, f"one of {', '.join(sorted(known))}")
+    return known[name]
 
 
 def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import interrupts, metrics
 from bench.errors import ConfigError
+from bench.preflight import int_at_least
 from bench.tasks import Task, pad, register_kind
 from bench.tasks.data import label_key
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def _label_ids(task_cfg: DictConfig) -> dict[str, int]:
@@ -42,6 +46,8 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[di
 
 def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
     """Batched forward passes, argmax, then the metrics over every evaluated example."""
+    import torch
+
     model.eval()
     preds = [0] * len(task.eval)
     order = sorted(range(len(task.eval)), key=lambda i: len(task.eval[i]["input_ids"]))  # similar lengths per batch: little padding
@@ -65,11 +71,68 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     return out
 
 
-@register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: "classifier")
+def check(tcfg: DictConfig) -> None:
+    """The classification keys' values (the plain checks, before torch loads)."""
+    fields = tcfg.get("text_fields")
+    if not isinstance(fields, ListConfig) or not 1 <= len(fields) <= 2:
+        raise ConfigError("task.text_fields", fields, "a list of one or two field names (two are encoded as a pair)")
+    labels = tcfg.get("labels")
+    if not isinstance(labels, ListConfig) or len(labels) < 2 or len({str(x) for x in labels}) != len(labels):
+        raise ConfigError("task.labels", labels, "a list of at least two distinct raw label values, in class-id order")
+    names = tcfg.get("label_names")
+    if names is not None and (not isinstance(names, ListConfig) or len(names) != len(labels)):
+        raise ConfigError("task.label_names", names, f"null or one name per label ({len(labels)})")
+    int_at_least(tcfg, "max_length", "task.max_length", 1, "tokens per example")
+
+
+def fields(tcfg: DictConfig, split: str) -> list[tuple[str, str]]:
+    """(config key, field name) of every field a row must hold: the text fields and the label."""
+    return [("task.text_fields", str(f)) for f in tcfg.text_fields] + [("task.label_field", str(tcfg.label_field))]
+
+
+def row_check(tcfg: DictConfig) -> Callable[[dict], tuple[str, Any, str, str] | None]:
+    """A row's label must be one of task.labels, matched as the run matches them (data.label_key).
+    The check returns (config key, its value, what is valid, what the row has), or None."""
+    label_field = str(tcfg.label_field)  # read once: OmegaConf access is slow per row
+    labels = {label_key(x) for x in tcfg.labels}
+    listed = OmegaConf.to_container(tcfg.labels)
+
+    def problem(row: dict) -> tuple[str, Any, str, str] | None:
+        raw = row[label_field]
+        if label_key(raw) in labels:
+            return None
+        hint = f" (a JSON {'true' if raw else 'false'}: labels: [false, true])" if isinstance(raw, bool) else ""
+        return "task.labels", listed, f"a list of every value of {label_field!r}", f"{raw!r}{hint}"
+
+    return problem
+
+
+def input_tokens(cfg: DictConfig, family: str) -> tuple[int, str, str]:
+    """Every input is cut to task.max_length tokens."""
+    return int(cfg.task.max_length), "task.max_length", "task.max_length"
+
+
+def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens: int) -> Callable[[nn.Module], int]:
+    """One forward pass over the batch (nothing is generated)."""
+    batch = {k: v.to(device) for k, v in task.collate(features).items() if k != "labels"}
+
+    def classify(model: nn.Module) -> int:
+        model(**batch)
+        return 0
+
+    return classify
+
+
+@register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: "classifier",
+               keys=frozenset({"text_fields", "label_field", "labels", "label_names", "max_length"}),
+               metrics=("accuracy", "f1", "mcc"), check=check, fields=fields, row_check=row_check,
+               input_tokens=input_tokens, train_tokens=lambda cfg, family: int(cfg.task.max_length), serve=serve, generates=False)
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     pad_id = tokenizer.pad_token_id
 
     def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
+        import torch
+
         ids = pad([f["input_ids"] for f in batch], pad_id)
         mask = pad([[1] * len(f["input_ids"]) for f in batch], 0)
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in batch])}

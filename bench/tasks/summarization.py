@@ -7,14 +7,20 @@ Instruction-tuned decoders get their chat template around the prompt (task.use_c
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import string
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 from omegaconf import DictConfig
 
 from bench import interrupts, metrics
-from bench.generate import greedy_decoder, greedy_seq2seq
+from bench.errors import ConfigError
+from bench.preflight import boolean, int_at_least
 from bench.tasks import Task, pad, register_kind
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 IGNORE = -100
 
@@ -63,6 +69,10 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any, family: st
 
 def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
     """Greedy generation with at most eval.max_new_tokens new tokens, then ROUGE."""
+    import torch
+
+    from bench.generate import greedy_decoder, greedy_seq2seq
+
     model.eval()
     tokenizer, family = task.tokenizer, task.family
     order = sorted(range(len(task.eval)), key=lambda i: len(task.eval[i]["prompt_ids"]))  # less padding
@@ -91,10 +101,89 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     return out_metrics
 
 
+PLACEHOLDERS = ("source",)  # what this kind fills into task.prompt_template
+
+
+def check(tcfg: DictConfig) -> None:
+    """The summarization keys' values (the plain checks, before torch loads)."""
+    int_at_least(tcfg, "max_source_tokens", "task.max_source_tokens", 1, "source tokens kept")
+    int_at_least(tcfg, "max_target_tokens", "task.max_target_tokens", 1, "summary tokens trained on")
+    boolean(tcfg, "use_chat_template", "task.use_chat_template")
+    check_template(tcfg)
+
+
+def check_template(tcfg: DictConfig) -> None:
+    """task.prompt_template may use only the placeholders this kind fills in, and must use them."""
+    template = tcfg.get("prompt_template")
+    placeholders = "{" + "}, {".join(PLACEHOLDERS) + "}"
+    if not isinstance(template, str):
+        raise ConfigError("task.prompt_template", template, f"a text with {placeholders}")
+    try:
+        used = {re.split(r"[.\[!:]", name)[0] for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ConfigError("task.prompt_template", template, f"a format string ({exc}); write a literal brace as {{{{ or }}}}") from None
+    unknown = sorted(used - set(PLACEHOLDERS))
+    if unknown:
+        raise ConfigError("task.prompt_template", template, f"a text whose placeholders are {placeholders} only (what the summarization "
+                          f"kind fills in); it has {{{unknown[0]}}}")
+    if set(PLACEHOLDERS) - used:
+        raise ConfigError("task.prompt_template", template, f"a text containing {placeholders} (where the source text goes)")
+
+
+def fields(tcfg: DictConfig, split: str) -> list[tuple[str, str]]:
+    """(config key, field name) a row must hold: the source; the target to train on; the references to score against."""
+    wanted = [("task.source_field", str(tcfg.source_field))]
+    if split == "train":
+        wanted.append(("task.target_field", str(tcfg.target_field)))
+    elif tcfg.get("reference_fields"):
+        wanted += [("task.reference_fields", str(f)) for f in tcfg.reference_fields]
+    return wanted
+
+
+def input_tokens(cfg: DictConfig, family: str) -> tuple[int, str, str]:
+    """A decoder reads the prompt and writes the summary in one sequence (the longer of the trained
+    summary + EOS and the generated one); an encoder reads the source alone."""
+    task = cfg.task
+    if family == "decoder":
+        longest = int(task.max_source_tokens) + max(int(task.max_target_tokens) + 1, int(cfg.eval.max_new_tokens))
+        return longest, "task.max_source_tokens + the longer of task.max_target_tokens + 1 and eval.max_new_tokens", "task.max_source_tokens"
+    return int(task.max_source_tokens), "task.max_source_tokens", "task.max_source_tokens"
+
+
+def train_tokens(cfg: DictConfig, family: str) -> int:
+    """The longest training sequence: prompt + summary + EOS for a decoder, the source for an encoder."""
+    task = cfg.task
+    if family == "decoder":
+        return int(task.max_source_tokens) + int(task.max_target_tokens) + 1
+    return int(task.max_source_tokens)
+
+
+def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens: int) -> Callable[[nn.Module], int]:
+    """Greedy generation of exactly max_new_tokens per example (EOS never stops it early), so every
+    variant served generates the same tokens."""
+    from bench.generate import greedy_decoder, greedy_seq2seq
+
+    tok, left = task.tokenizer, task.family == "decoder"
+    prompts = [f["prompt_ids"] for f in features]
+    ids = pad(prompts, tok.pad_token_id, left=left).to(device)
+    mask = pad([[1] * len(p) for p in prompts], 0, left=left).to(device)
+    decode = greedy_decoder if left else greedy_seq2seq
+
+    def generate(model: nn.Module) -> int:
+        decode(model, ids, mask, max_new_tokens, -1, tok.pad_token_id)
+        return ids.shape[0] * max_new_tokens
+
+    return generate
+
+
 @register_kind(
     "summarization",
     families=("decoder", "encoder-decoder"),
     head_for=lambda family: "causal_lm" if family == "decoder" else "seq2seq_lm",
+    keys=frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
+                    "max_source_tokens", "max_target_tokens"}),
+    metrics=("rouge1", "rouge2", "rougeL", "rougeLsum"), check=check, fields=fields,
+    input_tokens=input_tokens, train_tokens=train_tokens, serve=serve, generates=True,
 )
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     pad_id = tokenizer.pad_token_id
