@@ -98,6 +98,14 @@ def check_lengths(cfg: DictConfig, config: PretrainedConfig, family: str, kind: 
                       f"{cfg.model.name}'s {limit} positions")
 
 
+def check_vocab(cfg: DictConfig, config: PretrainedConfig) -> None:
+    """A synthetic task's token ids must exist in a tokenizer-less model's own vocabulary (a model
+    with a tokenizer gets the tokenizer's, which no synthetic vocabulary of ours exceeds)."""
+    wanted, vocab = cfg.task.get("vocab_size"), getattr(config, "vocab_size", None)
+    if cfg.model.get("tokenizer") is None and isinstance(wanted, int) and isinstance(vocab, int) and wanted > vocab:
+        raise ConfigError("task.vocab_size", wanted, f"at most {vocab}: {cfg.model.name}'s vocabulary")
+
+
 def validate(cfg: DictConfig) -> Plan:
     """Check everything checkable without weights; returns what was decided on the way."""
     preflight.check(cfg)
@@ -110,6 +118,7 @@ def validate(cfg: DictConfig) -> Plan:
     if family not in kind.families:
         raise ConfigError("model", cfg.model.name, f"a {' or '.join(kind.families)} model for {kind.name} tasks; {cfg.model.name} is {family}")
     check_lengths(cfg, config, family, kind)
+    check_vocab(cfg, config)
     head = kind.head_for(family)
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes

@@ -127,8 +127,11 @@ def family_of(config: PretrainedConfig) -> str:
     return "encoder"
 
 
-def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
-    """The tokenizer, with a pad token (decoders often lack one: reuse EOS)."""
+def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase | None:
+    """The tokenizer, with a pad token (decoders often lack one: reuse EOS). None for a model built
+    from config with `tokenizer: null`: it keeps its config's vocabulary (synthetic tasks only)."""
+    if model_cfg.source == "config" and model_cfg.get("tokenizer") is None:
+        return None
     tok = AutoTokenizer.from_pretrained(_tokenizer_path(model_cfg))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.sep_token

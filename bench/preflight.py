@@ -128,8 +128,22 @@ def check(cfg: DictConfig) -> None:
     check_method(cfg.method)
     check_train_eval(cfg, cfg.method.name not in NOT_TRAINING)
     check_task(cfg.task)
-    check_data(cfg)
-    check_parts(cfg.task, cfg.data_root)  # train and eval parts of one file never overlap
+    check_text_needs(cfg)
+    if kinds()[cfg.task.kind].reads_rows:
+        check_data(cfg)
+        check_parts(cfg.task, cfg.data_root)  # train and eval parts of one file never overlap
+
+
+def check_text_needs(cfg: DictConfig) -> None:
+    """A model without a tokenizer (model.tokenizer: null, built from config) can only train on a
+    kind that makes its own token ids (synthetic), and cannot score forgetting's general text."""
+    if cfg.model.source != "config" or cfg.model.get("tokenizer") is not None:
+        return
+    if kinds()[cfg.task.kind].reads_rows:
+        raise ConfigError("model.tokenizer", None, f"a tokenizer for task {cfg.task.name} (its rows are text); "
+                          "only a synthetic task needs none")
+    if cfg.forgetting.enabled:
+        raise ConfigError("forgetting.enabled", True, "false for a model without a tokenizer (forgetting scores general text)")
 
 
 def check_keys(cfg: DictConfig) -> None:

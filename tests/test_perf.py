@@ -3,7 +3,6 @@ and its last line is the figure CI and users read. It asserts no speed (machines
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -60,12 +59,24 @@ def test_cost_curve_exponent_is_the_log_log_slope():
 
 @pytest.mark.slow
 def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cost", "quick=true", f"out={tmp_path}"], cwd=ROOT, capture_output=True,
+    """The cost curve is a preset of the app: its cells are records (relaunched, it runs none again)."""
+    from bench.record import load_records
+
+    proc = subprocess.run([sys.executable, "-m", "bench.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads((tmp_path / "cost-cpu.json").read_text())
-    assert len(rows) == 9 and not any("error" in r for r in rows)  # 2 sizes + 1 more length, x 3 methods
-    assert all(r["step_s"] > 0 and r["peak_bytes"] > 0 for r in rows)
+    records = load_records(tmp_path)
+    assert len(records) == 9 and all(r["run"]["status"] == "success" for r in records)  # 2 sizes + 1 more length, x 3 methods
+    assert all(r["speed"]["step_time_median_s"] > 0 and r["memory"]["peak_bytes"] > 0 and r["speed"]["flops_per_token"] > 0 for r in records)
     table = (tmp_path / "cost-cpu.md").read_text()
     method_rows = [line for line in table.splitlines() if line.startswith(("| full", "| lora", "| prompt_tuning"))]
     assert len(method_rows) == 6 and all(re.search(r"\| -?\d+\.\d\d, -?\d+\.\d\d \|$", line) for line in method_rows)
+    again = subprocess.run([sys.executable, "-m", "bench.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=900)
+    assert again.returncode == 0 and len(load_records(tmp_path)) == 9 and again.stdout.count("skip:") == 9
+
+
+def test_cost_curve_refuses_a_bare_or_misspelt_argument():
+    from bench.cost import main
+
+    assert main(["results/x"]) == 2 and main(["quick=yes"]) == 2 and main(["train.bsz=3"]) == 2

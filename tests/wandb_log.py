@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 
-def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+def read_offline_run(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, Any]:
+    """read_run_file, again until the file holds its run and its exit records (at most wait_s).
+    Why: W&B's writer process may still be flushing the file when finish() has returned (seen
+    under load: the run record was missing)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = read_run_file(run_dir)
+        if (out["run"] is not None and out["exit_code"] is not None) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def read_run_file(run_dir: str | Path) -> dict[str, Any]:
     """What an offline W&B run holds (run info, config, summary, history rows, exit code), read
     from its run-*.wandb file without syncing. Why: to check what `wandb sync` would upload.
 

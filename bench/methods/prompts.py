@@ -51,6 +51,8 @@ def check_prompt(method_cfg: DictConfig, probe: Probe | None) -> None:
         raise ConfigError("method.init_text", method_cfg.get("init_text"), "a non-empty text when method.init=text")
     if probe is None:
         return
+    if init == "text" and probe.cfg.model.source == "config" and probe.cfg.model.get("tokenizer") is None:
+        raise ConfigError("method.init", init, f"random or vocab: {probe.cfg.model.name} has no tokenizer to read method.init_text with")
     if init == "labels" and "labels" not in get_kind(probe.cfg.task.kind).keys:  # a kind without class labels
         raise ConfigError("method.init", init, f"random, text or vocab: task {probe.cfg.task.name} has no class labels")
     check_length(method_cfg, probe)

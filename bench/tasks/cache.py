@@ -206,6 +206,9 @@ def prepare_task(cfg: DictConfig, kind: Kind, tokenizer: Any, family: str, train
     what preparing it cost (the record's `data` section)."""
     start = time.perf_counter()
     split = _split_info(cfg)
+    if not kind.reads_rows:  # the kind makes its examples (synthetic): nothing to read or cache
+        task = kind.build(cfg.task, [], [], tokenizer, family)
+        return task, _info("off", start, task, None, split, None)
     use_cache = bool(cfg.get("cache_data", True))
     key = cache_key(cfg, kind, tokenizer, family, trains) if use_cache else None
     path = cache_root() / "tokenized" / f"{key}.json" if key else None
