@@ -141,9 +141,10 @@ def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase | None:
 
 
 def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer: PreTrainedTokenizerBase | None = None,
-               attention: str = "auto") -> nn.Module:
-    """Build the model the task kind asked for. Random weights when source=config. attention:
-    the attention kernel (speed.attention); auto leaves transformers' choice."""
+               attention: str = "auto", device: torch.device | None = None) -> nn.Module:
+    """Build the model the task kind asked for. Random weights when source=config, built straight
+    on `device` (initialising a 1B model on the CPU takes longer than training it on a card).
+    attention: the attention kernel (speed.attention); auto leaves transformers' choice."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
@@ -157,9 +158,11 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
             if getattr(config, "is_encoder_decoder", False):
                 config.decoder_start_token_id = tokenizer.pad_token_id
         auto = {"classifier": AutoModel, "causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}[head]
-        with torch.random.fork_rng():  # the same random model for every method and seed: only they differ
+        where = device or torch.device("cpu")
+        with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):  # the same random model for every method and seed
             torch.manual_seed(0)
-            built = auto.from_config(config, dtype=dtype, **kernel)
+            with where:
+                built = auto.from_config(config, dtype=dtype, **kernel)
         if head != "classifier":
             return built
         backbone = built

@@ -34,7 +34,7 @@ class Prepared:
 def load_base(cfg: DictConfig, plan: Plan, task: Task, tokenizer: PreTrainedTokenizerBase) -> nn.Module:
     """The base model with the task's head, as every run loads it (again, for the inference
     comparison against the trained model)."""
-    return models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, speed.settings(cfg)["attention"])
+    return models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, speed.settings(cfg)["attention"], plan.device)
 
 
 def prepare(cfg: DictConfig, plan: Plan, record: dict[str, Any] | None = None, score_base: bool = False,

@@ -1,9 +1,9 @@
-"""bench.gpu, the GPU benchmark, checked on the CPU with its CUDA parts skipped: every model and
-method gives a row, the files are written, and it runs without Hydra (absent on the GPU machine)."""
+"""bench.gpu, the GPU benchmark, checked on the CPU with its CUDA parts skipped: its smoke preset's
+points are records (FLOPs counted on the CPU too), the table has a row per point, and a bad
+argument or a machine without CUDA is refused."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,25 +14,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.system
-def test_gpu_script_runs_on_the_cpu_without_hydra(tmp_path: Path):
-    code = ("import sys; sys.modules['hydra'] = None  # any import of hydra now fails\n"
-            "import bench.gpu as g; sys.exit(g.main(['smoke=true', 'out=" + str(tmp_path) + "']))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path):
+    from bench.record import load_records
+
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu", f"results={tmp_path}", "smoke=true"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny-")]
+    benchmark = proc.stdout[proc.stdout.index("# GPU benchmark"):]  # after the sweep's own table
+    rows = [line for line in benchmark.splitlines() if line.startswith(("| llama-h32-l2", "| tiny-t5"))]
     assert len(rows) == 6 and not any("failed" in r for r in rows)
-    assert "bf16 matmul peak measured: n/a" in proc.stdout
-    (md,) = tmp_path.glob("gpu-*.md")
-    data = json.loads(md.with_suffix(".json").read_text())
-    assert data["device"].startswith("cpu") and len(data["rows"]) == 6
-    assert {r["method"] for r in data["rows"]} == {"full", "lora", "prompt_tuning"}
-    for r in data["rows"]:
-        assert r["step_s"] > 0 and r["tokens_per_s"] > 0 and r["tflops_per_s"] > 0  # FLOPs counted on the CPU too
-        assert (r["trainable"] == r["params"]) == (r["method"] == "full")
+    assert "bf16 matmul peak measured in each point: n/a" in proc.stdout
+    assert (tmp_path / "gpu-smoke.md").is_file()
+    records = load_records(tmp_path)
+    assert len(records) == 6 and {r["run"]["method"] for r in records} == {"full", "lora", "prompt_tuning"}
+    for r in records:
+        assert r["run"]["status"] == "success" and r["run"]["random_weights"]
+        sp = r["speed"]
+        assert sp["step_time_median_s"] > 0 and sp["tokens_per_s"] > 0 and sp["tflops_per_s"] > 0  # FLOPs counted on the CPU too
+        assert sp["mfu"] is None and sp["peak_tflops"] is None  # no card: no peak to divide by
+        assert (r["params"]["trainable"] == r["params"]["total"]) == (r["run"]["method"] == "full")
+        assert r["memory"]["estimate"]["total_bytes"] > 0
 
 
 def test_gpu_script_without_cuda_says_how_to_smoke_test():
-    import pytest
     import torch
 
     import bench.gpu as g
@@ -40,3 +44,4 @@ def test_gpu_script_without_cuda_says_how_to_smoke_test():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal path does not apply")
     assert g.main([]) == 2
+    assert g.main(["smoke=maybe"]) == 2 and g.main(["resuls=x"]) == 2
