@@ -206,26 +206,39 @@ def _gib(n: int) -> str:
 
 
 COLUMNS = ("run", "peft_type", "method", "seq_len", "predicted_gib", "measured_gib", "ratio", "reserved_99th_gib",
-           "trainable_ours", "trainable_peft", "trainable_match", "note")
+           "weights_gib", "gradients_gib", "optimizer_gib", "activations_gib", "trainable_ours", "trainable_peft", "trainable_match", "note")
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
     return {"run": r["run"], "peft_type": r["peft_type"], "method": r["method"], "seq_len": r["seq_len"],
             "predicted_gib": _gib(r["predicted_bytes"]), "measured_gib": _gib(r["measured_reserved_peak_bytes"]),
             "ratio": f"{r['ratio']:.3f}", "reserved_99th_gib": _gib(r["reserved_99th_bytes"]),
+            "weights_gib": _gib(r["weights_bytes"]), "gradients_gib": _gib(r["gradients_bytes"]),
+            "optimizer_gib": _gib(r["optimizer_state_bytes"]), "activations_gib": _gib(r["activations_bytes"]),
             "trainable_ours": r["trainable_ours"], "trainable_peft": r["trainable_peft"],
             "trainable_match": "yes" if r["trainable_match"] else "NO", "note": r["note"]}
 
 
 def markdown(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], directory: str | Path) -> str:
+    shown = "../shared/peft-method-comparison" if Path(directory).resolve() == DEFAULT_DIR.resolve() else directory
     lines = [f"# The memory estimator against PEFT's measurements ({SOURCE})", "",
-             f"`python -m bench.peft_runs {directory}`: predicted = our estimate of the allocated peak (attention SDPA, the loop "
+             f"`python -m bench.peft_runs {shown}`: predicted = our estimate of the allocated peak (attention SDPA, the loop "
              "holds the logits, fp32 loss); measured = PEFT's `accelerator_memory_max`, the caching allocator's *reserved* peak "
-             "over the run (weights included). ratio = predicted / measured.", "",
+             "over the run (weights included); reserved_99th: the 99th percentile of the reserve sampled after each step. "
+             "ratio = predicted / measured; worst = the ratio furthest from 1. Parts in GiB are the estimate's.", "",
              "| method | runs | median ratio | worst ratio |", "|---|---|---|---|"]
     lines += [f"| {s['method']} | {s['runs']} | {s['median']:.3f} | {s['worst']:.3f} |" for s in summary(rows)]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(v) for v in _row(r).values()) + " |" for r in rows]
+    lines += ["", "Read with care:", "",
+              "- Length: predicted at each run's max_seq_length, an upper bound: PEFT's records give the mean length "
+              "(train total tokens / samples), not the longest batch, where the peak is.",
+              "- Reserved, not allocated: the allocator's slack is outside the estimate, so a perfect estimate of the "
+              "allocated peak reads below 1.",
+              "- The total adds gradients to the activations; the loop frees gradients before each forward pass "
+              "(zero_grad sets them to None), so for full fine-tuning the sum is above the allocated peak by up to the "
+              "gradients. The two errors partly cancel.",
+              "- DoRA's extra activations (the weight norm's path) and LoRA dropout masks are not modelled."]
     lines += ["", f"Not mapped ({len(skipped)}):", ""] + [f"- {name}: {reason}" for name, reason in skipped]
     return "\n".join(lines) + "\n"
 
@@ -235,6 +248,40 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(_row(r) for r in rows)
+
+
+def external_records(directory: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
+    """PEFT's runs as record-shaped dicts that bench.report.frames.runs_frame can show beside ours,
+    marked as an external source (run.source, an id and a model name of their own). Every successful
+    run is kept; its method is ours where it maps, else PEFT's type in lower case. The peak is PEFT's
+    reserved peak (see the module's docstring), the score GSM8K test accuracy, storage the saved adapter."""
+    out = []
+    for name, record in load_results(directory):
+        run, info = record["run_info"], record["train_info"]
+        train, peft = run.get("train_config") or {}, run.get("peft_config")
+        if info.get("status") != "success":
+            continue
+        try:
+            mapped = map_run(name, record)
+            method, settings = mapped.method, mapped.settings
+        except ValueError:
+            method, settings = str((peft or {}).get("peft_type", "full")).lower(), {}
+        final = next((m for m in reversed(info.get("metrics") or []) if "test accuracy" in m), {})
+        trainable, total = info.get("num_trainable_params"), info.get("num_total_params")
+        out.append({
+            "run": {"id": f"peft:{name}", "source": f"external: {SOURCE}", "model": f"{train.get('model_id', '?')} (PEFT, external)",
+                    "task": "metamathqa-gsm8k", "method": method, "seed": train.get("seed"), "status": "success",
+                    "random_weights": False, "started_at": run.get("created_at"),
+                    "config": {"method": {"name": method, **settings},
+                               "train": {"lr": (train.get("optimizer_kwargs") or {}).get("lr"), "max_steps": train.get("max_steps"),
+                                         "batch_size": train.get("batch_size")}}},
+            "params": {"trainable": trainable, "total": total,
+                       "percent": 100 * trainable / total if trainable and total else None},
+            "memory": {"peak_bytes": info.get("accelerator_memory_max"), "peak_is": "reserved (PEFT's accelerator_memory_max)"},
+            "quality": {"main_metric": "accuracy", "accuracy": final.get("test accuracy")},
+            "storage": {"bytes": info.get("file_size")},
+        })
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,3 +82,16 @@ def test_the_command_prints_a_row_per_mapped_run_and_lists_the_rest(tmp_path, ca
     assert [table[n]["trainable_match"] for n in ("gc", "lora-r8", "lora-r8-wrong-count")] == ["yes", "yes", "NO"]
     assert float(table["gc"]["predicted_gib"]) < float(table["lora-r8"]["predicted_gib"])  # checkpointing keeps less
     assert (out / "table.md").read_text() == printed
+
+
+@needs_shared
+def test_external_records_are_rows_the_report_can_show():
+    from bench.report.frames import points_frame, runs_frame
+
+    records = peft_runs.external_records(SHARED)
+    frame = runs_frame(records)
+    assert len(frame) == len(peft_runs.load_results(SHARED)) and frame["model"].str.endswith("(PEFT, external)").all()
+    lora = frame[frame["id"] == "peft:lora--llama-3.2-3B-rank32"].iloc[0]
+    assert (lora["method"], lora["trainable"], lora["peak_bytes"]) == ("lora", 9_175_040, 22_292_725_760)
+    assert 0 < lora["score"] < 1 and records[0]["run"]["source"].startswith("external: ")
+    assert len(points_frame(frame)) > 0
