@@ -6,11 +6,18 @@
   activations  = what autograd keeps for the backward pass, per block that gradients must cross:
                  T x (8 h + 2 kv + 3 i) + 2 x b x heads x s x s_k  elements, T = b x s tokens
                  (norm inputs, q/k/v and their inputs, rotated q/k, context, FFN input, the two
-                 FFN projections and the activation; attention scores and probabilities), plus the
-                 embeddings' output T x h, plus 3 x T x vocab for a language-model head (logits,
-                 log-softmax, and its gradient). Blocks below the lowest trainable block keep
+                 FFN projections and the activation; attention scores and probabilities, which
+                 only eager attention keeps: attention="sdpa" drops them), plus the embeddings'
+                 output T x h, plus a language-model head's 3 x T x vocab fp32 copies (the loss
+                 upcasts the logits: log-softmax, its gradient, and the softmax backward's output;
+                 keeps_logits adds the logits themselves when the loop holds the model's output
+                 through the backward pass), plus each adapter's own copy of its input when its
+                 weights are in another dtype than the frozen layer (peft casts the input: fp32
+                 LoRA/IA3 on a bf16 model). Blocks below the lowest trainable block keep
                  nothing (autograd stops there), unless something at the input trains (a soft
-                 prompt, the embeddings), which makes the gradient cross every block.
+                 prompt, the embeddings), which makes the gradient cross every block. With
+                 gradient checkpointing a block keeps only its input (T x h) and one block at a
+                 time is recomputed with its full set.
 
 The model is built on the meta device and the method applied to it, so parameter counts are exact
 for any size, e.g. an 8B Llama config on a laptop. Activations are an estimate: kernels choose what
@@ -63,8 +70,40 @@ def _blocks_needing_activations(model: nn.Module) -> int:
     return total
 
 
-def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[str, Any]:
-    """Each part in bytes, for a model with its method applied (meta or real weights)."""
+def _adapter_copies_per_token(model: nn.Module) -> int:
+    """Bytes per token that adapters keep beside the block's own activations: peft casts a layer's
+    input to the adapter's dtype (fp32 adapters on a bf16 model: autocast_adapter_dtype) and the
+    adapter's first op saves that copy for its weight gradient. LoRA: in_features per wrapped layer
+    (its lora_A input); IA3 on a feed-forward layer: in_features (the scaled input). A same-dtype
+    cast is a no-op and the input is one the block keeps anyway, so it adds nothing."""
+    total = 0
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        weight = getattr(base, "weight", None)
+        if weight is None:
+            continue
+        adapters = [w for name in ("lora_A", "ia3_l") for w in (getattr(module, name, None) or {}).values()]
+        if not adapters:
+            continue
+        adapter = adapters[0].weight if hasattr(adapters[0], "weight") else adapters[0]
+        lora = hasattr(module, "lora_A")
+        if adapter.dtype != weight.dtype and (lora or getattr(module, "is_feedforward", False)):
+            total += int(getattr(base, "in_features", 0)) * adapter.element_size()
+    return total
+
+
+def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, attention: str = "eager",
+            keeps_logits: bool = False, gradient_checkpointing: bool = False) -> dict[str, Any]:
+    """Each part in bytes, for a model with its method applied (meta or real weights).
+
+    attention: "eager" keeps the b x heads x s x s_k scores and probabilities per block (an upper
+    bound, what our runs' records assume); "sdpa" (or "flash") keeps neither: the fused kernels save
+    the log-sum-exp (b x heads x s) and recompute the rest in the backward pass.
+    keeps_logits: the training loop holds the model's output (its logits, model dtype) through the
+    backward pass, as PEFT's method comparison does (`outputs = model(...)`); ours keeps the loss only.
+    gradient_checkpointing: blocks keep only their input; the backward pass recomputes one at a time."""
+    if attention not in ("eager", "sdpa", "flash"):
+        raise ValueError(f"attention={attention!r}: eager, sdpa or flash")
     config = getattr(model, "config", None) or model.get_base_model().config
     params = list({id(p): p for p in model.parameters()}.values())
     trainable = [p for p in params if p.requires_grad]
@@ -80,9 +119,16 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[
     s_k = s + (virtual if kind == "prefix" else 0)
     tokens = batch_size * s
     blocks = _blocks_needing_activations(model) if trainable else 0
-    per_block = tokens * (8 * h + 2 * kv + 3 * inter) + 2 * batch_size * heads * s * s_k
-    lm_head = 3 * tokens * vocab if head != "classifier" else 0
-    activations = (blocks * per_block + (tokens * h if blocks else 0) + (lm_head if trainable else 0)) * element
+    scores = 2 * batch_size * heads * s * s_k if attention == "eager" else 0
+    per_block = (tokens * (8 * h + 2 * kv + 3 * inter) + scores) * element
+    adapters = tokens * _adapter_copies_per_token(model) if blocks else 0
+    if gradient_checkpointing and blocks:
+        kept = blocks * tokens * h * element + per_block + adapters // max(blocks, 1)
+    else:
+        kept = blocks * per_block + adapters
+    # the loss upcasts the logits to fp32 whatever the model's dtype (transformers' causal-LM loss)
+    lm_head = tokens * vocab * (3 * 4 + (element if keeps_logits else 0)) if head != "classifier" else 0
+    activations = kept + (tokens * h * element if blocks else 0) + (lm_head if trainable else 0)
     weights = tensor_bytes(params)
     grads = tensor_bytes(trainable)
     optimizer = 2 * grads + 4 * len(trainable)
@@ -94,7 +140,8 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int) -> dict[
         "activations_bytes": activations,
         "total_bytes": weights + grads + (optimizer if trainable else 0) + activations,
         "inputs": {"batch_size": batch_size, "seq_len": seq_len, "virtual_tokens": virtual, "blocks_with_activations": blocks,
-                   "bytes_per_element": element, "hidden": h, "intermediate": inter, "heads": heads, "kv_dim": kv, "vocab": vocab},
+                   "bytes_per_element": element, "hidden": h, "intermediate": inter, "heads": heads, "kv_dim": kv, "vocab": vocab,
+                   "attention": attention, "keeps_logits": keeps_logits, "gradient_checkpointing": gradient_checkpointing},
     }
 
 
@@ -105,8 +152,8 @@ def default_seq_len(cfg: DictConfig, family: str) -> int:
     return get_kind(cfg.task.kind).train_tokens(cfg, family)
 
 
-def estimate_config(cfg: DictConfig) -> dict[str, Any]:
-    """Build the model on the meta device, apply the method, predict. No data, no weights."""
+def prepare_meta(cfg: DictConfig) -> tuple[nn.Module, str]:
+    """Build the model on the meta device and apply the method: (model, head). No data, no weights."""
     from bench import models
     from bench.config import model_family
     from bench.methods import Probe, get_method
@@ -124,8 +171,15 @@ def estimate_config(cfg: DictConfig) -> dict[str, Any]:
     if "init" in method_cfg:
         method_cfg.init = "random"  # the prompt's values do not matter for memory
     task = SimpleNamespace(head=head, label_names=[str(x) for x in labels], tokenizer=None, num_labels=len(labels))
-    prepared = method.apply(meta, method_cfg, task)
-    seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, family)
+    return method.apply(meta, method_cfg, task), head
+
+
+def estimate_config(cfg: DictConfig) -> dict[str, Any]:
+    """Build the model on the meta device, apply the method, predict. No data, no weights."""
+    from bench.config import model_family
+
+    prepared, head = prepare_meta(cfg)
+    seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, model_family(cfg.model))
     out = predict(prepared, head, int(cfg.train.batch_size), seq_len)
     out["model"], out["method"], out["dtype"] = str(cfg.model.name), str(cfg.method.name), str(cfg.model.get("dtype", "float32"))
     return out

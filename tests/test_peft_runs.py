@@ -1,0 +1,97 @@
+"""python -m bench.peft_runs: PEFT's published runs mapped to the estimator's inputs, a clear error
+for a folder that is not PEFT's, and a row per mapped run. Real result files are read from
+../shared/peft-method-comparison when present; the command itself is checked on made-up records."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import pytest
+
+from bench import peft_runs
+from bench.errors import ConfigError
+
+SHARED = peft_runs.DEFAULT_DIR
+needs_shared = pytest.mark.skipif(not (SHARED / "results").is_dir(), reason=f"PEFT's results are not at {SHARED}")
+
+
+def _record(name: str) -> dict:
+    return json.loads((SHARED / "results" / f"{name}.json").read_text())
+
+
+@needs_shared
+def test_a_few_result_files_map_to_our_methods_and_counts():
+    lora = peft_runs.map_run("lora", _record("lora--llama-3.2-3B-rank32"))
+    assert (lora.method, lora.settings["r"], lora.settings["alpha"], lora.settings["target_modules"]) == ("lora", 32, 64.0, ["q_proj", "v_proj"])
+    assert lora.train["batch_size"] == 4 and lora.train["max_seq_length"] == 768 and lora.train["use_gc"] is False
+    ia3 = peft_runs.map_run("ia3", _record("ia3--llama-3.2-3B-default"))
+    assert ia3.settings == {"target_modules": ["down_proj", "k_proj", "v_proj"], "feedforward_modules": ["down_proj"]}
+    assert peft_runs.map_run("full", _record("full-finetuning--llama-3.2-3B-lr_0.00001")).method == "full"
+    with pytest.raises(ValueError, match="lora-fa"):
+        peft_runs.map_run("lorafa", _record("lora--llama-3.2-3B-rank32-lorafa"))
+    with pytest.raises(ValueError, match="VERA: no method of ours"):
+        peft_runs.map_run("vera", _record("vera--llama-3.2-3B-default"))
+    row = peft_runs.compare(lora)
+    assert row["trainable_ours"] == row["trainable_peft"] == 9_175_040  # 28 x (32 x (3072 + 3072) + 32 x (3072 + 1024))
+    assert row["measured_reserved_peak_bytes"] == 22_292_725_760
+    assert 0.9 <= row["ratio"] <= 1.1, row["ratio"]  # the README's claim for LoRA at 768 tokens
+    prompt = peft_runs.compare(peft_runs.map_run("prompt", _record("prompt_tuning--llama-3.2-3B-default")))
+    assert prompt["trainable_ours"] == prompt["trainable_peft"] == 200 * 3072
+
+
+def test_a_folder_without_peft_results_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="DIR=.*method_comparison/MetaMathQA"):
+        peft_runs.load_results(tmp_path / "missing")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "x.json").write_text('{"not": "peft"}')
+    with pytest.raises(ConfigError, match="run_info and train_info"):
+        peft_runs.load_results(tmp_path)
+    assert peft_runs.main([str(tmp_path / "missing")]) == 2
+    assert "config error: DIR=" in capsys.readouterr().err
+    assert peft_runs.main([str(tmp_path), "--seq-len", "0"]) == 2
+
+
+def _made_up(peft_config: dict | None, trainable: int) -> dict:
+    train = {"model_id": "meta-llama/Llama-3.2-3B", "dtype": "bfloat16", "max_seq_length": 768, "batch_size": 4, "compile": False,
+             "use_gc": False, "use_amp": False, "optimizer_type": "AdamW", "attn_implementation": None}
+    info = {"status": "success", "accelerator_memory_max": 22 * 2**30, "accelerator_memory_reserved_99th": 20 * 2**30,
+            "num_trainable_params": trainable}
+    return {"run_info": {"train_config": train, "peft_config": peft_config}, "train_info": info}
+
+
+def test_the_command_prints_a_row_per_mapped_run_and_lists_the_rest(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    lora = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "bias": "none"}
+    runs = {"lora-r8": _made_up(lora, 28 * 8 * (6144 + 4096)), "lora-r8-wrong-count": _made_up(lora, 1),
+            "vera": _made_up({"peft_type": "VERA"}, 1)}
+    runs["gc"] = copy.deepcopy(runs["lora-r8"])
+    runs["gc"]["run_info"]["train_config"]["use_gc"] = True
+    for name, record in runs.items():
+        (results / f"{name}.json").write_text(json.dumps(record))
+    out = tmp_path / "out"
+    assert peft_runs.main([str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| ") and line.count("|") > 10]
+    assert len(rows) == 1 + 3  # header + the three LoRA runs
+    assert "- vera: VERA: no method of ours computes it" in printed
+    table = {r["run"]: r for r in csv.DictReader((out / "table.csv").open())}
+    assert sorted(table) == ["gc", "lora-r8", "lora-r8-wrong-count"]
+    assert [table[n]["trainable_match"] for n in ("gc", "lora-r8", "lora-r8-wrong-count")] == ["yes", "yes", "NO"]
+    assert float(table["gc"]["predicted_gib"]) < float(table["lora-r8"]["predicted_gib"])  # checkpointing keeps less
+    assert (out / "table.md").read_text() == printed
+
+
+@needs_shared
+def test_external_records_are_rows_the_report_can_show():
+    from bench.report.frames import points_frame, runs_frame
+
+    records = peft_runs.external_records(SHARED)
+    frame = runs_frame(records)
+    assert len(frame) == len(peft_runs.load_results(SHARED)) and frame["model"].str.endswith("(PEFT, external)").all()
+    lora = frame[frame["id"] == "peft:lora--llama-3.2-3B-rank32"].iloc[0]
+    assert (lora["method"], lora["trainable"], lora["peak_bytes"]) == ("lora", 9_175_040, 22_292_725_760)
+    assert 0 < lora["score"] < 1 and records[0]["run"]["source"].startswith("external: ")
+    assert len(points_frame(frame)) > 0
