@@ -201,7 +201,8 @@ def storage_section(method: Method, model: nn.Module, artifact_dir: Path, keep: 
 def inference_section(cfg: DictConfig, plan: Plan, ready: Prepared, model: nn.Module) -> dict[str, Any]:
     """Inference cost: the trained model served beside a fresh copy of the base model, in this process."""
     base = load_base(cfg, plan, ready.task, ready.tokenizer) if plan.method.trains else None
-    return inference.measure(model, base, ready.task, cfg.inference, plan.device, plan.method.can_merge)
+    return inference.measure(model, base, ready.task, cfg.inference, plan.device, plan.method.can_merge,
+                             autocast=lambda: speed.autocast(cfg, plan.device))
 
 
 def remove_artifacts(artifact_dir: Path) -> None:

@@ -70,6 +70,22 @@ def test_generation_inference_counts_virtual_tokens_and_exact_lengths(cfg_factor
     assert inf["model"]["batch_2"]["tokens_per_s"] > 0
 
 
+@pytest.mark.parametrize("method,task,precision", [("lora", "embedded-sentiment", "fp32"), ("ia3", "dialogsum", "bf16")])
+def test_a_mergeable_method_records_how_far_merging_moves_its_outputs(cfg_factory, tmp_path, method, task, precision):
+    """inference.merge_fidelity: merged against unmerged on the served examples, at the run's
+    precision. The LoRA B matrix starts at zero, so a high lr makes the adapters matter."""
+    rec = run(cfg_factory("model=tiny-llama", f"method={method}", f"task={task}", f"data_root={write_dialogsum_like(tmp_path)}",
+                          f"speed.precision={precision}", "train.lr=1e-2"))
+    fid = rec["inference"]["merge_fidelity"]
+    assert fid["examples"] == 2 and fid["loss_diff"] == pytest.approx(fid["loss_merged"] - fid["loss_unmerged"])
+    assert 0 <= fid["max_abs_logit_diff"] < (0.5 if precision == "bf16" else 1e-3)  # merging is exact up to rounding
+    assert abs(fid["loss_diff"]) < (0.1 if precision == "bf16" else 1e-4)
+
+
+def test_a_method_that_cannot_merge_has_no_merge_fidelity(cfg_factory):
+    assert "merge_fidelity" not in run(cfg_factory("model=tiny-bert", "method=prompt_tuning"))["inference"]
+
+
 def test_forgetting_is_zero_without_training_and_moves_with_full_fine_tuning(cfg_factory, tmp_path):
     data = f"data_root={write_dialogsum_like(tmp_path)}"
     none = run(cfg_factory("model=tiny-llama", "method=none", "task=dialogsum", data))["forgetting"]

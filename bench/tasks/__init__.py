@@ -59,6 +59,7 @@ class Kind:
     train_tokens: Callable[[DictConfig, str], int]  # (cfg, family) -> longest training sequence (the estimator's default length)
     serve: Serve  # (task, features, device, max_new_tokens) -> a function serving that batch with a model; returns tokens generated
     generates: bool  # serving generates tokens (the inference record has tokens/s), or is one forward pass
+    score_batch: Callable[[Task, list[dict]], dict] | None = None  # eval features -> a batch with labels: outputs and loss compared merged vs unmerged; None = task.collate
     row_check: Callable[[DictConfig], Callable[[dict], tuple[str, Any, str, str] | None] | None] = lambda tcfg: None  # task cfg -> per-row check: (key, value, what is valid, what the row has) or None
     reads_rows: bool = True  # False: the kind makes its own examples (task.format is not read)
 

@@ -176,6 +176,16 @@ def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens
     return generate
 
 
+def score_batch(task: Task, features: list[dict]) -> dict[str, torch.Tensor]:
+    """The served prompts with their own tokens as labels (eval features hold no summary tokens):
+    the merged and the unmerged model are compared on the same outputs and loss."""
+    left = task.family == "decoder"
+    prompts = [f["prompt_ids"] for f in features]
+    ids = pad(prompts, task.tokenizer.pad_token_id, left=left)
+    mask = pad([[1] * len(p) for p in prompts], 0, left=left)
+    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, IGNORE)}
+
+
 @register_kind(
     "summarization",
     families=("decoder", "encoder-decoder"),
@@ -183,7 +193,7 @@ def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens
     keys=frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
                     "max_source_tokens", "max_target_tokens"}),
     metrics=("rouge1", "rouge2", "rougeL", "rougeLsum"), check=check, fields=fields,
-    input_tokens=input_tokens, train_tokens=train_tokens, serve=serve, generates=True,
+    input_tokens=input_tokens, train_tokens=train_tokens, serve=serve, generates=True, score_batch=score_batch,
 )
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     pad_id = tokenizer.pad_token_id
