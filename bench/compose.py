@@ -21,9 +21,19 @@ def compose(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bo
     """conf/config.yaml with these overrides, composed by Hydra as the command line composes it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import MissingConfigException
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        try:
+            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        except MissingConfigException as exc:  # model=nope: name the group and its options, not Hydra's search path
+            for arg in overrides:
+                group, _, option = arg.partition("=")
+                folder = CONF / group
+                if folder.is_dir() and "/" not in group and not (folder / f"{option}.yaml").is_file():
+                    options = ", ".join(sorted(q.stem for q in folder.glob("*.yaml")))
+                    raise ConfigError(group, option, f"one of {options} (conf/{group}/)") from None
+            raise ConfigError("config", " ".join(overrides), str(exc).splitlines()[0]) from None
 
 
 def split_args(argv: list[str], options: dict[str, str]) -> tuple[dict[str, str], list[str]]:

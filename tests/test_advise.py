@@ -1,0 +1,51 @@
+"""python -m bench.advise: memory, fit, step time and recorded quality per method, and the
+recommendation; bad input is refused naming the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import advise
+from bench.run import run
+
+
+@pytest.mark.parametrize("args,field", [(["memory_gib=-1"], "memory_gib"), ([], "memory_gib"), (["memory_gib=nan"], "memory_gib"),
+                                        (["memory_gib=8", "model=nope"], "model"), (["memory_gib=8", "format=xml"], "format"),
+                                        (["memory_gib=8", "train.bsz=2"], "train.bsz"), (["8"], "argument")])
+def test_bad_input_is_refused_naming_the_field(args, field, capsys):
+    assert advise.main(args) == 2
+    assert f"config error: {field}=" in capsys.readouterr().err
+
+
+def test_advice_from_the_estimator_and_the_records(cfg_factory, tmp_path, capsys):
+    """A LoRA r=8 record of MiniLM (pretrained: random weights have no quality) gives LoRA r=8 its quality and every training method of
+    this device a step time; the estimate is the estimator's; what does not fit is not advised."""
+    rec = run(cfg_factory("model=minilm-l6", "method=lora", "method.r=8", f"results_dir={tmp_path / 'records'}", "train.max_steps=4"))
+    assert rec["run"]["status"] == "success"
+    common = ["model=minilm-l6", "task=embedded-sentiment", f"records={tmp_path / 'records'}", "device=cpu", "format=json", "train.batch_size=4"]
+    assert advise.main(["memory_gib=1", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["candidate"]: r for r in out["candidates"]}
+    assert {"lora r=8", "lora r=32", "prompt_tuning num_virtual_tokens=20", "full", "none"} <= set(rows)
+    lora = rows["lora r=8"]
+    assert lora["fits"] and lora["peak_bytes"] == sum(lora["parts"].values()) > 0
+    assert lora["quality"]["mean"] == pytest.approx(rec["quality"]["accuracy"]) and lora["quality"]["record_ids"] == [rec["run"]["id"]]
+    assert rows["lora r=32"]["quality"] is None  # no record of r=32
+    assert lora["step_time"]["from_record"] == rec["run"]["id"] and lora["step_time"]["seconds"] > 0
+    assert rows["full"]["trainable"] > rows["lora r=32"]["trainable"] > lora["trainable"]
+    assert out["recommended"] == ["lora r=8"]  # the one fitting candidate with a recorded quality
+    assert advise.main(["memory_gib=0.00001", *common]) == 0
+    tight = json.loads(capsys.readouterr().out)
+    assert tight["recommended"] == [] and not any(r["fits"] for r in tight["candidates"] if r.get("trainable"))
+
+
+@pytest.mark.system
+def test_a_config_only_8b_model_is_advised_from_the_estimator(capsys):
+    assert advise.main(["model=llama3-8b-config", "task=dialogsum", "memory_gib=24", "train.batch_size=4", "format=json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["candidate"]: r for r in out["candidates"]}
+    assert not rows["full"]["fits"] and rows["lora r=8"]["fits"]  # 8B full fine-tuning needs its optimizer state: > 24 GiB
+    assert rows["bitfit"]["refused"] and "no bias" in rows["bitfit"]["refused"]
+    assert "lora r=8" in out["recommended"] and "full" not in out["recommended"]
