@@ -14,7 +14,8 @@ For each method and its main knob values (LoRA's rank, a soft prompt's length: `
 - what the records say about quality for the nearest measured model (by parameter count) on the
   same task: the point's mean with its 95% interval, seeds, whether its lr was tuned, record ids.
 It ends with the recommendation: the methods that fit, on the front of memory against recorded
-quality (or, where no quality is recorded, those that fit, smallest first).
+quality, above what the untrained model scores (or, where no quality is recorded, those that
+fit, smallest first).
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
                      "trainable": est["trainable"], "params": est["params"], "step_time": step,
                      "quality": quality(points, str(cfg.task.name), method, knob, est["params"])})
     fit = [r for r in rows if r["fits"] and r["trainable"]]  # a method that trains nothing is the baseline, not advice
-    with_q = sorted((r for r in fit if r["quality"]), key=lambda r: (r["peak_bytes"], -r["quality"]["mean"]))
+    zero = [r["quality"]["mean"] for r in rows if not r.get("refused") and not r["trainable"] and r["quality"]]
+    floor = max(zero) if zero else -math.inf  # what the untrained model scores: a method below it buys nothing
+    with_q = sorted((r for r in fit if r["quality"] and r["quality"]["mean"] > floor), key=lambda r: (r["peak_bytes"], -r["quality"]["mean"]))
     front, best = [], -math.inf
     for r in with_q:
         if r["quality"]["mean"] > best:
