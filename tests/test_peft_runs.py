@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,22 @@ def test_external_records_are_rows_the_report_can_show():
     assert (lora["method"], lora["trainable"], lora["peak_bytes"]) == ("lora", 9_175_040, 22_292_725_760)
     assert 0 < lora["score"] < 1 and records[0]["run"]["source"].startswith("external: ")
     assert len(points_frame(frame)) > 0
+
+
+@needs_shared
+def test_the_report_shows_peft_runs_beside_ours_marked_external(tmp_path):
+    """`python -m bench.report ... external=DIR`: PEFT's runs get their own table (named after
+    their hub id, `/` and all), next to ours, in the same report."""
+    from bench.report import main as report_main
+    from bench.report.frames import file_stem
+
+    ours = tmp_path / "records"
+    ours.mkdir()
+    quickstart = sorted((Path(__file__).resolve().parent.parent / "results" / "reference" / "quickstart").glob("*.json"))[:1]
+    (ours / quickstart[0].name).write_text(quickstart[0].read_text())
+    assert report_main([f"results_dir={ours}", f"output_dir={tmp_path / 'out'}", f"external={SHARED}"]) == 0
+    tables = {p.name for p in (tmp_path / "out" / "tables").glob("*.md")}
+    assert "meta-llama-Llama-3-2-3B-PEFT-external__metamathqa-gsm8k.md" in tables and len(tables) == 2
+    assert "(PEFT, external)" in (tmp_path / "out" / "tables" / "meta-llama-Llama-3-2-3B-PEFT-external__metamathqa-gsm8k.md").read_text()
+    assert file_stem("minilm-l6", "sst2") == "minilm-l6__sst2"  # our names stay as they were
+    assert report_main([f"results_dir={ours}", "external=/nonexistent"]) == 2

@@ -14,36 +14,47 @@ from bench.report.frames import points_frame, runs_frame
 from bench.report.tables import markdown_table, write_runs_csv, write_tables
 
 
+KEYS = ("results_dir", "output_dir", "sweep", "wandb", "external")  # external: a folder of PEFT's method-comparison results
+
+
 def parse_args(argv: list[str]) -> dict[str, str]:
     args = {}
     for arg in argv:
         if "=" not in arg:
-            raise SystemExit(f"report: expected key=value, got {arg!r} (keys: results_dir, output_dir, sweep, wandb)")
+            raise SystemExit(f"report: expected key=value, got {arg!r} (keys: {', '.join(KEYS)})")
         key, value = arg.split("=", 1)
-        if key not in ("results_dir", "output_dir", "sweep", "wandb"):
-            raise SystemExit(f"report: unknown key {key!r}; valid: results_dir, output_dir, sweep, wandb")
+        if key not in KEYS:
+            raise SystemExit(f"report: unknown key {key!r}; valid: {', '.join(KEYS)}")
         args[key] = value
     return args
 
 
-def read(results_dirs: list[Path], sweep: str | None = None) -> list[dict[str, Any]]:
-    """The records under every folder, those of one sweep when `sweep` is given. A file that is not
-    a readable record is named on stderr with why (one line each), then how many were skipped:
-    one bad file never stops the report, and none is dropped without a word."""
+def read(results_dirs: list[Path], sweep: str | None = None, external: Path | None = None) -> list[dict[str, Any]]:
+    """The records under every folder, those of one sweep when `sweep` is given, and, with
+    `external`, PEFT's published runs beside them (bench.peft_runs.external_records: marked
+    `run.source`, their model named "... (PEFT, external)"). A file that is not a readable record
+    is named on stderr with why (one line each), then how many were skipped: one bad file never
+    stops the report, and none is dropped without a word."""
     skipped: list[str] = []
     records = [r for d in results_dirs for r in load_records(d, skipped)]
+    if external is not None:
+        from bench.peft_runs import external_records
+
+        records += external_records(external)
     for line in skipped:
         print(f"report: skipped {line}", file=sys.stderr)
     if skipped:
         print(f"report: skipped {len(skipped)} file(s) that are not readable records", file=sys.stderr)
-    return [r for r in records if r["run"].get("sweep") == sweep] if sweep else records
+    return [r for r in records if r["run"].get("sweep") == sweep or r["run"].get("source")] if sweep else records
 
 
-def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, to_wandb: bool = False) -> dict[str, Any]:
-    """Everything the report writes, from the records under results_dirs; returns what it made."""
+def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, to_wandb: bool = False,
+          external: Path | None = None) -> dict[str, Any]:
+    """Everything the report writes, from the records under results_dirs (and PEFT's, with
+    `external`); returns what it made."""
     from bench.report import dashboard, plots, wandb_log  # matplotlib and plotly load only when files are written
 
-    records = read(results_dirs, sweep)
+    records = read(results_dirs, sweep, external)
     runs = runs_frame(records)
     if runs.empty:
         return {"records": 0, "files": []}
@@ -72,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"results_dir={folder} is not a folder of run records", file=sys.stderr)
             return 2
+    external = Path(args["external"]) if args.get("external") else None
+    if external is not None and not external.is_dir():
+        print(f"external={external} is not a folder of PEFT's method-comparison results", file=sys.stderr)
+        return 2
     if "output_dir" not in args:
-        print(markdown_table(read(results_dirs, args.get("sweep"))))
+        print(markdown_table(read(results_dirs, args.get("sweep"), external)))
         return 0
     start = time.perf_counter()
-    made = build(results_dirs, Path(args["output_dir"]), args.get("sweep"), args.get("wandb", "false").lower() in ("1", "true", "yes"))
+    made = build(results_dirs, Path(args["output_dir"]), args.get("sweep"), args.get("wandb", "false").lower() in ("1", "true", "yes"),
+                 external)
     if not made["records"]:
         print(f"no records under {', '.join(map(str, results_dirs))}", file=sys.stderr)
         return 1

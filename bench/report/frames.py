@@ -8,6 +8,7 @@ task, and a model's size is the smallest total of its runs (a method can only ad
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from bench.record import config_digest, run_seconds
@@ -22,6 +23,12 @@ NOT_KNOBS = ("name", "lr")  # the method's name is its own column; its lr is tra
 SHORT = {"r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top",  # how a knob reads in a label
          "lr_setting": "lr", "max_steps": "steps"}  # ("" = the value alone); a key not here reads as itself
 UNSET = {"target_modules": "default (q,v)"}  # how a knob left at null (the library's default) reads; others stay empty
+
+
+def file_stem(*parts: str) -> str:
+    """A file name from names (model, task, figure) that may hold `/`, spaces or brackets (a hub
+    id, PEFT's "meta-llama/Llama-3.2-3B (PEFT, external)"): each run of other characters is one `-`."""
+    return "__".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(part)).strip("-") for part in parts)  # no dot: with_suffix would cut there
 
 
 def _get(d: dict | None, *path: str) -> Any:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report.frames import MIB, having, pareto_front, scored as _scored, trains_everything  # noqa: E402
+from bench.report.frames import MIB, file_stem, having, pareto_front, scored as _scored, trains_everything  # noqa: E402
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
@@ -297,9 +297,9 @@ def draw_all(points, folder: Path, runs=None) -> dict[str, list[Path]]:
             mine = points[(points["model"] == model) & (points["task"] == task)] if points is not None else None
             for name, fig in (("curves", curves(group[group["role"] != "trial"] if "role" in group else group)),
                               ("lr_sensitivity", lr_sensitivity(trials, mine) if len(trials) else None)):
-                paths = _save(fig, folder / f"{model}__{task}__{name}")
+                paths = _save(fig, folder / file_stem(model, task, name))
                 if paths:
-                    drawn[f"{model}__{task}__{name}"] = paths
+                    drawn[file_stem(model, task, name)] = paths
     if points is None:
         return drawn
     for (model, task), group in points.groupby(["model", "task"]):
@@ -308,12 +308,12 @@ def draw_all(points, folder: Path, runs=None) -> dict[str, list[Path]]:
                           ("memory_vs_score", pareto(group, "peak_bytes", "peak memory (MiB, log scale)", scale=MIB)),
                           ("speed_memory", speed_memory(group)),
                           ("inference", inference(group))):
-            paths = _save(fig, folder / f"{model}__{task}__{name}")
+            paths = _save(fig, folder / file_stem(model, task, name))
             if paths:
-                drawn[f"{model}__{task}__{name}"] = paths
+                drawn[file_stem(model, task, name)] = paths
     for task, group in points.groupby("task"):
         for name, fig in (("prompt_length", prompt_length(group)), ("prompt_scale", prompt_scale(group))):
-            paths = _save(fig, folder / f"all-models__{task}__{name}")
+            paths = _save(fig, folder / file_stem("all-models", task, name))
             if paths:
-                drawn[f"all-models__{task}__{name}"] = paths
+                drawn[file_stem("all-models", task, name)] = paths
     return drawn

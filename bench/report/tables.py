@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, trains_everything
+from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, trains_everything
 
 FORGETTING = {  # forgetting measure -> its column header (the two measures read a negative number oppositely)
     "lm_loss": "forgetting: LM loss Δ (> 0 forgot)",  # loss on general text, after minus before
@@ -310,7 +310,7 @@ def write_tables(runs, points, out: Path) -> list[Path]:
     written = []
     for (model, task), group in points.groupby(["model", "task"]):
         headers, rows = table_rows(group)
-        stem = folder / f"{model}__{task}"
+        stem = folder / file_stem(model, task)
         title = f"## {model} on {task}" + (" (random weights: cost only)" if group["random_weights"].all() else "")
         these = runs[(runs["model"] == model) & (runs["task"] == task)]
         baseline = baseline_line(group)
@@ -318,7 +318,7 @@ def write_tables(runs, points, out: Path) -> list[Path]:
             + f"{duration_line(these[these['role'] != 'trial'])}\n"
         if group["tuned"].astype(bool).any():
             tuning_headers, tuning = tuning_rows(group, these[these["role"] == "trial"])
-            tuning_path = folder / f"{model}__{task}__tuning.md"
+            tuning_path = folder / f"{file_stem(model, task)}__tuning.md"
             tuning_path.write_text(f"## Learning-rate tuning: {model} on {task}\n\n{markdown(tuning_headers, tuning)}\n\n"
                                    f"Trials: {duration_line(these[these['role'] == 'trial'])}\n")
             written.append(tuning_path)
