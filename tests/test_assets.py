@@ -168,7 +168,7 @@ def test_the_accept_flag_sets_the_opt_in(cache, monkeypatch):
     assert assets.main(["fetch", "--accept-everything"]) == 2  # an unknown flag prints the usage
 
 
-def test_fetch_without_names_skips_assets_whose_terms_are_not_accepted(monkeypatch):
+def test_fetch_without_names_skips_assets_whose_terms_are_not_accepted(cache, monkeypatch):
     monkeypatch.delenv(assets.GEMMA_TERMS_ENV, raising=False)
     fetched: list[str] = []
     monkeypatch.setattr(assets, "asset_path", lambda name: fetched.append(name) or Path("/x"))
