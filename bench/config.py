@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import CONFIG_MAPPING, PretrainedConfig
 
 from bench import models, preflight
-from bench.errors import ConfigError
+from bench.errors import AssetError, ConfigError
 from bench.methods import Method, Probe, get_method
 from bench.tasks import Kind, get_kind
 
@@ -55,6 +55,8 @@ def architecture(mcfg: DictConfig) -> PretrainedConfig:
         raise ConfigError("model.arch", mcfg.get("arch"), "a transformers model type such as bert, llama, t5")
     try:
         return models.load_config(mcfg)
+    except AssetError as exc:  # an asset that could not be fetched or built: the reason says what to do
+        raise ConfigError("model.path", mcfg.get("path"), f"an offline asset that can be prepared ({exc})") from None
     except OSError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError("model.path", mcfg.get("path"), f"a model whose config can be read ({reason})") from None

@@ -260,6 +260,8 @@ def check_model(mcfg: DictConfig) -> None:
     choice(mcfg, "source", "model.source", SOURCES)
     if mcfg.source == "asset" and mcfg.get("path") not in assets.ASSETS:
         raise ConfigError("model.path", mcfg.get("path"), f"an offline asset: {', '.join(assets.ASSETS)}")
+    if mcfg.source == "asset" and (refusal := assets.terms_refusal(mcfg.path)):
+        raise ConfigError("model.path", mcfg.path, f"an asset whose terms you accepted: {refusal}")
     if mcfg.source == "local" and not Path(str(mcfg.get("path"))).expanduser().is_dir():
         raise ConfigError("model.path", mcfg.get("path"), "an existing local model directory")
     if mcfg.source == "config":

@@ -4,7 +4,8 @@
 - save -> load onto a fresh base reproduces the outputs, and two tasks swap on one loaded base;
 - a family a method cannot support fails before loading, with the reason.
 
-Tiny models (hidden 32, 2 blocks; conf/model/tiny-*.yaml). Their shapes, used in the formulas:
+Tiny models (hidden 32, 2 blocks; conf/model/tiny-*.yaml; tiny-mpnet and tiny-gemma3 in the system tier).
+The shapes of tiny-bert and tiny-llama, used in the hand formulas:
 tiny-bert per block: q, k, v, attn-out 32->32 (+bias), FFN 32->64->32 (+bias), 2 LayerNorms (w+b);
   embeddings LayerNorm (w+b). tiny-llama per block: q 32->32, k 32->16, v 32->16 (2 KV heads of 8),
   o 32->32, gate/up 32->64, down 64->32 (no biases), 2 RMSNorms (w); a final RMSNorm.
@@ -22,7 +23,7 @@ from bench.errors import ConfigError
 from bench.measure import param_counts
 from bench.methods import METHODS, get_method
 from bench.train import train
-from conftest import build, write_dialogsum_like
+from conftest import build, tiered, write_dialogsum_like
 
 HEAD = 32 * 2 + 2
 BERT_BLOCK = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 64
@@ -30,6 +31,8 @@ LLAMA_BLOCK = 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64 + 2 * 32
 NAMES = sorted(METHODS)  # every registered method, none left out by hand
 TRAINING = [n for n in NAMES if METHODS[n].trains]
 MODELS = ("tiny-bert", "tiny-llama")  # an encoder and a decoder, classifying (2 labels)
+# + the families of the other offline models (mpnet-base, gemma3-270m), in the system tier
+ALL_MODELS = tiered([*MODELS, "tiny-mpnet", "tiny-gemma3"], keep=MODELS)
 
 
 def _cfg(cfg_factory, model: str, method: str, example: int = 0, *more: str):
@@ -58,7 +61,7 @@ def _applied_count(cfg) -> tuple[int, int]:
     return param_counts(method.apply(base, cfg.method, task))["trainable"], expected
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", ALL_MODELS)
 @pytest.mark.parametrize("method", NAMES)
 def test_trainable_params_equal_the_formula(cfg_factory, method, model):
     ran = 0
@@ -156,7 +159,7 @@ def test_formulas_on_encoder_decoder_by_hand(cfg_factory, tmp_path):
         assert get_method(method).formula(base, cfg.method, task) == expected, method
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", ALL_MODELS)
 @pytest.mark.parametrize("method", TRAINING)
 def test_frozen_stay_bit_identical_and_trained_move(cfg_factory, model, method):
     cfg = _cfg(cfg_factory, model, method, 0, "train.lr=1e-2", "train.warmup_ratio=0")
@@ -195,7 +198,7 @@ def _trained_copy(cfg, seed: int):
     return prepared, task
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", ALL_MODELS)
 @pytest.mark.parametrize("method", [n for n in NAMES if n != "none"] + ["prefix_tuning+1"])  # +i: the method's example i
 def test_save_load_reproduces_and_tasks_swap_on_one_base(cfg_factory, tmp_path, model, method):
     name, _, example = method.partition("+")

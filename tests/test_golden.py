@@ -21,13 +21,14 @@ import torch
 from bench.methods import METHODS
 from bench.run import seed_everything
 from bench.train import train
-from conftest import build
+from conftest import build, tiered
 
 GOLDEN = Path(__file__).with_name("golden_losses.json")
 PIN = os.environ.get("PEFT_BENCH_PIN_GOLDEN") == "1"
 MODELS = ("tiny-bert", "tiny-llama")  # an encoder classifier and a decoder LM: the two loss paths
+MORE = ("tiny-mpnet", "tiny-gemma3")  # the families of mpnet-base and gemma3-270m: system tier
 STEPS = 3
-CASES = [(model, name) for model in MODELS for name in sorted(METHODS) if METHODS[name].trains]
+CASES = [(model, name) for model in (*MODELS, *MORE) for name in sorted(METHODS) if METHODS[name].trains]
 
 
 def _first_losses(cfg_factory, model: str, method: str) -> list[float] | None:
@@ -60,7 +61,7 @@ def pinned():
         GOLDEN.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
 
 
-@pytest.mark.parametrize("model,method", CASES)
+@pytest.mark.parametrize("model,method", tiered(CASES, keep=[c for c in CASES if c[0] in MODELS]))
 def test_first_losses_match_the_pinned_ones(cfg_factory, pinned, model, method):
     losses = _first_losses(cfg_factory, model, method)
     key = f"{model}/{method}"

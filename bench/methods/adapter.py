@@ -32,6 +32,8 @@ PLACES: dict[str, dict[str, str]] = {
     "llama": {"attention": r"self_attn\.o_proj$", "ffn": r"mlp\.down_proj$"},
     "mistral": {"attention": r"self_attn\.o_proj$", "ffn": r"mlp\.down_proj$"},
     "qwen2": {"attention": r"self_attn\.o_proj$", "ffn": r"mlp\.down_proj$"},
+    "gemma3_text": {"attention": r"self_attn\.o_proj$", "ffn": r"mlp\.down_proj$"},
+    "mpnet": {"attention": r"attention\.attn\.o$", "ffn": r"layer\.\d+\.output\.dense$"},
     "t5": {"attention": r"(SelfAttention|EncDecAttention)\.o$", "ffn": r"DenseReluDense\.wo$"},
 }
 PLACEMENTS = ("houlsby", "pfeiffer")

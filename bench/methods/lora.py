@@ -18,13 +18,19 @@ from bench.errors import ConfigError
 from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, matches, one_of, own_linears, register, save_peft
 
 BIAS = ("none", "lora_only", "all")
+# Defaults for architectures peft has none for, in the spirit of its own (BERT's: query, value).
+OUR_DEFAULTS: dict[str, dict[str, list[str]]] = {
+    "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING": {"mpnet": ["q", "v"]},
+    "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING": {"mpnet": ["k", "v", "output.dense"]},
+    "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING": {"mpnet": ["output.dense"]},
+}
 
 
 def default_targets(model_type: str, mapping_name: str = "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING") -> list[str]:
-    """peft's per-architecture default (for LoRA: the query/value projections)."""
+    """peft's per-architecture default (for LoRA: the query/value projections), else ours."""
     from peft.utils import constants
 
-    targets = getattr(constants, mapping_name).get(model_type)
+    targets = getattr(constants, mapping_name).get(model_type) or OUR_DEFAULTS.get(mapping_name, {}).get(model_type)
     if not targets:
         raise ConfigError("method.target_modules", None, f"no default for model type {model_type!r}; name the modules")
     return list(targets)

@@ -94,6 +94,9 @@ def apply_prompt_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> 
         ids = (ids * (p // len(ids) + 1))[:p]
         with torch.no_grad():
             seed = embeddings.weight[torch.tensor(ids, device=embeddings.weight.device)]
+            # Gemma scales its embeddings by sqrt(hidden) in forward; the virtual tokens skip that
+            # module, so they start at the scale real tokens reach the first block with.
+            seed = seed * getattr(embeddings, "embed_scale", 1.0)
             model.prompt_encoder[model.active_adapter].embedding.weight.copy_(seed)
     return model
 
@@ -118,7 +121,8 @@ def count_prefix(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
     c = base.config
     layers = getattr(c, "num_hidden_layers", None) or c.num_layers
     heads = getattr(c, "num_attention_heads", None) or c.num_heads
-    kv_dim = (getattr(c, "hidden_size", None) or c.d_model) // heads * (getattr(c, "num_key_value_heads", None) or heads)
+    head_dim = getattr(c, "head_dim", None) or (getattr(c, "hidden_size", None) or c.d_model) // heads  # Gemma 3 sets its own
+    kv_dim = head_dim * (getattr(c, "num_key_value_heads", None) or heads)
     p, out = int(method_cfg.num_virtual_tokens), layers * 2 * kv_dim
     if not method_cfg.projection:
         return p * out + head_params(base)

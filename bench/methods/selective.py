@@ -171,7 +171,7 @@ def apply_layernorm(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.M
 
 
 @register("selective", save=save_trained, load=_load, check=check_selective, formula=count_selective,
-          examples=((), ("method.include=[query,q_proj]", "method.exclude=[bias]")),
+          examples=((), ("method.include=[query,q_proj,attn.q.]", "method.exclude=[bias]")),  # BERT, Llama/Gemma, MPNet names
           summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")
 def apply_selective(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, pattern_names(model, method_cfg), "selective")
