@@ -499,3 +499,19 @@ def test_no_method_name_is_written_in_the_report_code():
         code = path.read_text().split('PAGE = """')[0]  # the page's HTML and JavaScript ("none" is a CSS value there)
         quoted = set(re.findall(r"""["']([a-z_0-9]+)["']""", code))
         assert not quoted & names, f"{path.name} names methods: {sorted(quoted & names)}"
+
+
+def test_the_scale_table_gives_each_sizes_gap_to_full_fine_tuning(tmp_path: Path):
+    """From the committed tuned prompt-sizes records: one row per model, smallest first, with its
+    family, full fine-tuning's score and prompt tuning's with the gap (full minus it)."""
+    from bench.record import load_records
+    from bench.report.tables import scale_table
+
+    records = load_records(ROOT / "results" / "reference" / "prompt-sizes-tuned")
+    runs = report.runs_frame(records)
+    text = scale_table(report.points_frame(runs[runs["role"] != "trial"]))
+    rows = [line for line in text.splitlines() if line.startswith("| minilm") or line.startswith("| smollm2")]
+    assert [r.split(" | ")[0] for r in rows] == ["| minilm-l6", "| smollm2-135m"]
+    assert "| encoder |" in rows[0] and "| decoder |" in rows[1]
+    assert rows[0].endswith("0.779 ± 0.037 (3) (+0.052) |") and rows[1].endswith("0.723 ± 0.050 (3) (+0.143) |")
+    assert scale_table(report.points_frame(runs[(runs["role"] != "trial") & (runs["model"] == "minilm-l6")])) is None  # one size

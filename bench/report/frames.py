@@ -81,6 +81,7 @@ def runs_frame(records: list[dict[str, Any]]):
             "step_time_s": _get(rec, "speed", "step_time_median_s"), "tokens_per_s": _get(rec, "speed", "tokens_per_s"),
             "main_metric": main, "score": None if run.get("random_weights") or main is None else quality.get(main),
             "kind": _get(cfg, "task", "kind") or ("classification" if main in CLASSIFICATION_METRICS else None),
+            "family": _get(cfg, "model", "family") if _get(cfg, "model", "family") not in (None, "auto") else None,
             "majority_baseline": quality.get("majority_baseline"), "constant_predictions": quality.get("constant_predictions"),
             "num_examples": quality.get("num_examples"),
             **{f"q_{k}": (None if run.get("random_weights") else quality.get(k)) for k in QUALITY_KEYS},
@@ -173,7 +174,7 @@ def points_frame(runs):
         ok = group[group["status"] == "success"]
         first = group.iloc[0]
         row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "series", *knobs,
-                                                      "random_weights", "main_metric", "kind")}
+                                                      "random_weights", "main_metric", "kind", "family")}
         row["runs"] = len(group)
         row["seeds"] = int(ok["seed"].nunique())
         row["tuned"], row["lr"], row["selection"], row["study"] = bool(first["tuned"]), first["lr"], first["selection"], first["study"]

@@ -133,32 +133,40 @@ def prompt_length(points) -> Figure | None:
     return fig
 
 
+FAMILY_STYLE = {"encoder": "-", "decoder": "--", "encoder-decoder": ":"}  # a line's family, by its dash
+
+
 def prompt_scale(points) -> Figure | None:
-    """Score against model size: each method with a prompt length (a line per length) and full
-    fine-tuning (the prompt tuning paper's scale figure)."""
+    """Score against model size (the prompt tuning paper's scale figure): one line per method
+    configuration (each prompt length, each LoRA rank, full fine-tuning) per model family, so a line
+    never joins an encoder to a decoder; the seeds' 95% intervals as error bars."""
     scored = _scored(points)
     scored = scored[scored["model_size"].notna()]
     pt = having(scored, "num_virtual_tokens")
     if scored["model"].nunique() < 2 or pt.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    full_points = scored[trains_everything(scored)]
-    for series, full in full_points.groupby("series"):
-        full = full.sort_values("model_size")
-        ax.errorbar(full["model_size"], full["score_mean"], yerr=_yerr(full), marker="s", color="black", capsize=4,
-                    label="full fine-tuning" + series.removeprefix(full["method"].iloc[0]))
-    for (method, length, series), line in pt.groupby(["method", "method.num_virtual_tokens", "series"]):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    family = scored["family"].fillna("?") if "family" in scored else scored["model"].map(lambda m: "?")
+    colors: dict[str, str] = {}
+    for (label, fam), line in scored.assign(family=family).groupby(["label", "family"], sort=True):
         line = line.sort_values("model_size")
-        ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="o", capsize=4,
-                    label=f"{_pretty(method)}, P={int(length)}" + series.removeprefix(method))
+        full = bool(trains_everything(line).all())
+        color = colors.setdefault(label, "black" if full else f"C{len(colors) % 10}")
+        length = line["method.num_virtual_tokens"].iloc[0] if "method.num_virtual_tokens" in line else None
+        method = line["method"].iloc[0]
+        name = "full fine-tuning" if full else f"{_pretty(method)}, P={int(length)}" if length == length and length is not None \
+            else label
+        ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="s" if full else "o", capsize=4, color=color,
+                    linestyle=FAMILY_STYLE.get(fam, "-"), label=name + (f" ({fam}s)" if fam in FAMILY_STYLE else ""))
     for _, row in scored.drop_duplicates("model").iterrows():
         ax.annotate(row["model"], (row["model_size"], ax.get_ylim()[0]), textcoords="offset points", xytext=(2, 4), fontsize=8, rotation=90)
     ax.set_xscale("log")
     ax.set_xlabel("model parameters (log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
-    ax.set_title(f"{_pretty(pt['method'].iloc[0]).capitalize() if pt['method'].nunique() == 1 else 'Prompt methods'} vs full fine-tuning across model sizes on {points['task'].iloc[0]}")
+    ax.set_title(f"Prompt tuning and the other methods across model sizes on {points['task'].iloc[0]}\n"
+                 "(solid: encoders, dashed: decoders; a line joins one family's sizes)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -326,5 +326,44 @@ def write_tables(runs, points, out: Path) -> list[Path]:
         stem.with_suffix(".md").write_text(text)
         write_csv(stem.with_suffix(".csv"), headers, rows)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    for task, group in points.groupby("task"):
+        text = scale_table(group)
+        if text:
+            path = folder / f"{file_stem('all-models', task)}__scale.md"
+            path.write_text(text)
+            written.append(path)
     points.to_csv(folder / "points.csv", index=False)
     return written + [folder / "points.csv", write_runs_csv(runs, folder)]
+
+
+def scale_table(points) -> str | None:
+    """Across model sizes on one task: per model (smallest first), full fine-tuning's score and each
+    other method configuration's, with its gap to full (full minus it): the prompt tuning paper's
+    claim is that this gap shrinks as the model grows. None with fewer than two pretrained sizes."""
+    ok = points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool) & points["model_size"].notna()]
+    if ok["model"].nunique() < 2 or not trains_everything(ok).any():
+        return None
+    labels = sorted(set(ok.loc[~trains_everything(ok), "label"]))
+    metric = str(ok["main_metric"].dropna().iloc[0])
+
+    def cell(row) -> str:
+        ci = row["score_ci95"]
+        return f"{row['score_mean']:.3f}" + (f" ± {ci:.3f}" if ci is not None and ci == ci else "") + f" ({int(row['seeds'])})"
+
+    headers = ["model", "family", "params", "full fine-tuning", *[f"{label} (gap)" for label in labels]]
+    rows = []
+    for model, group in sorted(ok.groupby("model"), key=lambda kv: kv[1]["model_size"].iloc[0]):
+        full = group[trains_everything(group)].sort_values("seeds", ascending=False)
+        full_score = float(full["score_mean"].iloc[0]) if len(full) else None
+        row = [model, str(group["family"].iloc[0] or ""), f"{group['model_size'].iloc[0] / 1e6:,.1f}M", cell(full.iloc[0]) if len(full) else ""]
+        for label in labels:
+            mine = group[group["label"] == label].sort_values("seeds", ascending=False)
+            if mine.empty:
+                row.append("")
+                continue
+            gap = f" ({full_score - float(mine['score_mean'].iloc[0]):+.3f})" if full_score is not None else ""
+            row.append(cell(mine.iloc[0]) + gap)
+        rows.append(row)
+    return (f"## Across model sizes on {ok['task'].iloc[0]}: {metric} (mean ± 95% CI (seeds)), and the gap to full fine-tuning\n\n"
+            f"{markdown(headers, rows)}\n\nGap = full fine-tuning's mean minus the method's: the prompt tuning paper's claim is that it "
+            "shrinks as models grow. Sizes are the models' parameter counts with their task head.\n")
