@@ -32,7 +32,7 @@ from bench.compose import compose, split_args
 from bench.errors import ConfigError
 
 KNOB_VALUES = {"r": (8, 32), "num_virtual_tokens": (20, 100)}  # a method whose YAML has the knob is advised at each value
-OPTIONS = {"memory_gib": "", "records": "results/reference", "format": "table", "device": ""}
+OPTIONS = {"memory_gib": "", "records": "results/reference", "format": "table", "device": "", "out": ""}  # out: a folder for advice.{md,json,html}
 GIB = 2**30
 
 
@@ -188,6 +188,36 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def html_view(out: dict[str, Any]) -> str:
+    """The advice as one self-contained page beside the report's dashboard: the table, and a chart
+    of each candidate's predicted peak (its parts stacked) against the budget."""
+    import html
+
+    from plotly.offline import get_plotlyjs
+
+    shown = [r for r in out["candidates"] if not r.get("refused")]
+    names = [r["candidate"] for r in shown]
+    traces = [{"type": "bar", "name": part.replace("_bytes", "").replace("_", " "), "x": names,
+               "y": [r["parts"][part] / GIB for r in shown]}
+              for part in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes")]
+    layout = {"barmode": "stack", "title": f"Predicted peak (GiB) against {out['memory_gib']:g} GiB", "yaxis": {"title": "GiB"},
+              "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": out["memory_gib"], "y1": out["memory_gib"],
+                          "line": {"color": "red", "dash": "dash"}}], "height": 480}
+    lines = render(out).splitlines()  # the terminal's table, cell for cell
+    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in lines[2].strip("|").split("|"))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
+                   for line in lines[4:] if line.startswith("|"))
+    title = f"{out['model']} on {out['task']}: {out['memory_gib']:g} GiB"
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>peft-bench advice: {html.escape(title)}</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:13px}"
+            "th,td{border:1px solid #ccc;padding:3px 7px} th{background:#f2f2f2}</style>"
+            f"<script>{get_plotlyjs()}</script></head><body><h1>Which method fits: {html.escape(title)}</h1>"
+            f"<p>Batch {out['batch_size']} x {out['seq_len']} tokens, {html.escape(out['dtype'])}, on {html.escape(out['device'])}. "
+            f"Recommended: <b>{html.escape(', '.join(out['recommended']) or 'nothing fits')}</b>. {html.escape(out['how'])}.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table><div id='peak'></div>"
+            f"<script>Plotly.newPlot('peak', {json.dumps(traces)}, {json.dumps(layout)}, {{displaylogo: false}});</script></body></html>")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args, overrides = split_args(sys.argv[1:] if argv is None else argv, OPTIONS)
@@ -212,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=1, default=str) if args["format"] == "json" else render(out))
+    if args["out"]:  # the same advice as files: Markdown, JSON and a page to open beside the dashboard
+        folder = Path(args["out"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "advice.md").write_text(render(out) + "\n")
+        (folder / "advice.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+        (folder / "advice.html").write_text(html_view(out))
+        print(f"written: {folder}/advice.md, advice.json, advice.html", file=sys.stderr)
     return 0
 
 

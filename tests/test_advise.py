@@ -25,8 +25,11 @@ def test_advice_from_the_estimator_and_the_records(cfg_factory, tmp_path, capsys
     rec = run(cfg_factory("model=minilm-l6", "method=lora", "method.r=8", f"results_dir={tmp_path / 'records'}", "train.max_steps=4"))
     assert rec["run"]["status"] == "success"
     common = ["model=minilm-l6", "task=embedded-sentiment", f"records={tmp_path / 'records'}", "device=cpu", "format=json", "train.batch_size=4"]
-    assert advise.main(["memory_gib=1", *common]) == 0
+    assert advise.main(["memory_gib=1", *common, f"out={tmp_path / 'advice'}"]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "advice" / "advice.json").read_text()) == out
+    page = (tmp_path / "advice" / "advice.html").read_text()
+    assert "Plotly.newPlot('peak'" in page and "<td>lora r=8</td>" in page and "Recommended: <b>lora r=8</b>" in page
     rows = {r["candidate"]: r for r in out["candidates"]}
     assert {"lora r=8", "lora r=32", "prompt_tuning num_virtual_tokens=20", "full", "none"} <= set(rows)
     lora = rows["lora r=8"]
