@@ -13,7 +13,7 @@ import torch
 from bench import assets
 from bench.config import validate
 from bench.errors import ConfigError
-from conftest import CONF, ROOT, make_cfg, reference_records
+from conftest import CONF, ROOT, make_cfg, reference_records, tiered
 
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "tracking", "experiment")}
 
@@ -127,7 +127,8 @@ SWEEP_PRESETS = {"prompt_tuning_ladder": 72, "prompt_tuning_ladder_hub": 72, "co
                  "gpu_smoke": 6, "merge_fidelity": 8, "dialogsum_smollm2": 22, "glue_minilm": 33, "glue_minilm_tuned": 33, "tune_quick": 4, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 12, "prompt_tuning_sizes_tuned": 12, "dialogsum_smollm2_tuned": 16, "selective_depth": 6}
 
 
-@pytest.mark.parametrize("name,points", SWEEP_PRESETS.items())
+@pytest.mark.parametrize("name,points", tiered(list(SWEEP_PRESETS.items()),  # the rest in the system tier: each composes a spread of points
+                                               keep=[(n, c) for n, c in SWEEP_PRESETS.items() if n in ("tune_quick", "cost_curve_quick", "prompt_tuning_ladder", "glue_minilm_tuned")]))
 def test_sweep_presets_state_their_command_and_expand_to_their_points(name: str, points: int):
     """Each preset's header gives its command; its sweep expands (points crossed with params, or
     params alone) to its number of points, and a spread of them composes and validates (except the

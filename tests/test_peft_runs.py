@@ -98,6 +98,7 @@ def test_external_records_are_rows_the_report_can_show():
     assert len(points_frame(frame)) > 0
 
 
+@pytest.mark.system
 @needs_shared
 def test_the_report_shows_peft_runs_beside_ours_marked_external(tmp_path):
     """`python -m bench.report ... external=DIR`: PEFT's runs get their own table (named after
