@@ -5,6 +5,7 @@ and returns a Figure, or None when the points do not hold what the figure needs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -151,11 +152,13 @@ def prompt_scale(points) -> Figure | None:
     for (label, fam), line in scored.assign(family=family).groupby(["label", "family"], sort=True):
         line = line.sort_values("model_size")
         full = bool(trains_everything(line).all())
-        color = colors.setdefault(label, "black" if full else f"C{len(colors) % 10}")
+        greys = sum(1 for c in colors.values() if c in ("black", "dimgray", "darkgray"))
+        color = colors.setdefault(label, ("black", "dimgray", "darkgray")[greys % 3] if full else f"C{len(colors) % 10}")
         length = line["method.num_virtual_tokens"].iloc[0] if "method.num_virtual_tokens" in line else None
         method = line["method"].iloc[0]
-        name = "full fine-tuning" if full else f"{_pretty(method)}, P={int(length)}" if length == length and length is not None \
-            else label
+        rest = re.sub(r" P=\d+", "", label.removeprefix(method))  # the knobs that tell this line apart (lr=tuned, r=8, ...)
+        prompt = f", P={int(length)}" if length is not None and length == length else ""
+        name = ("full fine-tuning" if full else _pretty(method) + prompt) + rest
         ax.errorbar(line["model_size"], line["score_mean"], yerr=_yerr(line), marker="s" if full else "o", capsize=4, color=color,
                     linestyle=FAMILY_STYLE.get(fam, "-"), label=name + (f" ({fam}s)" if fam in FAMILY_STYLE else ""))
     for _, row in scored.drop_duplicates("model").iterrows():

@@ -338,11 +338,13 @@ def write_tables(runs, points, out: Path) -> list[Path]:
 
 def scale_table(points) -> str | None:
     """Across model sizes on one task: per model (smallest first), full fine-tuning's score and each
-    other method configuration's, with its gap to full (full minus it): the prompt tuning paper's
-    claim is that this gap shrinks as the model grows. None with fewer than two pretrained sizes."""
+    other method configuration's, with its gap to full (full minus it; a tuned method against
+    tuned full fine-tuning, an untuned one against untuned, where both exist): the prompt tuning
+    paper's claim is that this gap shrinks as the model grows. None with fewer than two pretrained sizes."""
     ok = points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool) & points["model_size"].notna()]
     if ok["model"].nunique() < 2 or not trains_everything(ok).any():
         return None
+    full_labels = sorted(set(ok.loc[trains_everything(ok), "label"]))
     labels = sorted(set(ok.loc[~trains_everything(ok), "label"]))
     metric = str(ok["main_metric"].dropna().iloc[0])
 
@@ -350,20 +352,24 @@ def scale_table(points) -> str | None:
         ci = row["score_ci95"]
         return f"{row['score_mean']:.3f}" + (f" ± {ci:.3f}" if ci is not None and ci == ci else "") + f" ({int(row['seeds'])})"
 
-    headers = ["model", "family", "params", "full fine-tuning", *[f"{label} (gap)" for label in labels]]
+    method_of = dict(zip(ok["label"], ok["method"]))  # a label starts with its method's name; the rest are its knobs
+    headers = ["model", "family", "params", *["full fine-tuning" + label.removeprefix(method_of[label]) for label in full_labels],
+               *[f"{label} (gap)" for label in labels]]
     rows = []
     for model, group in sorted(ok.groupby("model"), key=lambda kv: kv[1]["model_size"].iloc[0]):
-        full = group[trains_everything(group)].sort_values("seeds", ascending=False)
-        full_score = float(full["score_mean"].iloc[0]) if len(full) else None
-        row = [model, str(group["family"].iloc[0] or ""), f"{group['model_size'].iloc[0] / 1e6:,.1f}M", cell(full.iloc[0]) if len(full) else ""]
+        full = group[trains_everything(group)]
+        row = [model, str(group["family"].iloc[0] or ""), f"{group['model_size'].iloc[0] / 1e6:,.1f}M"]
+        row += [cell(full[full["label"] == label].iloc[0]) if (full["label"] == label).any() else "" for label in full_labels]
         for label in labels:
             mine = group[group["label"] == label].sort_values("seeds", ascending=False)
             if mine.empty:
                 row.append("")
                 continue
-            gap = f" ({full_score - float(mine['score_mean'].iloc[0]):+.3f})" if full_score is not None else ""
+            same = full[full["tuned"].astype(bool) == bool(mine["tuned"].iloc[0])]
+            against = (same if len(same) else full).sort_values("seeds", ascending=False)
+            gap = f" ({float(against['score_mean'].iloc[0]) - float(mine['score_mean'].iloc[0]):+.3f})" if len(against) else ""
             row.append(cell(mine.iloc[0]) + gap)
         rows.append(row)
     return (f"## Across model sizes on {ok['task'].iloc[0]}: {metric} (mean ± 95% CI (seeds)), and the gap to full fine-tuning\n\n"
-            f"{markdown(headers, rows)}\n\nGap = full fine-tuning's mean minus the method's: the prompt tuning paper's claim is that it "
+            f"{markdown(headers, rows)}\n\nGap = full fine-tuning's mean minus the method's (tuned against tuned, untuned against untuned): the prompt tuning paper's claim is that it "
             "shrinks as models grow. Sizes are the models' parameter counts with their task head.\n")
