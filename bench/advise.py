@@ -57,13 +57,13 @@ def candidates(cfg: DictConfig) -> list[tuple[str, list[str]]]:
 def estimate(cfg: DictConfig, seq_len: int) -> dict[str, Any]:
     """The estimator's parts for this config (meta device), and the parameter counts."""
     from bench.estimate import predict, prepare_meta
+    from bench.measure import param_counts
 
     model, head = prepare_meta(cfg)
-    params = {id(p): p for p in model.parameters()}.values()
     out = predict(model, head, int(cfg.train.batch_size), seq_len,
                   gradient_checkpointing=bool(cfg.speed.get("gradient_checkpointing", False)))
-    out["params"] = sum(p.numel() for p in params)
-    out["trainable"] = sum(p.numel() for p in params if p.requires_grad)
+    counts = param_counts(model)  # as every record counts them (tied weights once)
+    out["params"], out["trainable"] = int(counts["total"]), int(counts["trainable"])
     return out
 
 

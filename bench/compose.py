@@ -8,6 +8,8 @@ is an error naming it, never silently dropped."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -57,3 +59,9 @@ def split_args(argv: list[str], options: dict[str, str]) -> tuple[dict[str, str]
             overrides.append(arg)
     check_overrides(overrides)
     return chosen, overrides
+
+
+def sweep_preset(preset: str, results_dir: Path, overrides: list[str]) -> int:
+    """Run an experiment preset as a sweep of the app (`python -m bench -m experiment=...`) into
+    results_dir; a relaunch runs only its missing points. Returns the sweep's exit code."""
+    return subprocess.call([sys.executable, "-m", "bench", "-m", f"experiment={preset}", f"results_dir={results_dir}", *overrides])

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.compose import split_args
+from bench.compose import split_args, sweep_preset
 from bench.errors import ConfigError
 from bench.record import load_records
 
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args["results"])
     if args["run"] == "true":  # the preset's points: a relaunch runs only the missing ones
         preset = "cost_curve_quick" if args["quick"] == "true" else "cost_curve"
-        code = subprocess.call([sys.executable, "-m", "bench", "-m", f"experiment={preset}", f"results_dir={results}", *overrides])
+        code = sweep_preset(preset, results, overrides)
         if code != 0:
             print(f"the cost-curve sweep exited with {code}; tabulating the records it wrote", file=sys.stderr)
     rows = cells(load_records(results)) if results.is_dir() else []

@@ -19,13 +19,12 @@ and `PYTHONPATH=/tmp/site python -m bench.gpu results=$OUT`.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.compose import split_args
+from bench.compose import split_args, sweep_preset
 from bench.errors import ConfigError
 from bench.record import load_records
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args["results"])
     if args["run"] == "true":  # the preset's points, each in its own process: a relaunch runs only the missing ones
         preset = "gpu_smoke" if smoke else "gpu"
-        code = subprocess.call([sys.executable, "-m", "bench", "-m", f"experiment={preset}", f"results_dir={results}", *overrides])
+        code = sweep_preset(preset, results, overrides)
         if code != 0:
             print(f"the benchmark's sweep exited with {code}; tabulating the records it wrote", file=sys.stderr)
     records = [r for r in load_records(results) if r["run"]["config"]["task"].get("kind") == "synthetic"] if results.is_dir() else []
