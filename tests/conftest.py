@@ -64,7 +64,12 @@ def build(cfg: DictConfig, n_train: int = 16):
 
     from bench.config import validate
     from bench.prepare import prepare
+    from bench.run import seed_everything
 
+    # Seeded as a run seeds (bench.run), so a test's heads and adapters start from the same draw
+    # whatever ran before it: unseeded, 1 draw in ~100 gave tiny-gemma3 an adapter whose 8 ReLU
+    # units were all dead at the start, so its tensors could not move (a red CI, not a bug).
+    seed_everything(int(cfg.seed))
     few = OmegaConf.merge(cfg, {"task": {"max_train_examples": n_train}, "eval": {"max_examples": 8}, "cache_data": False})
     plan = validate(few)
     ready = prepare(few, plan, apply_method=False)
