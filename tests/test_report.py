@@ -202,6 +202,25 @@ def test_prompt_scale_plot_has_full_and_each_prompt_length_across_sizes():
                      "prompt tuning, P=20": pytest.approx([0.65, 0.90])}
 
 
+def test_a_configuration_is_one_line_across_sizes_when_one_size_ran_more_lengths(tmp_path: Path):
+    """The small model also ran P=1, so its per-model labels name P while the large model's do
+    not; the views across sizes must still join P=20 at both sizes into one line and one column."""
+    recs = prompt_records() + [record("prompt_tuning", 0, 0.55, 8, 400, model="small", base_params=1000, num_virtual_tokens=1)]
+    recs = [r for r in recs if not (r["run"]["model"] == "large" and r["run"]["config"]["method"].get("num_virtual_tokens") == 5)]
+    points = report.points_frame(report.runs_frame(recs))
+    assert set(points.loc[points["model"] == "large", "label"]) == {"full", "prompt_tuning"}  # one length there: P not named
+    fig = plots.prompt_scale(points)
+    lines = {c.get_label(): list(c.lines[0].get_data()[1]) for c in fig.axes[0].containers}
+    assert lines == {"full fine-tuning": pytest.approx([0.90, 0.93]), "prompt tuning, P=1": pytest.approx([0.55]),
+                     "prompt tuning, P=5": pytest.approx([0.60]), "prompt tuning, P=20": pytest.approx([0.65, 0.90])}
+    assert list(lines) == ["full fine-tuning", "prompt tuning, P=1", "prompt tuning, P=5", "prompt tuning, P=20"]  # lengths in numeric order
+    from bench.report.tables import scale_table
+
+    header, _, small, large = [line for line in scale_table(points).splitlines() if line.startswith("|")]
+    assert header.split(" | ")[3:] == ["full fine-tuning", "prompt_tuning P=1 (gap)", "prompt_tuning P=5 (gap)", "prompt_tuning P=20 (gap) |"]
+    assert small.endswith("| 0.650 (1) (+0.250) |") and large.endswith("|  |  | 0.900 (1) (+0.030) |")
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

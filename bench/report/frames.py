@@ -3,7 +3,8 @@ report (only bench.record, pandas and scipy), so tables, plots, the dashboard an
 
 Nothing here knows a method by name: a run's method knobs are the keys of its method config, a
 point's label is its method plus the knobs that vary among that method's runs on one model and
-task, and a model's size is the smallest total of its runs (a method can only add parameters)."""
+task (its scale label, for the views across sizes, the knobs that vary on the task across all
+models, so one configuration reads the same at every size), and a model's size is the smallest total of its runs (a method can only add parameters)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ KNOB = "method."  # the prefix of a method-config column: method.r, method.num_v
 NOT_KNOBS = ("name", "lr")  # the method's name is its own column; its lr is train.lr's default, shown as lr_setting
 SHORT = {"r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top",  # how a knob reads in a label
          "lr_setting": "lr", "max_steps": "steps"}  # ("" = the value alone); a key not here reads as itself
+PER_MODEL = ("model", "task", "method")  # a label tells apart one model's points on one task
+ACROSS_MODELS = ("task", "method")  # a scale label tells apart the configurations run anywhere on one task
 UNSET = {"target_modules": "default (q,v)"}  # how a knob left at null (the library's default) reads; others stay empty
 
 
@@ -101,13 +104,15 @@ def runs_frame(records: list[dict[str, Any]]):
     rest = [c for c in frame.columns if not c.startswith(KNOB)]
     at = rest.index("started_at") + 2
     frame = frame[rest[:at] + knobs + rest[at:]]
-    for column, leave_out in (("label", ()), ("series", (KNOB + "r", KNOB + "num_virtual_tokens")),  # a curve joins points that differ only on its axis
-                              ("method_label", ("lr_setting", "max_steps"))):  # a tuning trial's line: its point without the lr
+    for column, leave_out, by in (("label", (), PER_MODEL),
+                                  ("series", (KNOB + "r", KNOB + "num_virtual_tokens"), PER_MODEL),  # a curve joins points that differ only on its axis
+                                  ("method_label", ("lr_setting", "max_steps"), PER_MODEL),  # a tuning trial's line: its point without the lr
+                                  ("scale_label", (), ACROSS_MODELS)):  # a line across sizes: one configuration at every size
         frame[column] = ""
         for is_trial in (True, False):  # trials vary the lr and are labelled among themselves
             mask = (frame["role"] == "trial") == is_trial
             if mask.any():
-                frame.loc[mask, column] = _labels(frame[mask], leave_out)
+                frame.loc[mask, column] = _labels(frame[mask], leave_out, by)
     return frame
 
 
@@ -136,18 +141,19 @@ def _eval_curve(rec: dict[str, Any]) -> list[tuple[int, float]]:
     return points + ([(curve[-1]["step"], quality[main])] if curve and main in quality else [])
 
 
-def _labels(frame, leave_out: tuple[str, ...] = ()) -> list[str]:
+def _labels(frame, leave_out: tuple[str, ...] = (), by: tuple[str, ...] = PER_MODEL) -> list[str]:
     """Method name plus the knobs (method-config keys, then the lr and the budget) that vary among
-    that method's runs on one model and task. A knob a run's config lacks (a record written before
-    the knob existed) does not count as a different value."""
+    that method's runs within one group of `by` (one model and task, or one task across models).
+    A knob a run's config lacks (a record written before the knob existed) does not count as a
+    different value."""
     knobs = [k for k in knob_columns(frame) + ["lr_setting", "max_steps"] if k not in leave_out]
     varying: dict[tuple, list[str]] = {}
-    for key, group in frame.groupby(["model", "task", "method"], dropna=False):
+    for key, group in frame.groupby(list(by), dropna=False):
         varying[key] = [k for k in knobs if group[k].dropna().astype(str).nunique() > 1]
     labels = []
     for _, row in frame.iterrows():
         parts = [row["method"]]
-        for knob in varying[(row["model"], row["task"], row["method"])]:
+        for knob in varying[tuple(row[c] for c in by)]:
             value = row[knob]
             if isinstance(value, float) and value.is_integer():
                 value = int(value)  # pandas stores an integer column with gaps as floats
@@ -155,6 +161,11 @@ def _labels(frame, leave_out: tuple[str, ...] = ()) -> list[str]:
             parts.append(f"{name}={value}" if name else str(value))
         labels.append(" ".join(parts))
     return labels
+
+
+def natural_key(label: str) -> list:
+    """Sorts labels with their numbers as numbers: P=5 before P=20 before P=100."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
 
 
 def t_quantile_975(df: int) -> float:
@@ -173,7 +184,7 @@ def points_frame(runs):
     for key, group in runs.groupby("point", sort=False):
         ok = group[group["status"] == "success"]
         first = group.iloc[0]
-        row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "series", *knobs,
+        row: dict[str, Any] = {c: first[c] for c in ("point", "model", "task", "method", "label", "series", "scale_label", *knobs,
                                                       "random_weights", "main_metric", "kind", "family")}
         row["runs"] = len(group)
         row["seeds"] = int(ok["seed"].nunique())

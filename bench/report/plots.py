@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report.frames import MIB, file_stem, having, pareto_front, scored as _scored, trains_everything  # noqa: E402
+from bench.report.frames import MIB, file_stem, having, natural_key, pareto_front, scored as _scored, trains_everything  # noqa: E402
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
@@ -149,7 +149,8 @@ def prompt_scale(points) -> Figure | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     family = scored["family"].fillna("?") if "family" in scored else scored["model"].map(lambda m: "?")
     colors: dict[str, str] = {}
-    for (label, fam), line in scored.assign(family=family).groupby(["label", "family"], sort=True):
+    lines = scored.assign(family=family).groupby(["scale_label", "family"])  # labelled across sizes: one configuration, one line
+    for (label, fam), line in sorted(lines, key=lambda kv: (natural_key(kv[0][0]), kv[0][1])):
         line = line.sort_values("model_size")
         full = bool(trains_everything(line).all())
         greys = sum(1 for c in colors.values() if c in ("black", "dimgray", "darkgray"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, trains_everything
+from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, natural_key, trains_everything
 
 FORGETTING = {  # forgetting measure -> its column header (the two measures read a negative number oppositely)
     "lm_loss": "forgetting: LM loss Δ (> 0 forgot)",  # loss on general text, after minus before
@@ -340,28 +340,30 @@ def scale_table(points) -> str | None:
     """Across model sizes on one task: per model (smallest first), full fine-tuning's score and each
     other method configuration's, with its gap to full (full minus it; a tuned method against
     tuned full fine-tuning, an untuned one against untuned, where both exist): the prompt tuning
-    paper's claim is that this gap shrinks as the model grows. None with fewer than two pretrained sizes."""
+    paper's claim is that this gap shrinks as the model grows. A configuration is named by its scale
+    label (the knobs that vary on the task across all models), so it is one column at every size.
+    None with fewer than two pretrained sizes."""
     ok = points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool) & points["model_size"].notna()]
     if ok["model"].nunique() < 2 or not trains_everything(ok).any():
         return None
-    full_labels = sorted(set(ok.loc[trains_everything(ok), "label"]))
-    labels = sorted(set(ok.loc[~trains_everything(ok), "label"]))
+    full_labels = sorted(set(ok.loc[trains_everything(ok), "scale_label"]), key=natural_key)
+    labels = sorted(set(ok.loc[~trains_everything(ok), "scale_label"]), key=natural_key)
     metric = str(ok["main_metric"].dropna().iloc[0])
 
     def cell(row) -> str:
         ci = row["score_ci95"]
         return f"{row['score_mean']:.3f}" + (f" ± {ci:.3f}" if ci is not None and ci == ci else "") + f" ({int(row['seeds'])})"
 
-    method_of = dict(zip(ok["label"], ok["method"]))  # a label starts with its method's name; the rest are its knobs
+    method_of = dict(zip(ok["scale_label"], ok["method"]))  # a label starts with its method's name; the rest are its knobs
     headers = ["model", "family", "params", *["full fine-tuning" + label.removeprefix(method_of[label]) for label in full_labels],
                *[f"{label} (gap)" for label in labels]]
     rows = []
     for model, group in sorted(ok.groupby("model"), key=lambda kv: kv[1]["model_size"].iloc[0]):
         full = group[trains_everything(group)]
         row = [model, str(group["family"].iloc[0] or ""), f"{group['model_size'].iloc[0] / 1e6:,.1f}M"]
-        row += [cell(full[full["label"] == label].iloc[0]) if (full["label"] == label).any() else "" for label in full_labels]
+        row += [cell(full[full["scale_label"] == label].iloc[0]) if (full["scale_label"] == label).any() else "" for label in full_labels]
         for label in labels:
-            mine = group[group["label"] == label].sort_values("seeds", ascending=False)
+            mine = group[group["scale_label"] == label].sort_values("seeds", ascending=False)
             if mine.empty:
                 row.append("")
                 continue
