@@ -18,15 +18,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench import preflight
-from bench.callbacks import POINTER
+from bench.config import checks as preflight
+from bench.sweep.callbacks import POINTER
 from bench.errors import ConfigError
-from bench.record import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
-from bench.tune import role
+from bench.records.store import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
+from bench.sweep.tune import role
 from bench.report.tables import markdown_table
-from bench import interrupts
-from bench.supervise import cores_for_job, run_isolated  # torch-free: before the plain checks
-from bench.sweepguard import watch_sweep
+from bench.sweep import signals as interrupts
+from bench.sweep.supervise import cores_for_job, run_isolated  # torch-free: before the plain checks
+from bench.sweep.guard import watch_sweep
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -39,7 +39,7 @@ def app(cfg: DictConfig) -> str | None:
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
-    from bench.run import run  # torch loads after the plain checks passed
+    from bench.run.pipeline import run  # torch loads after the plain checks passed
 
     if hydra_cfg.mode != RunMode.MULTIRUN:
         if (cfg.get("tune") or {}).get("enabled"):  # trials and finals are a sweep's points: a single run cannot hold them

@@ -18,8 +18,8 @@ SHARED_DATA = (ROOT.parent / "shared" / "datasets").resolve()
 
 
 def make_cfg(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    """The config the command line would compose (bench.compose: the one way)."""
-    from bench.compose import compose
+    """The config the command line would compose (bench.config.compose: the one way)."""
+    from bench.config.compose import compose
 
     return compose(overrides, return_hydra_config=return_hydra_config)
 
@@ -58,15 +58,15 @@ def write_dialogsum_like(root: Path, n: int = 6) -> Path:
 
 def build(cfg: DictConfig, n_train: int = 16):
     """(base model, task, family) for a composed config, prepared as a run prepares them
-    (bench.prepare) on its first n_train training rows and 8 scored ones, read afresh (no cache);
+    (bench.run.prepare) on its first n_train training rows and 8 scored ones, read afresh (no cache);
     the method is left for the test to apply."""
     from omegaconf import OmegaConf
 
-    from bench.config import validate
-    from bench.prepare import prepare
-    from bench.run import seed_everything
+    from bench.config.plan import validate
+    from bench.run.prepare import prepare
+    from bench.run.pipeline import seed_everything
 
-    # Seeded as a run seeds (bench.run), so a test's heads and adapters start from the same draw
+    # Seeded as a run seeds (bench.run.pipeline), so a test's heads and adapters start from the same draw
     # whatever ran before it: unseeded, 1 draw in ~100 gave tiny-gemma3 an adapter whose 8 ReLU
     # units were all dead at the start, so its tensors could not move (a red CI, not a bug).
     seed_everything(int(cfg.seed))

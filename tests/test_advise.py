@@ -1,4 +1,4 @@
-"""python -m bench.advise: memory, fit, step time and recorded quality per method, and the
+"""python -m bench.measure.advise: memory, fit, step time and recorded quality per method, and the
 recommendation; bad input is refused naming the field."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bench import advise
-from bench.run import run
+from bench.measure import advise
+from bench.run.pipeline import run
 
 
 @pytest.mark.parametrize("args,field", [(["memory_gib=-1"], "memory_gib"), ([], "memory_gib"), (["memory_gib=nan"], "memory_gib"),

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.measure import param_counts
+from bench.measure.figures import param_counts
 from bench.methods import METHODS, get_method
-from bench.train import train
+from bench.run.train import train
 from conftest import build, tiered, write_dialogsum_like
 
 HEAD = 32 * 2 + 2
@@ -42,7 +42,7 @@ def _cfg(cfg_factory, model: str, method: str, example: int = 0, *more: str):
 def _refused(cfg) -> str | None:
     """The config check's reason when the method declares it may refuse this pair; any other
     ConfigError is a failure."""
-    from bench.config import validate
+    from bench.config.plan import validate
 
     try:
         validate(cfg)
@@ -257,8 +257,8 @@ def test_lora_merged_equals_unmerged(cfg_factory):
     (["method=prompt_tuning", "method.init=labels", "model=tiny-llama", "task=dialogsum"], "method.init"),
 ])
 def test_unsupported_pairs_fail_before_loading(cfg_factory, tmp_path, monkeypatch, overrides, field):
-    from bench import models
-    from bench.config import validate
+    from bench.models import sources as models
+    from bench.config.plan import validate
 
     def no_load(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")
@@ -272,7 +272,7 @@ def test_unsupported_pairs_fail_before_loading(cfg_factory, tmp_path, monkeypatc
 
 
 def test_target_module_error_lists_what_the_model_has(cfg_factory):
-    from bench.config import validate
+    from bench.config.plan import validate
 
     with pytest.raises(ConfigError) as info:
         validate(cfg_factory("model=tiny-bert", "method=lora", "method.target_modules=[q_proj]"))
@@ -286,7 +286,7 @@ def test_every_registered_method_has_a_config_and_a_summary():
 
 
 def test_readme_methods_table_lists_every_method_with_its_summary():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "methods.md").read_text()
     table = readme[readme.index("| `method=` | what it trains |"):].split("\n\n", 1)[0]
     missing = [name for name, m in METHODS.items() if f"| `{name}` | {m.summary} |" not in table]
     assert not missing, f"the README's methods table lacks a row `| `name` | summary |` for: {missing}"

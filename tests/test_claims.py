@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from bench import report
 from bench.errors import ConfigError
-from bench.record import (CLAIMS, FALLBACK, PROBE_BYTES, check_max_attempts, check_results_dir, claim, config_digest,
+from bench.records.store import (CLAIMS, FALLBACK, PROBE_BYTES, check_max_attempts, check_results_dir, claim, config_digest,
                           load_records, write_atomic, write_record)
 from conftest import ROOT, make_cfg, reference_records
 
@@ -78,7 +78,7 @@ def test_a_results_dir_that_cannot_hold_records_is_refused_by_name(tmp_path: Pat
 
 def test_the_probe_is_a_fsynced_mebibyte_so_a_small_file_size_limit_is_caught(tmp_path: Path):
     """Run in a child with `ulimit -f 64` (KiB): a record would fit under it, the 1 MiB probe does not."""
-    code = ("from bench.record import check_results_dir\n"
+    code = ("from bench.records.store import check_results_dir\n"
             "from bench.errors import ConfigError\n"
             "try:\n    check_results_dir(__import__('sys').argv[1])\n"
             "except ConfigError as exc:\n    print(exc)\n")
@@ -157,8 +157,8 @@ def test_a_refused_record_is_written_to_the_fallback_folder_and_stderr_says_wher
 def test_a_run_whose_results_dir_becomes_a_file_keeps_its_record_in_the_fallback(tmp_path: Path, monkeypatch, capsys, cfg_factory):
     """The run's own write path (run.conclude -> finish), after the work: the record, measurements
     included, lands in $TMPDIR/peft-bench-unwritten/ and is the path the run reports."""
-    from bench import run as run_module
-    from bench import tracking
+    from bench.run import pipeline as run_module
+    from bench.records import tracking
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     cfg = cfg_factory()
@@ -319,7 +319,7 @@ def test_a_record_gets_the_umask_mode(tmp_path: Path, mask: int, mode: int):
 def test_a_tuned_final_found_under_another_search_is_not_reused(tmp_path: Path):
     """A relaunch with a wider grid that chooses the same lr must not keep the old final, whose
     `selection` describes the smaller grid; scores and cost may differ (a retried trial)."""
-    from bench.record import find_success
+    from bench.records.store import find_success
 
     search = {"split": "validation", "validation_examples": 500, "metric": "accuracy", "mode": "grid", "trial_steps": 100,
               "lrs": [1e-4, 1e-3, 1e-2], "scores": [0.8, 0.9, 0.7], "cost_s": 60.0, "chosen_lr": 1e-3}
@@ -336,7 +336,7 @@ def test_a_tuned_final_found_under_another_search_is_not_reused(tmp_path: Path):
 def test_keep_predictions_changes_what_a_record_keeps_not_the_point():
     """eval.keep_predictions at any value leaves the config hash alone, as keep_artifacts does:
     a sweep does not rerun a finished point because more predictions are asked for."""
-    from bench.record import config_hash
+    from bench.records.store import config_hash
     from conftest import make_cfg
 
     base = config_hash(make_cfg([]))
@@ -353,7 +353,7 @@ def test_records_are_written_as_schema_2_and_version_1_records_still_load_and_va
     key of the record, not of its config, so no config hash moves."""
     import jsonschema
 
-    from bench.record import SCHEMA_PATH, SCHEMA_VERSION, record_problem
+    from bench.records.store import SCHEMA_PATH, SCHEMA_VERSION, record_problem
 
     assert SCHEMA_VERSION == 2
     schema = json.loads(SCHEMA_PATH.read_text())

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import assets
-from bench.config import validate
+from bench.models import assets
+from bench.config.plan import validate
 from bench.errors import ConfigError
 from conftest import CONF, ROOT, make_cfg, reference_records, tiered
 
@@ -176,7 +176,7 @@ def test_every_reference_record_config_has_only_known_keys():
     committed record's resolved config: a rerun or resume of a reference sweep is never refused."""
     from omegaconf import OmegaConf
 
-    from bench import preflight
+    from bench.config import checks as preflight
 
     checked = 0
     for _, data in reference_records():
@@ -198,7 +198,7 @@ def test_the_hub_ladder_is_estimated_here_from_its_models_published_shapes():
     """Every size x method of prompt_tuning_ladder_hub composes; its random-weight twin
     (model.source=config, the shape the YAML carries) validates its method and gets a memory
     estimate on the meta device: more for a bigger model, less for LoRA and prompts than full."""
-    from bench.estimate import estimate_config
+    from bench.measure.estimate import estimate_config
 
     totals = {}
     for size in ("small", "base", "large", "xl"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import validate
+from bench.config.plan import validate
 from bench.tasks.data import read_rows
 from conftest import SHARED_DATA, make_cfg
 
@@ -74,7 +74,7 @@ def test_length_grouped_batches_cover_each_example_once_and_pad_less():
     """One epoch of grouped batches is a permutation of the whole batches, with far less padding."""
     import random
 
-    from bench.train import batches
+    from bench.run.train import batches
 
     rng = random.Random(0)
     feats = [{"input_ids": [0] * rng.randint(3, 120), "i": i} for i in range(1000)]
@@ -99,13 +99,13 @@ def test_length_grouped_batches_cover_each_example_once_and_pad_less():
 
 
 def test_perf_contestants_take_the_suites_batch_order():
-    """bench.perf feeds its bare loop and Trainer the suite's own first-epoch order, grouped or not."""
+    """bench.harness.perf feeds its bare loop and Trainer the suite's own first-epoch order, grouped or not."""
     from types import SimpleNamespace
 
     from omegaconf import OmegaConf
 
-    from bench.perf import first_epoch_order
-    from bench.train import batches
+    from bench.harness.perf import first_epoch_order
+    from bench.run.train import batches
 
     feats = [{"input_ids": [0] * (3 + (i * 37) % 90), "i": i} for i in range(200)]
     collate = lambda batch: {"i": [f["i"] for f in batch]}  # noqa: E731
@@ -121,7 +121,7 @@ def test_tokenised_data_is_prepared_once_and_reused(tmp_path, monkeypatch):
     """A second run with the same data, tokenizer and lengths loads the features from the cache;
     a change to any of them (here task.max_length), a damaged entry, or cache_data=false tokenises anew."""
     import bench.tasks.cache as cache
-    from bench import models
+    from bench.models import sources as models
     from bench.tasks import get_kind
 
     monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
@@ -157,7 +157,7 @@ def test_cache_key_covers_the_row_reading_code_and_the_tokenizer_libraries(monke
 
     import bench.tasks.cache as cache
     import bench.tasks.data as data
-    from bench import models
+    from bench.models import sources as models
     from bench.tasks import get_kind
 
     cfg = make_cfg(["model=tiny-bert", "task=embedded-sentiment"])
@@ -181,7 +181,7 @@ def test_cache_key_covers_the_row_reading_code_and_the_tokenizer_libraries(monke
 def test_a_knob_added_later_at_its_default_keeps_earlier_records_hashes():
     from omegaconf import OmegaConf
 
-    from bench.record import config_digest
+    from bench.records.store import config_digest
 
     plain = OmegaConf.to_container(make_cfg(["task=sst2"]), resolve=True)
     earlier = {**plain, "train": {k: v for k, v in plain["train"].items() if k != "group_by_length"}}
@@ -206,7 +206,7 @@ def test_a_pickle_planted_in_the_cache_is_never_run_and_the_entry_is_rebuilt(tmp
     import pickle
 
     import bench.tasks.cache as cache
-    from bench import models
+    from bench.models import sources as models
     from bench.tasks import get_kind
 
     monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")
@@ -232,7 +232,7 @@ def test_the_data_section_counts_inputs_cut_by_the_length_limit_per_split(tmp_pa
     """classification: inputs longer than task.max_length; summarization: sources longer than
     task.max_source_tokens; counted by hand with the same tokenizer, and the same from the cache."""
     import bench.tasks.cache as cache
-    from bench import models
+    from bench.models import sources as models
     from bench.tasks import get_kind
     from conftest import write_dialogsum_like
 

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from bench.methods import METHODS
-from bench.record import SCHEMA_PATH, load_records
-from bench.run import run
+from bench.records.store import SCHEMA_PATH, load_records
+from bench.run.pipeline import run
 from conftest import tiered, write_dialogsum_like
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -77,7 +77,7 @@ def test_record_sections_and_env(cfg_factory):
 
 
 def test_failed_run_is_a_record_with_its_reason(cfg_factory, monkeypatch):
-    import bench.run as run_module
+    import bench.run.pipeline as run_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.compose import compose
-from bench.estimate import predict, prepare_meta
+from bench.config.compose import compose
+from bench.measure.estimate import predict, prepare_meta
 
 B, S = 4, 10
 T = B * S

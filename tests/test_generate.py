@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.generate import greedy_decoder, greedy_seq2seq
+from bench.run.generate import greedy_decoder, greedy_seq2seq
 from bench.errors import ConfigError
 from bench.methods import METHODS as REGISTRY
 from bench.methods import get_method

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from bench.methods import METHODS
-from bench.run import seed_everything
-from bench.train import train
+from bench.run.pipeline import seed_everything
+from bench.run.train import train
 from conftest import build, tiered
 
 GOLDEN = Path(__file__).with_name("golden_losses.json")

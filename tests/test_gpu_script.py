@@ -1,4 +1,4 @@
-"""bench.gpu, the GPU benchmark, checked on the CPU with its CUDA parts skipped: its smoke preset's
+"""bench.harness.gpu, the GPU benchmark, checked on the CPU with its CUDA parts skipped: its smoke preset's
 points are records (FLOPs counted on the CPU too), the table has a row per point, and a bad
 argument or a machine without CUDA is refused."""
 
@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.system
 def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path):
-    from bench.record import load_records
+    from bench.records.store import load_records
 
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu", f"results={tmp_path}", "smoke=true"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench.harness.gpu", f"results={tmp_path}", "smoke=true"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     benchmark = proc.stdout[proc.stdout.index("# GPU benchmark"):]  # after the sweep's own table
@@ -39,7 +39,7 @@ def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path)
 def test_gpu_script_without_cuda_says_how_to_smoke_test():
     import torch
 
-    import bench.gpu as g
+    import bench.harness.gpu as g
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal path does not apply")

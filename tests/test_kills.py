@@ -1,4 +1,4 @@
-"""Kills and signals under every launcher (bench/sweepguard.py): killing a sweep, even with
+"""Kills and signals under every launcher (bench/sweep/guard.py): killing a sweep, even with
 kill -9, takes every running point and worker with it, each point records itself `cancelled`,
 no new point starts; a signal sent to the sweep alone reaches its points at once; an interrupted
 single run says so in one line; no temp folder outlives its owner; a second signal cannot cut
@@ -24,9 +24,10 @@ import psutil
 import pytest
 import torch
 
-import bench.run as run_module
-from bench import interrupts, sweepguard
-from bench.record import load_records
+import bench.run.pipeline as run_module
+from bench.sweep import signals as interrupts
+from bench.sweep import guard as sweepguard
+from bench.records.store import load_records
 from conftest import ROOT, build
 from test_sweeps import SMALL, start, wait_for
 
@@ -221,7 +222,7 @@ def test_a_reused_pid_or_a_zombie_is_not_the_sweep():
 
 JOB = """
 import os, sys, time
-from bench import sweepguard
+from bench.sweep import guard as sweepguard
 os.environ[sweepguard.MARK] = sys.argv[1]
 sweepguard.watch_sweep()
 print("watching", flush=True)
@@ -316,7 +317,7 @@ class SignalInFinalizer:
 
 @pytest.fixture
 def handlers():
-    """bench.interrupts' handlers for one test, then the test runner's own again."""
+    """bench.sweep.signals' handlers for one test, then the test runner's own again."""
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupts.reset()
     interrupts.install()
@@ -330,7 +331,7 @@ def test_a_signal_swallowed_by_a_finalizer_still_stops_training_at_the_next_step
     """Before the fix the point trained on: the first signal's interrupt was lost in the finalizer
     and every later signal was ignored (CI: a killed joblib sweep's points outlived it)."""
     from bench.methods import METHODS
-    from bench.train import train
+    from bench.run.train import train
 
     cfg = cfg_factory("model=tiny-bert", "method=lora", "train.max_steps=50", "train.log_every=100")
     base, task, _ = build(cfg, n_train=8)

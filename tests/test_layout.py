@@ -1,5 +1,5 @@
 """The house rules that keep one path from config to record: no import cycle in bench/, one way
-to compose a config (bench.compose), one way to measure peak memory (bench.measure)."""
+to compose a config (bench.config.compose), one way to measure peak memory (bench.measure.figures)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def module_imports() -> dict[str, set[str]]:
 
 def test_bench_has_no_import_cycle():
     graph, path, done = module_imports(), [], set()
-    assert {"bench.run", "bench.tasks", "bench.tasks.classification", "bench.preflight"} <= set(graph)
+    assert {"bench.run.pipeline", "bench.tasks", "bench.tasks.classification", "bench.config.checks"} <= set(graph)
 
     def visit(node: str) -> None:
         assert node not in path, f"import cycle: {' -> '.join(path[path.index(node):] + [node])}"
@@ -49,5 +49,5 @@ def _files_using(pattern: str) -> list[str]:
 
 
 def test_one_way_to_compose_a_config_and_one_way_to_measure_peak_memory():
-    assert _files_using(r"initialize_config_dir|hydra_compose\(") == ["bench/compose.py"]
-    assert _files_using(r"max_memory_allocated|cpu_peak_bytes\(|VmHWM") == ["bench/measure.py"]
+    assert _files_using(r"initialize_config_dir|hydra_compose\(") == ["bench/config/compose.py"]
+    assert _files_using(r"max_memory_allocated|cpu_peak_bytes\(|VmHWM") == ["bench/measure/figures.py"]

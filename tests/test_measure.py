@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from bench import estimate
+from bench.measure import estimate
 from bench.methods import get_method
-from bench.run import run
-from bench.supervise import run_isolated
+from bench.run.pipeline import run
+from bench.sweep.supervise import run_isolated
 from conftest import ROOT, build, write_dialogsum_like
 
 
@@ -115,14 +115,14 @@ def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
 
 @pytest.mark.system
 def test_estimate_command_works_for_a_model_too_big_to_load():
-    out = subprocess.run([sys.executable, "-m", "bench.estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
+    out = subprocess.run([sys.executable, "-m", "bench.measure.estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
                           "train.batch_size=4", "estimate.seq_len=512"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "weights" in out.stdout and "14.9" in out.stdout  # 8.0B bf16 weights, about 14.97 GiB
 
 
 def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
-    from bench.benchmark import inference_table, memory_table, tradeoff_table
+    from bench.harness.benchmark import inference_table, memory_table, tradeoff_table
 
     rec = run(cfg_factory("model=tiny-bert", "method=lora"))
     failed = {"run": {"model": "tiny-bert", "method": "bitfit", "status": "failed", "error": "config: no bias terms"}}
@@ -138,8 +138,8 @@ def test_benchmark_tables_show_each_part_beside_its_prediction(cfg_factory):
 
 def test_the_loop_frees_gradients_between_steps_and_the_breakdown_still_counts_them(cfg_factory):
     """zero_grad(set_to_none=True) is the faster loop; the breakdown must not read the freed grads."""
-    from bench import measure
-    from bench.train import train
+    from bench.measure import figures as measure
+    from bench.run.train import train
 
     cfg = cfg_factory("model=tiny-bert", "method=full")
     base, task, _ = build(cfg)

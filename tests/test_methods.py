@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.measure import param_counts
+from bench.measure.figures import param_counts
 from bench.methods import METHODS, get_method
 from bench.errors import ConfigError
-from bench.train import train
+from bench.run.train import train
 from conftest import build
 
 

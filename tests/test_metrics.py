@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import metrics
+from bench.measure import metrics
 
 
 def test_rouge_single_reference_by_hand():

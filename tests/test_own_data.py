@@ -65,7 +65,7 @@ def test_an_eval_fraction_parts_one_file_into_disjoint_seeded_train_and_eval(tmp
     assert _rows(cfg, trains=True) == (train, scored)  # seeded: the same parts every time
     other = own_cfg(tmp_path, eval_fraction=0.25, split_seed=2)
     assert questions(_rows(other, trains=True)[1]) != questions(scored)
-    from bench import models
+    from bench.models import sources as models
 
     tokenizer = models.load_tokenizer(cfg.model)
     from bench.tasks import get_kind
@@ -108,14 +108,14 @@ def test_parts_that_could_share_rows_are_refused_naming_the_field(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         check_parts(cfg.task, cfg.data_root)
     assert info.value.field == field
-    from bench.config import validate
+    from bench.config.plan import validate
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):  # validate refuses it before any model loads
         validate(cfg)
 
 
 def test_a_range_past_the_end_of_the_file_names_the_field_and_the_row_count(tmp_path: Path):
-    from bench.config import validate
+    from bench.config.plan import validate
 
     for parts in ({"eval_rows": [50, 70]}, {"train_rows": [0, 50], "eval_rows": [60, None]}):
         cfg = own_cfg(tmp_path, **parts)
@@ -125,7 +125,7 @@ def test_a_range_past_the_end_of_the_file_names_the_field_and_the_row_count(tmp_
 
 
 def test_an_absolute_task_path_needs_no_data_root(tmp_path: Path):
-    from bench.config import validate
+    from bench.config.plan import validate
 
     cfg = own_cfg(tmp_path, eval_fraction=0.25)
     cfg.data_root = str(tmp_path / "no-such-folder")  # a user's clone has no ../shared/datasets
@@ -142,7 +142,7 @@ def test_two_files_or_a_hub_dataset_need_no_part_keys(tmp_path: Path):
 def test_boolean_labels_match_the_data_in_any_spelling(tmp_path: Path):
     """YAML and JSON both read true/false as booleans; a TSV holds them as text. Each spelling in
     task.labels matches each in the data, and the label index follows task.labels' order."""
-    from bench import models
+    from bench.models import sources as models
     from bench.tasks.classification import _features
 
     tokenizer = models.load_tokenizer(make_cfg(["model=tiny-bert"]).model)
@@ -183,7 +183,7 @@ def test_a_one_file_dataset_runs_end_to_end_from_one_yaml_with_config_dir(tmp_pa
     OmegaConf.set_struct(cfg, False)
     cfg.task, cfg.data_root = OmegaConf.create(task_yaml(data, eval_fraction=0.25, split_seed=0)), str(tmp_path)
     cfg.validation.examples = 5
-    from bench import models
+    from bench.models import sources as models
 
     tokenizer = models.load_tokenizer(cfg.model)
     train, scored = _rows(cfg, trains=True)
@@ -199,9 +199,9 @@ def test_the_readmes_task_yamls_validate_and_part_their_one_file(tmp_path: Path)
     validation and parts the file into disjoint train and eval rows: the README's claims hold."""
     import re
 
-    from bench.config import validate
+    from bench.config.plan import validate
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "own-data.md").read_text()
     section = text[text.index("## Your own dataset"):]
     section = section[: section.index("\n## ", 1)]
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
@@ -224,7 +224,7 @@ def test_the_readmes_task_yamls_validate_and_part_their_one_file(tmp_path: Path)
 
 @pytest.mark.parametrize("value", ["abc", -1, 2.5])
 def test_a_bad_keep_predictions_is_refused_naming_the_field(tmp_path: Path, value):
-    from bench.config import validate
+    from bench.config.plan import validate
 
     with pytest.raises(ConfigError, match=r"eval\.keep_predictions=.*an integer >= 0"):
         validate(make_cfg(["model=tiny-bert", f"results_dir={tmp_path}", f"eval.keep_predictions={value}"]))

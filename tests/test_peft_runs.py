@@ -1,4 +1,4 @@
-"""python -m bench.peft_runs: PEFT's published runs mapped to the estimator's inputs, a clear error
+"""python -m bench.harness.peft_runs: PEFT's published runs mapped to the estimator's inputs, a clear error
 for a folder that is not PEFT's, and a row per mapped run. Real result files are read from
 ../shared/peft-method-comparison when present; the command itself is checked on made-up records."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import peft_runs
+from bench.harness import peft_runs
 from bench.errors import ConfigError
 
 SHARED = peft_runs.DEFAULT_DIR

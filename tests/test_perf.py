@@ -1,4 +1,4 @@
-"""bench.perf, the overhead benchmark, on tiny models: its tables hold every contestant and method,
+"""bench.harness.perf, the overhead benchmark, on tiny models: its tables hold every contestant and method,
 and its last line is the figure CI and users read. It asserts no speed (machines are noisy)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _perf(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "bench.perf", "models=tiny", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench.harness.perf", "models=tiny", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -50,7 +50,7 @@ def test_switches_table_measures_each_switch_against_the_default():
 
 
 def test_cost_curve_exponent_is_the_log_log_slope():
-    from bench.cost import exponent
+    from bench.harness.cost import exponent
 
     assert exponent([1, 2, 4, 8], [3 * x**2 for x in (1, 2, 4, 8)]) == pytest.approx(2.0)
     assert exponent([64, 128, 256], [0.5, 1.0, 2.0]) == pytest.approx(1.0)
@@ -60,9 +60,9 @@ def test_cost_curve_exponent_is_the_log_log_slope():
 @pytest.mark.slow
 def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path):
     """The cost curve is a preset of the app: its cells are records (relaunched, it runs none again)."""
-    from bench.record import load_records
+    from bench.records.store import load_records
 
-    proc = subprocess.run([sys.executable, "-m", "bench.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "bench.harness.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = load_records(tmp_path)
@@ -71,12 +71,12 @@ def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path)
     table = (tmp_path / "cost-cpu.md").read_text()
     method_rows = [line for line in table.splitlines() if line.startswith(("| full", "| lora", "| prompt_tuning"))]
     assert len(method_rows) == 6 and all(re.search(r"\| -?\d+\.\d\d, -?\d+\.\d\d \|$", line) for line in method_rows)
-    again = subprocess.run([sys.executable, "-m", "bench.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "bench.harness.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0 and len(load_records(tmp_path)) == 9 and again.stdout.count("skip:") == 9
 
 
 def test_cost_curve_refuses_a_bare_or_misspelt_argument():
-    from bench.cost import main
+    from bench.harness.cost import main
 
     assert main(["results/x"]) == 2 and main(["quick=yes"]) == 2 and main(["train.bsz=3"]) == 2

@@ -1,6 +1,6 @@
 """Every bad input is refused before a model loads, naming the field: the plain checks in
-bench.preflight (torch-free, so a bad value answers in about a second), then the checks that need
-the model's architecture in bench.config.validate. Data files are small broken copies written
+bench.config.checks (torch-free, so a bad value answers in about a second), then the checks that need
+the model's architecture in bench.config.plan.validate. Data files are small broken copies written
 into tmp_path and read through data_root, the way a user's own files are."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import preflight
-from bench.config import validate
+from bench.config import checks as preflight
+from bench.config.plan import validate
 from bench.errors import ConfigError
 from bench.tasks.data import read_rows
 from conftest import CONF, ROOT, make_cfg, tiered, write_dialogsum_like
@@ -188,7 +188,7 @@ def test_bfloat16_that_the_error_offers_trains_a_classifier_on_cpu(cfg_factory):
     """The new head takes the weights' dtype (it stayed float32: "mat1 and mat2 must have the same dtype")."""
     import torch
 
-    from bench import models
+    from bench.models import sources as models
 
     cfg = cfg_factory("model=tiny-bert", "model.dtype=bfloat16", "device=cpu")
     tokenizer = models.load_tokenizer(cfg.model)
@@ -378,7 +378,7 @@ def test_prompt_template_with_literal_braces_is_accepted(cfg_factory, tmp_path: 
 
 # ---------------------------------------------------------------- speed and the command line
 def test_preflight_imports_no_torch():
-    code = "import bench.preflight, sys; heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; assert not heavy, heavy"
+    code = "import bench.config.checks, sys; heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; assert not heavy, heavy"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
@@ -407,7 +407,7 @@ def test_max_attempts_is_checked_with_the_plain_values(cfg_factory, value: str):
 def test_a_local_model_whose_config_json_cannot_be_read_names_model_path(tmp_path: Path):
     from omegaconf import OmegaConf
 
-    from bench.config import architecture
+    from bench.config.plan import architecture
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError) as err:

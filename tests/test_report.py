@@ -16,7 +16,7 @@ import pytest
 
 from bench import report
 from bench.report import plots
-from bench.record import write_atomic
+from bench.records.store import write_atomic
 from conftest import ROOT
 
 T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
@@ -341,7 +341,7 @@ def test_duration_line_sums_run_times_and_spans_the_wall_clock():
 
 # ---------------------------------------------------------------- collapse and malformed files
 def test_classification_metrics_say_when_every_prediction_is_one_label():
-    from bench import metrics
+    from bench.measure import metrics
 
     collapsed = metrics.classification([1] * 8, [1, 1, 1, 1, 1, 0, 0, 0], num_labels=2)  # 5 of 8 gold labels are 1
     assert collapsed["accuracy"] == collapsed["majority_baseline"] == 0.625 and collapsed["mcc"] == 0.0
@@ -523,7 +523,7 @@ def test_no_method_name_is_written_in_the_report_code():
 def test_the_scale_table_gives_each_sizes_gap_to_full_fine_tuning(tmp_path: Path):
     """From the committed tuned prompt-sizes records: one row per model, smallest first, with its
     family, full fine-tuning's score and prompt tuning's with the gap (full minus it)."""
-    from bench.record import load_records
+    from bench.records.store import load_records
     from bench.report.tables import scale_table
 
     records = load_records(ROOT / "results" / "reference" / "prompt-sizes-tuned")

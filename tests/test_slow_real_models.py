@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import run
+from bench.run.pipeline import run
 from conftest import SHARED_DATA, make_cfg
 
 pytestmark = [
@@ -43,7 +43,7 @@ def test_smollm2_prompt_tuned_generation_is_right_and_near_base_speed():
 
     import torch
 
-    from bench.generate import greedy_decoder
+    from bench.run.generate import greedy_decoder
     from bench.methods import get_method
     from bench.tasks import pad
     from conftest import build

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ConfigError
-from bench.run import run
+from bench.run.pipeline import run
 from conftest import tiered
 from test_end_to_end import _check as _ok  # success, and the record on disk matches the schema
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.record import load_records
+from bench.records.store import load_records
 from conftest import ROOT
 from wandb_log import read_offline_run
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench import tracking
-from bench.run import run
+from bench.records import tracking
+from bench.run.pipeline import run
 from wandb_log import read_offline_run
 
 
@@ -60,7 +60,7 @@ def test_offline_wandb_run_holds_the_records_config_curves_and_figures(cfg_facto
     assert not any(k.startswith("eval/") for row in wb["history"] for k in row)
     assert wb["exit_code"] == 0
     on_disk = json.loads(Path(rec["run"]["path"]).read_text())
-    jsonschema.validate(on_disk, json.loads((Path(tracking.__file__).parent / "record_schema.json").read_text()))
+    jsonschema.validate(on_disk, json.loads((Path(tracking.__file__).parent / "schema.json").read_text()))
     assert json.loads((folder / "files" / "record.json").read_text())["run"]["id"] == on_disk["run"]["id"]
     assert on_disk["tracking"] == rec["tracking"]
 
@@ -103,13 +103,13 @@ def test_a_wandb_that_fails_mid_run_is_dropped_and_the_run_goes_on(cfg_factory, 
 
 def test_a_failed_run_closes_its_wandb_run_as_failed(cfg_factory, monkeypatch):
     """A NaN loss mid-training is a failed row, and its W&B run exits with code 1."""
-    import bench.run
-    from bench.train import NonFiniteLoss
+    import bench.run.pipeline
+    from bench.run.train import NonFiniteLoss
 
     def nan_at_step_1(*args, **kwargs):
         raise NonFiniteLoss("loss is nan at step 1")
 
-    monkeypatch.setattr(bench.run, "train", nan_at_step_1)
+    monkeypatch.setattr(bench.run.pipeline, "train", nan_at_step_1)
     rec = run(cfg_factory("model=tiny-bert", "method=full", "tracking=wandb"))
     assert rec["run"]["status"] == "failed" and rec["run"]["error"] == "diverged: loss is nan at step 1"
     wb = _offline_run(rec)
@@ -141,7 +141,7 @@ def test_mode_is_online_with_a_key_offline_without_and_wandb_mode_wins(monkeypat
                                             ("tracking.init_timeout=0", "tracking.init_timeout"),
                                             ("force=maybe", "force")])
 def test_bad_tracking_settings_fail_before_any_model_loads(cfg_factory, override: str, field: str):
-    from bench.config import validate
+    from bench.config.plan import validate
     from bench.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:

@@ -13,10 +13,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench import tune
+from bench.sweep import tune
 from bench.errors import ConfigError
-from bench.record import is_final, write_atomic
-from bench.run import run
+from bench.records.store import is_final, write_atomic
+from bench.run.pipeline import run
 from bench.tasks.cache import _rows, carve_validation
 from conftest import ROOT, SHARED_DATA, make_cfg
 
@@ -57,7 +57,7 @@ def test_max_train_examples_limits_the_rest_after_the_validation_rows_are_held_o
 def test_a_validation_split_as_large_as_train_names_the_field(tmp_path: Path):
     with pytest.raises(ConfigError, match="validation.examples"):
         carve_validation([{"i": i} for i in range(5)], 5, 0)
-    from bench.config import validate
+    from bench.config.plan import validate
 
     with pytest.raises(ConfigError, match="validation.examples"):
         validate(make_cfg(["validation.score_on=validation", "validation.examples=0"]))
@@ -214,7 +214,7 @@ def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tm
     assert first.returncode == 0, first.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
     assert sorted(r["run"]["role"] for r in records) == ["final", "final", "trial", "trial"]
-    schema = json.loads((ROOT / "bench" / "record_schema.json").read_text())
+    schema = json.loads((ROOT / "bench" / "records" / "schema.json").read_text())
     finals = [r for r in records if r["run"]["role"] == "final"]
     for rec in finals:
         jsonschema.validate(rec, schema)

@@ -1,5 +1,5 @@
 """Test helper: read W&B's binary offline log (run-*.wandb) without syncing, to check what
-`wandb sync` would upload. Only the tests read it, so it lives here, not in bench.tracking."""
+`wandb sync` would upload. Only the tests read it, so it lives here, not in bench.records.tracking."""
 
 from __future__ import annotations
 

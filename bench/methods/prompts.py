@@ -9,7 +9,7 @@
   `projection`, an MLP hidden -> projection_size -> layers * 2 * kv_dim is trained instead).
 
 Stored per task: the virtual tokens (and the head), via peft's save_pretrained. Generation feeds
-the virtual tokens once and then reuses the KV cache (bench/generate.py): peft's own cached
+the virtual tokens once and then reuses the KV cache (bench/run/generate.py): peft's own cached
 `generate()` on prompt-tuned decoders returns wrong tokens with transformers 5 (DESIGN.md).
 """
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.record import load_records
+from bench.records.store import load_records
 from bench.report.frames import points_frame, runs_frame
 from bench.report.tables import markdown_table, write_runs_csv, write_tables
 
@@ -31,14 +31,14 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 def read(results_dirs: list[Path], sweep: str | None = None, external: Path | None = None) -> list[dict[str, Any]]:
     """The records under every folder, those of one sweep when `sweep` is given, and, with
-    `external`, PEFT's published runs beside them (bench.peft_runs.external_records: marked
+    `external`, PEFT's published runs beside them (bench.harness.peft_runs.external_records: marked
     `run.source`, their model named "... (PEFT, external)"). A file that is not a readable record
     is named on stderr with why (one line each), then how many were skipped: one bad file never
     stops the report, and none is dropped without a word."""
     skipped: list[str] = []
     records = [r for d in results_dirs for r in load_records(d, skipped)]
     if external is not None:
-        from bench.peft_runs import external_records
+        from bench.harness.peft_runs import external_records
 
         records += external_records(external)
     for line in skipped:

@@ -1,5 +1,5 @@
 """Records -> runs -> points: the report's data model, as pandas frames. Depends on nothing of the
-report (only bench.record, pandas and scipy), so tables, plots, the dashboard and W&B all build on it.
+report (only bench.records.store, pandas and scipy), so tables, plots, the dashboard and W&B all build on it.
 
 Nothing here knows a method by name: a run's method knobs are the keys of its method config, a
 point's label is its method plus the knobs that vary among that method's runs on one model and
@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from bench.record import config_digest, run_seconds
+from bench.records.store import config_digest, run_seconds
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")

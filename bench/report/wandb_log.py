@@ -12,7 +12,7 @@ def log_report(runs, points, drawn: dict[str, list[Path]], output_dir: Path) -> 
     """The comparison table and the plots, as one W&B run of job_type 'report' in the sweep's group."""
     from omegaconf import OmegaConf
 
-    from bench.tracking import resolve_mode
+    from bench.records.tracking import resolve_mode
 
     try:
         import wandb

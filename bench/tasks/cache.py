@@ -27,8 +27,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench.assets import cache_root
-from bench.env import versions
+from bench.models.assets import cache_root
+from bench.records.env import versions
 from bench.errors import ConfigError
 from bench.tasks import Kind, Task
 from bench.tasks import data as data_module

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import interrupts, metrics
+from bench.sweep import signals as interrupts
+
+from bench.measure import metrics
 from bench.errors import ConfigError
-from bench.preflight import int_at_least
+from bench.config.checks import int_at_least
 from bench.tasks import Task, pad, register_kind
 from bench.tasks.data import label_key
 

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig
 
-from bench import interrupts, metrics
+from bench.sweep import signals as interrupts
+
+from bench.measure import metrics
 from bench.errors import ConfigError
-from bench.preflight import boolean, int_at_least
+from bench.config.checks import boolean, int_at_least
 from bench.tasks import Task, pad, register_kind
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     """Greedy generation with at most eval.max_new_tokens new tokens, then ROUGE."""
     import torch
 
-    from bench.generate import greedy_decoder, greedy_seq2seq
+    from bench.run.generate import greedy_decoder, greedy_seq2seq
 
     model.eval()
     tokenizer, family = task.tokenizer, task.family
@@ -161,7 +163,7 @@ def train_tokens(cfg: DictConfig, family: str) -> int:
 def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens: int) -> Callable[[nn.Module], int]:
     """Greedy generation of exactly max_new_tokens per example (EOS never stops it early), so every
     variant served generates the same tokens."""
-    from bench.generate import greedy_decoder, greedy_seq2seq
+    from bench.run.generate import greedy_decoder, greedy_seq2seq
 
     tok, left = task.tokenizer, task.family == "decoder"
     prompts = [f["prompt_ids"] for f in features]

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig
 
-from bench import interrupts
-from bench.preflight import int_at_least
+from bench.sweep import signals as interrupts
+from bench.config.checks import int_at_least
 from bench.tasks import Task, register_kind
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ in one sweep (`method.r` does not exist on `method=full`). It lives in `hydra_pl
 Hydra loads sweepers only from there. conf/config.yaml makes it the default sweeper, so every
 `-m` sweep and preset goes through it.
 
-With `tune.enabled=true` it runs the tuning stage (bench/tune.py) instead of the jobs as given:
+With `tune.enabled=true` it runs the tuning stage (bench/sweep/tune.py) instead of the jobs as given:
 each point's learning-rate trials on a validation split carved from train, then the point's
 finals, one per seed of the sweep, at the chosen learning rate.
 
@@ -48,7 +48,7 @@ class PointsSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
-        from bench.sweepguard import mark_sweep
+        from bench.sweep.guard import mark_sweep
 
         mark_sweep()  # before the launcher starts workers: its jobs follow this process, and die with it
         self.hydra_context, self.config = hydra_context, config
@@ -91,7 +91,7 @@ class PointsSweeper(Sweeper):
         import sys
 
         from bench.errors import ConfigError
-        from bench.record import check_max_attempts, check_results_dir
+        from bench.records.store import check_max_attempts, check_results_dir
 
         jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
         # Before anything launches (or the sweep folder is made): every results_dir the jobs write to
@@ -110,7 +110,7 @@ class PointsSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if not (self.config.get("tune") or {}).get("enabled"):
             return [self.launch(jobs)]
-        from bench.tune import run_tuning
+        from bench.sweep.tune import run_tuning
 
         try:
             return [run_tuning(jobs, self.compose, self.launch)]

@@ -1,0 +1,95 @@
+"""The GPU benchmark: full fine-tuning, LoRA and prompt tuning on models built from config at real
+sizes (random weights: speed and memory only), trained by the suite's own loop with bf16 autocast
+and fused AdamW. Per point: step time, tokens/s, model FLOPs utilisation against the card's bf16
+peak measured in the point's process, and the peak memory with its breakdown beside the
+estimator's prediction.
+
+The points are a preset of the one app (conf/experiment/gpu.yaml; the shapes are conf/model/
+YAMLs, the task is task=synthetic), so each is a record like any run's; this module runs the
+preset (a relaunch runs only what is missing) and prints the table from the records:
+
+    python -m bench.harness.gpu results=results/gpu          # on a CUDA machine: ~5 min on an H100
+    python -m bench.harness.gpu results=/tmp/gpu smoke=true  # toy shapes on the CPU: the same code, CUDA parts skipped
+    python -m bench.harness.gpu results=DIR run=false        # the table from records already there
+
+A machine without network gets the missing packages as wheels: `bash bench/harness/gpu_wheels.sh` here
+(downloads them into .whl/), then there: `pip install --no-index --target /tmp/site .whl/*.whl`
+and `PYTHONPATH=/tmp/site python -m bench.harness.gpu results=$OUT`.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.config.compose import split_args, sweep_preset
+from bench.errors import ConfigError
+from bench.records.store import load_records
+
+
+def _gib(n: float | None) -> str:
+    return "" if n is None else f"{n / 2**30:.2f}"
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """One row per point: sizes, speed, FLOP rate and memory, from its record."""
+    lines = ["| model | method | params | trainable | batch x seq | step ms | tokens/s | TFLOP/s | MFU | peak GiB (pred) | weights / grads / optim / act+other GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["run"]["model"], r["run"]["method"])):
+        run, cfg = r["run"], r["run"]["config"]
+        if run["status"] != "success":
+            lines.append(f"| {run['model']} | {run['method']} | {run['status']}: {(run['error'] or '?')[:150]} |")
+            continue
+        sp, mem, params = r["speed"], r["memory"], r["params"]
+        b = mem.get("breakdown") or {}
+        parts = " / ".join(_gib(b.get(k)) for k in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_and_other_bytes"))
+        pred = f" ({_gib(mem['estimate']['total_bytes'])})" if mem.get("estimate") else ""
+        mfu = f"{100 * sp['mfu']:.1f}%" if sp.get("mfu") else ""
+        tflops = f"{sp['tflops_per_s']:,.1f}" if sp.get("tflops_per_s") else ""
+        lines.append(f"| {run['model']} | {run['method']} | {params['total'] / 1e6:,.2f}M | {params['trainable'] / 1e6:,.3f}M | "
+                     f"{cfg['train']['batch_size']} x {cfg['task']['seq_len']} | {1e3 * sp['step_time_median_s']:,.1f} | "
+                     f"{sp['tokens_per_s']:,.0f} | {tflops} | {mfu} | {_gib(mem['peak_bytes'])}{pred} | {parts} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, overrides = split_args(sys.argv[1:] if argv is None else argv,
+                                     {"results": "results/gpu", "smoke": "false", "run": "true"})
+        for key in ("smoke", "run"):
+            if args[key] not in ("true", "false"):
+                raise ConfigError(key, args[key], "true or false")
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    import torch
+
+    smoke = args["smoke"] == "true"
+    if not smoke and not torch.cuda.is_available():
+        print("no CUDA device: run `python -m bench.harness.gpu smoke=true` to check the script on the CPU", file=sys.stderr)
+        return 2
+    results = Path(args["results"])
+    if args["run"] == "true":  # the preset's points, each in its own process: a relaunch runs only the missing ones
+        preset = "gpu_smoke" if smoke else "gpu"
+        code = sweep_preset(preset, results, overrides)
+        if code != 0:
+            print(f"the benchmark's sweep exited with {code}; tabulating the records it wrote", file=sys.stderr)
+    records = [r for r in load_records(results) if r["run"]["config"]["task"].get("kind") == "synthetic"] if results.is_dir() else []
+    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not smoke else "cpu (smoke: shapes only)"
+    peaks = sorted({r["speed"]["peak_tflops"] for r in records if (r.get("speed") or {}).get("peak_tflops")})
+    peak = f"{peaks[0]:.0f} to {peaks[-1]:.0f} TFLOP/s across the points" if peaks else "n/a"
+    text = (f"# GPU benchmark: {card}, {datetime.now(timezone.utc):%Y-%m-%d}\n\nbf16 matmul peak measured in each point: {peak}; "
+            f"torch {torch.__version__}; bf16 autocast over fp32 weights; random weights (speed and memory only); "
+            f"MFU = counted FLOPs per token x tokens / step time / that peak. Records: {results}\n\n{table(records)}\n")
+    print("\n" + text)
+    if records:
+        stem = "gpu-" + ("smoke" if smoke else card.replace(" ", "_").replace("(", "").replace(")", "").replace(":", ""))
+        (results / f"{stem}.md").write_text(text)
+        print(f"written: {results / stem}.md")
+    return 0 if records and all(r["run"]["status"] == "success" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Models: where weights come from (hub, local folder, offline asset, config-only) and the heads put on them."""

@@ -1,0 +1,200 @@
+"""Model sources: a hub id, a local directory, a named offline asset, or an architecture built
+from a config at a given size (random weights: valid for speed and memory, never for quality).
+
+The task kind says what head it needs (`classifier`, `causal_lm`, `seq2seq_lm`); this module only
+turns a model config into (model, tokenizer). Hub ids stay a plain `from_pretrained` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
+
+from bench.models import assets
+from bench.config.checks import FAMILIES, POOLINGS, SOURCES  # noqa: F401  (the vocabulary of model configs, checked torch-free)
+HEADS = ("classifier", "causal_lm", "seq2seq_lm")
+
+
+@dataclass
+class ClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+
+
+class SequenceClassifier(nn.Module):
+    """A pretrained backbone + a new linear head, pooled the way the backbone was trained.
+
+    Why not AutoModelForSequenceClassification: all-MiniLM-L6-v2 was trained with mean pooling and
+    its CLS/pooler output carries little signal (a frozen encoder sits at chance on SST-2), and
+    decoder classifiers pool the last real token. One small module covers every family.
+    """
+
+    def __init__(self, backbone: nn.Module, num_labels: int, pooling: str, dropout: float = 0.1):
+        super().__init__()
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None  # BERT's pooler is never used here: its weights would count as trainable yet get no gradient
+        self.backbone = backbone
+        self.config = backbone.config  # peft and our code read model.config
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.config.hidden_size, num_labels)
+
+    @property
+    def device(self) -> torch.device:  # peft asks the wrapped model where it lives
+        return self.head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.head.weight.dtype
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> ClassifierOutput:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+        ).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        if attention_mask.shape[1] < hidden.shape[1]:  # soft-prompt tokens prepended to the input
+            extra = hidden.shape[1] - attention_mask.shape[1]
+            attention_mask = torch.cat([attention_mask.new_ones(hidden.shape[0], extra), attention_mask], 1)
+        elif attention_mask.shape[1] > hidden.shape[1]:  # a prefix's keys/values: no hidden states of their own
+            attention_mask = attention_mask[:, -hidden.shape[1]:]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "mean":
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        elif self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # last real token; right padding is what our collator produces
+            last = attention_mask.sum(1).long() - 1
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        logits = self.head(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ClassifierOutput(loss=loss, logits=logits)
+
+
+def resolve_path(model_cfg: DictConfig) -> str:
+    """The string handed to from_pretrained: a hub id, a local dir, or an asset's cached dir."""
+    source = model_cfg.source
+    if source == "asset":
+        return str(assets.asset_path(model_cfg.path))
+    return str(model_cfg.path)
+
+
+def _tokenizer_path(model_cfg: DictConfig) -> str:
+    name = model_cfg.get("tokenizer") or model_cfg.path
+    if name in assets.ASSETS:
+        return str(assets.asset_path(name))
+    return str(name)
+
+
+def load_config(model_cfg: DictConfig) -> PretrainedConfig:
+    """The architecture alone (no weights): for validation and for building random models."""
+    if model_cfg.source == "config":
+        overrides = OmegaConf.to_container(model_cfg.size, resolve=True) if model_cfg.get("size") else {}
+        return AutoConfig.for_model(model_cfg.arch, **overrides)
+    if model_cfg.source == "asset" and model_cfg.path == "smollm2-135m" and not assets.is_ready("smollm2-135m"):
+        assets.asset_path("smollm2-135m")  # first use: download + dequantise, announced on stderr
+    return AutoConfig.from_pretrained(resolve_path(model_cfg))
+
+
+def family_of(config: PretrainedConfig) -> str:
+    """encoder / decoder / encoder-decoder, read from the architecture's config."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForCausalLM") for a in archs) or config.model_type in ("llama", "gpt2", "mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "phi3", "gpt_neox", "opt"):
+        return "decoder"
+    return "encoder"
+
+
+def load_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase | None:
+    """The tokenizer, with a pad token (decoders often lack one: reuse EOS). None for a model built
+    from config with `tokenizer: null`: it keeps its config's vocabulary (synthetic tasks only)."""
+    if model_cfg.source == "config" and model_cfg.get("tokenizer") is None:
+        return None
+    tok = AutoTokenizer.from_pretrained(_tokenizer_path(model_cfg))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.sep_token
+    if tok.eos_token is None and tok.sep_token is not None:
+        tok.eos_token = tok.sep_token  # WordPiece tokenizers reused by tiny decoders
+    return tok
+
+
+def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer: PreTrainedTokenizerBase | None = None,
+               attention: str = "auto", device: torch.device | None = None) -> nn.Module:
+    """Build the model the task kind asked for. Random weights when source=config, built straight
+    on `device` (initialising a 1B model on the CPU takes longer than training it on a card).
+    attention: the attention kernel (speed.attention); auto leaves transformers' choice."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    kernel = {} if attention == "auto" else {"attn_implementation": attention}
+    if model_cfg.source == "config":
+        config = load_config(model_cfg)
+        if tokenizer is not None:  # the embedding table must cover the tokenizer
+            config.vocab_size = len(tokenizer)
+            config.pad_token_id = tokenizer.pad_token_id
+            config.eos_token_id = tokenizer.eos_token_id
+            if getattr(config, "is_encoder_decoder", False):
+                config.decoder_start_token_id = tokenizer.pad_token_id
+        auto = {"classifier": AutoModel, "causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}[head]
+        where = device or torch.device("cpu")
+        with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):  # the same random model for every method and seed
+            torch.manual_seed(0)
+            with where:
+                built = auto.from_config(config, dtype=dtype, **kernel)
+        if head != "classifier":
+            return built
+        backbone = built
+    else:
+        path = resolve_path(model_cfg)
+        if head == "classifier":
+            backbone = AutoModel.from_pretrained(path, dtype=dtype, **kernel)
+        elif head == "causal_lm":
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kernel)
+        else:
+            return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **kernel)
+    if getattr(backbone.config, "is_encoder_decoder", False):
+        backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
+    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean")).to(dtype)  # the new head in the weights' dtype
+
+
+def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:
+    """The model built on the meta device: names, shapes and config, no weights read, milliseconds."""
+    config = load_config(model_cfg)
+    dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    with torch.device("meta"):
+        if head == "classifier":
+            backbone = AutoModel.from_config(config, dtype=dtype)
+            if getattr(config, "is_encoder_decoder", False):
+                backbone = backbone.get_encoder()
+            model: nn.Module = SequenceClassifier(backbone, num_labels, "mean").to(dtype)
+        elif head == "causal_lm":
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        else:
+            model = AutoModelForSeq2SeqLM.from_config(config, dtype=dtype)
+    return model
+
+
+def local_path_exists(model_cfg: DictConfig) -> bool:
+    return Path(str(model_cfg.path)).expanduser().is_dir()

@@ -1,0 +1,1 @@
+"""One run: prepare (tokenizer, task, model, method), train (one lean loop), generate, the run top to bottom."""

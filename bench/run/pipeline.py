@@ -1,0 +1,270 @@
+"""One run, top to bottom: validate (bench.config.plan, a Plan) -> load tokenizer, task and model and
+apply the method (bench.run.prepare) -> train -> evaluate -> measure -> write the record. Every arrow
+is one plain function call; each record section has its helper below `execute`. A sweep's point
+runs in its own process (bench.sweep.supervise)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from transformers.utils import logging as transformers_logging
+
+from bench.records import env
+
+from bench.measure import estimate
+
+from bench.measure import forgetting
+
+from bench.measure import inference
+
+from bench.sweep import signals as interrupts
+
+from bench.measure import figures as measure
+
+from bench.run import speed
+
+from bench.records import tracking
+
+from bench.sweep import tune
+from bench.config.plan import Plan, validate
+from bench.errors import ConfigError
+from bench.methods import Method
+from bench.run.prepare import Prepared, load_base, prepare
+from bench.run.progress import progress
+from bench.records.store import SCHEMA_VERSION, config_hash, write_record
+from bench.tasks import Task
+from bench.run.train import NonFiniteLoss, TrainResult, train
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
+    """The record's skeleton, filled as the run goes; status is decided at the end."""
+    now = datetime.now(timezone.utc)
+    digest = config_hash(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    run_id = f"{now:%Y%m%d-%H%M%S-%f}-{cfg.model.name}-{cfg.task.name}-{cfg.method.name}-s{cfg.seed}-{digest[:8]}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "id": run_id,
+            "config_hash": digest,
+            "model": str(cfg.model.name),
+            "task": str(cfg.task.name),
+            "method": str(cfg.method.name),
+            "seed": int(cfg.seed) if isinstance(cfg.seed, int) else cfg.seed,
+            "sweep": sweep,
+            "started_at": now.isoformat(),
+            "finished_at": None,
+            "status": "running",
+            "error": None,
+            "random_weights": cfg.model.source == "config",
+            "role": tune.role(cfg),  # trial (scored on validation) | final (tuned lr) | run (lr as configured)
+            "study": tune.study_key(plain),  # the point that trials and finals share
+            "config": plain,
+        },
+        **({"selection": OmegaConf.to_container(cfg.selection, resolve=True)} if cfg.get("selection") else {}),
+    }
+
+
+def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | None = None) -> Path:
+    """Close the record and write it: into results_dir, or beside it when results_dir refuses it
+    (`write_record` says where on stderr), so a run's work is never lost."""
+    record["run"]["status"] = status
+    record["run"]["error"] = error
+    record["run"]["finished_at"] = datetime.now(timezone.utc).isoformat()
+    return write_record(results_dir, record)
+
+
+def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracking.Tracker, threads: int = 0) -> str | None:
+    """The measured part of a run; fills `record` in place and returns why training stopped early
+    (a tuning trial's pruner), or None. threads: the launcher's share of the cores for this job,
+    used when cfg.threads is 0 (auto)."""
+    if not sys.stderr.isatty():
+        transformers_logging.disable_progress_bar()  # one bar per weight load is noise in logs
+    if int(cfg.threads) > 0 or threads > 0:
+        torch.set_num_threads(int(cfg.threads) or threads)
+    device, method = plan.device, plan.method
+    record["env"] = env.describe(device)
+    seed_everything(int(cfg.seed))
+    ready = prepare(cfg, plan, record, score_base=bool(cfg.forgetting.enabled))  # fills record["data"]
+    model, task = ready.model.to(device), ready.task
+    record["params"] = params_section(model, plan)
+
+    def evaluate() -> dict[str, Any]:
+        with speed.autocast(cfg, device):
+            return task.evaluate(model, task, cfg.eval, device, progress)
+
+    # The memory peak is reset just before training and read right after it (before the final
+    # evaluation); a method that trains nothing is measured over its evaluation instead.
+    flops = count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak
+    peak_reset = measure.reset_peak(device)
+    should_stop = trial_pruner(cfg, record, task)
+    if method.trains:
+        result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step, should_stop=should_stop)
+        memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="train")
+        quality = evaluate()
+    else:
+        result = TrainResult(optimizer=None)
+        quality = evaluate()
+        memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="eval")
+    record["memory"] = memory_section(memory, model, plan.head, result, int(cfg.train.batch_size))
+    record["speed"] = speed_section(cfg, result, model, ready.load_s, flops, device)
+    record["quality"] = {**quality, "main_metric": task.main_metric}
+    tracker.log_final(len(result.step_times_s), quality)
+    record["curve"] = result.curve
+    if cfg.forgetting.enabled:  # the same general text as before the method was applied
+        chunks, before = ready.base_score
+        record["forgetting"] = forgetting.compare(plan.head, before, forgetting.score(model, plan.head, chunks, device), chunks, cfg.forgetting)
+    artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
+    record["storage"] = storage_section(method, model, artifact_dir, cfg.keep_artifacts)
+    if cfg.inference.enabled:
+        record["inference"] = inference_section(cfg, plan, ready, model)
+    if not cfg.keep_artifacts:
+        remove_artifacts(artifact_dir)
+    return result.stopped
+
+
+def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
+    """Parameter counts after the method is applied, and what trains."""
+    params = measure.param_counts(model)
+    params["head_trainable"] = plan.head == "classifier" and plan.method.trains
+    params["what_trains"] = plan.method.summary
+    return params
+
+
+def trial_pruner(cfg: DictConfig, record: dict[str, Any], task: Task) -> Callable[[int, dict[str, Any]], str | None] | None:
+    """A tuning trial's median pruner (its should_stop), or None for every other run."""
+    if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune"):
+        return tune.MedianPruner(cfg, record["run"]["study"], task.main_metric).should_stop
+    return None
+
+
+def memory_section(memory: dict[str, Any], model: nn.Module, head: str, result: TrainResult, batch_size: int) -> dict[str, Any]:
+    """The measured peak with its breakdown, and beside it the estimator's prediction from the
+    config and the longest batch."""
+    peak = memory["peak_bytes"]
+    memory["breakdown"] = measure.breakdown(model, result.optimizer, peak)
+    predicted = estimate.predict(model, head, batch_size, result.max_seq_len or 1)
+    predicted["peak_ratio"] = peak / predicted["total_bytes"] if predicted["total_bytes"] else None
+    memory["estimate"] = predicted
+    return memory
+
+
+def count_flops(cfg: DictConfig, plan: Plan, task: Task, model: nn.Module) -> tuple[float, int] | None:
+    """(training FLOPs, padded tokens) of the first training batch, or None (speed.count_flops off,
+    or nothing trains)."""
+    if not plan.method.trains or not bool(cfg.speed.get("count_flops", True)) or not task.train:
+        return None
+    batch = task.collate(task.train[: int(cfg.train.batch_size)])
+    return speed.step_flops(model, batch, cfg, plan.device), int(batch["attention_mask"].numel())
+
+
+def speed_section(cfg: DictConfig, result: TrainResult, model: nn.Module, load_s: float,
+                  flops: tuple[float, int] | None = None, device: torch.device | None = None) -> dict[str, Any]:
+    """Step times after the warm-up steps, throughput over every step, the switches in force, and
+    the FLOP rate: FLOPs per padded token (counted on the first batch) x the padded tokens trained /
+    the time of every step; MFU divides it by the card's measured bf16 peak (CUDA only). Per token,
+    since batches differ in length; attention's share grows with length, so it is approximate
+    where lengths vary."""
+    steps, warmup = result.step_times_s, int(cfg.train.timing_warmup_steps)
+    timed = steps[warmup:] if len(steps) > warmup else steps
+    total_step_s = sum(steps)
+    per_token = flops[0] / flops[1] if flops and flops[1] else None
+    tflops = per_token * result.padded_tokens / total_step_s / 1e12 if per_token and total_step_s else None
+    peak = speed.peak_tflops(device) if tflops and device is not None else None
+    return {
+        "steps": len(steps),
+        "timing_warmup_steps": warmup,
+        "step_time_median_s": statistics.median(timed) if timed else None,
+        "samples_per_s": result.samples / total_step_s if total_step_s else None,
+        "tokens_per_s": result.real_tokens / total_step_s if total_step_s else None,
+        "padding_fraction": 1 - result.real_tokens / result.padded_tokens if result.padded_tokens else None,
+        "train_wall_s": result.wall_s,
+        "model_load_s": load_s,
+        "flops_per_token": per_token,
+        "tflops_per_s": tflops,
+        "peak_tflops": peak,
+        "mfu": tflops / peak if tflops and peak else None,
+        "switches": {**speed.settings(cfg), "attention_used": speed.attention_used(model),
+                     "fused_adamw_used": bool(result.optimizer is not None and result.optimizer.defaults.get("fused"))},
+    }
+
+
+def storage_section(method: Method, model: nn.Module, artifact_dir: Path, keep: bool) -> dict[str, Any]:
+    """Exactly what must be kept for this task, measured from the files the method writes."""
+    method.save(model, artifact_dir)
+    return {"bytes": measure.dir_bytes(artifact_dir),
+            "files": sorted(str(p.relative_to(artifact_dir)) for p in artifact_dir.rglob("*") if p.is_file()),
+            "path": str(artifact_dir) if keep else None}
+
+
+def inference_section(cfg: DictConfig, plan: Plan, ready: Prepared, model: nn.Module) -> dict[str, Any]:
+    """Inference cost: the trained model served beside a fresh copy of the base model, in this process."""
+    base = load_base(cfg, plan, ready.task, ready.tokenizer) if plan.method.trains else None
+    return inference.measure(model, base, ready.task, cfg.inference, plan.device, plan.method.can_merge,
+                             autocast=lambda: speed.autocast(cfg, plan.device))
+
+
+def remove_artifacts(artifact_dir: Path) -> None:
+    """keep_artifacts=false: the files went only to be measured."""
+    shutil.rmtree(artifact_dir, ignore_errors=True)
+    try:
+        artifact_dir.parent.rmdir()  # leave no empty artifacts/ folder behind
+    except OSError:
+        pass  # other runs' artifacts are still there
+
+
+def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracker, status: str, error: str | None = None) -> dict[str, Any]:
+    """Write the record first (the truth), then mirror it to the tracker and close the tracker's run."""
+    record["tracking"] = tracker.describe()
+    record["run"]["path"] = str(finish(record, results_dir, status, error))
+    tracker.close(record)
+    return record
+
+
+def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str, Any]:
+    """Validate, run and record. A ConfigError is raised before anything is written unless the run
+    is part of a sweep, where it becomes a failed record so the sweep goes on. An interrupt
+    (Ctrl-C, or SIGTERM once bench.sweep.signals.install is set) writes a `cancelled` record, then goes on up."""
+    results_dir = Path(cfg.results_dir)
+    record = new_record(cfg, sweep)
+    try:
+        plan = validate(cfg)
+    except ConfigError as exc:
+        if sweep is None:
+            raise
+        return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"config: {exc}")
+    tracker = tracking.start(cfg, record)
+    try:
+        stopped = execute(cfg, record, plan, tracker, threads)  # the pruner's reason, if it stopped a trial
+        interrupts.check()  # a signal whose interrupt was swallowed is a cancel, never a success
+    except KeyboardInterrupt as exc:
+        interrupts.recording()
+        conclude(record, results_dir, tracker, "cancelled", f"interrupted ({str(exc) or 'Ctrl-C'})")
+        exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
+        raise
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        return conclude(record, results_dir, tracker, "oom", f"{type(exc).__name__}: {exc}")
+    except NonFiniteLoss as exc:  # diverged: a failed row with its curve, never a success (and never a tuning choice)
+        record["curve"] = exc.curve
+        return conclude(record, results_dir, tracker, "failed", f"diverged: {exc}")
+    except Exception as exc:  # a failed run is a row with its reason
+        record["run"]["traceback"] = traceback.format_exc(limit=8)
+        return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
+    return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)

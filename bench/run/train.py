@@ -1,0 +1,169 @@
+"""One lean training loop for every method: AdamW, warm-up then linear/cosine/constant decay,
+gradient accumulation, clipping, periodic evaluation. It never asks which method it is training:
+it trains whatever has requires_grad=True."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from omegaconf import DictConfig
+
+from bench.sweep import signals as interrupts
+
+from bench.run import speed
+from bench.run.progress import progress
+from bench.tasks import Task
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss diverged (NaN, infinite, or train.diverge_factor x its first value): the run fails
+    with this reason instead of training on, and keeps the curve up to that step."""
+
+    def __init__(self, message: str, curve: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.curve = curve or []
+
+
+DIVERGE_WINDOW = 5  # steps averaged before comparing with the first step's loss: one noisy batch is no divergence
+
+
+@dataclass
+class TrainResult:
+    optimizer: torch.optim.Optimizer | None
+    step_times_s: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    real_tokens: int = 0  # attention-mask ones: padding excluded
+    padded_tokens: int = 0  # every position the model computed, padding included
+    max_seq_len: int = 0  # the longest padded batch: what the activation peak scales with
+    wall_s: float = 0.0
+    stopped: str | None = None  # why training stopped before max_steps (the pruner), else None
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at each step: linear warm-up, then the chosen decay."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress_ = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress_)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress_))
+        return 1.0
+
+    return factor
+
+
+def epoch_orders(features: list[dict], batch_size: int, seed: int, group_by_length: bool = False) -> Iterator[list[int]]:
+    """Each epoch's example order, reshuffled from the run's seed. With group_by_length, examples
+    of similar length sit next to each other, so a batch's dynamic padding pads little. Public so
+    that bench.harness.perf can feed its bare loop and Trainer the very same order."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(features), generator=gen).tolist()
+        yield length_grouped(order, features, batch_size, gen) if group_by_length else order
+
+
+def batches(features: list[dict], batch_size: int, seed: int, collate: Callable,
+            group_by_length: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches in epoch_orders' order."""
+    for order in epoch_orders(features, batch_size, seed, group_by_length):
+        for b in range(max(1, len(order) // batch_size)):  # the last partial batch is dropped
+            yield collate([features[i] for i in order[b * batch_size : (b + 1) * batch_size]])
+
+
+GROUP_WINDOW = 50  # batches per window sorted by length: wide enough to pad little, narrow enough to stay random
+
+
+def length_grouped(order: list[int], features: list[dict], batch_size: int, gen: torch.Generator) -> list[int]:
+    """Sort each window of GROUP_WINDOW batches of a shuffled order by length, cut it into batches,
+    then shuffle the batches: each batch holds similar lengths, and which batch comes next is random.
+    Only whole batches are kept, as without grouping."""
+    window = GROUP_WINDOW * batch_size
+    groups: list[list[int]] = []
+    for w in range(0, len(order), window):
+        part = sorted(order[w : w + window], key=lambda i: len(features[i]["input_ids"]))
+        groups += [part[b : b + batch_size] for b in range(0, len(part) - batch_size + 1, batch_size)]
+    if not groups:  # fewer examples than one batch: keep them all, as without grouping
+        return order
+    return [i for g in torch.randperm(len(groups), generator=gen).tolist() for i in groups[g]]
+
+
+def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
+          evaluate: Callable[[], dict[str, Any]] | None = None,
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None) -> TrainResult:
+    """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
+    on_step gets each curve point as it is made (a tracker's live curves); should_stop gets each
+    periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None."""
+    tcfg = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return TrainResult(optimizer=None)
+    optimizer = torch.optim.AdamW(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay),
+                                  betas=(float(tcfg.adam_beta1), float(tcfg.adam_beta2)),
+                                  **({"fused": True} if speed.fused_adamw(cfg, device) else {}))
+    if speed.settings(cfg)["gradient_checkpointing"]:
+        speed.enable_gradient_checkpointing(model)
+    step_model = torch.compile(model) if speed.settings(cfg)["compile"] else model  # the same parameters, compiled forward
+    max_steps = int(tcfg.max_steps)
+    warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
+    data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate, bool(tcfg.get("group_by_length", False)))
+    accum = int(tcfg.grad_accum_steps)
+    result = TrainResult(optimizer=optimizer)
+    bar = progress(max_steps, "train", every=int(tcfg.log_every))
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, max_steps + 1):
+        interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for _ in range(accum):
+            batch = {k: v.to(device) for k, v in next(data).items()}
+            with speed.autocast(cfg, device):
+                loss = step_model(**batch).loss
+            (loss / accum).backward()
+            loss_sum += float(loss.detach())
+            result.samples += int(batch["input_ids"].shape[0])
+            result.real_tokens += int(batch["attention_mask"].sum())
+            result.padded_tokens += int(batch["attention_mask"].numel())
+            result.max_seq_len = max(result.max_seq_len, int(batch["input_ids"].shape[1]))
+        loss_value = loss_sum / accum
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(f"loss is {loss_value} at step {step}", result.curve)
+        recent = [p["loss"] for p in result.curve[-(DIVERGE_WINDOW - 1):]] + [loss_value]
+        factor = float(tcfg.get("diverge_factor", 0) or 0)
+        if factor > 0 and result.curve and len(recent) == DIVERGE_WINDOW and statistics.mean(recent) > factor * result.curve[0]["loss"]:
+            raise NonFiniteLoss(f"mean loss {statistics.mean(recent):.4g} over steps {step - DIVERGE_WINDOW + 1}-{step} is over "
+                                f"{factor:g}x the first step's {result.curve[0]['loss']:.4g}", result.curve)
+        if float(tcfg.max_grad_norm) > 0:
+            torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)  # free the gradients (as Trainer does): zeroing them cost full fine-tuning ~6% a step
+        dt = time.perf_counter() - t0
+        result.step_times_s.append(dt)
+        point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
+        if evaluate is not None and int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0 and step < max_steps:
+            point["eval"] = evaluate()
+            model.train()
+        result.curve.append(point)
+        if on_step is not None:
+            on_step(point)
+        bar.set_postfix_str(f"loss {loss_value:.4f} step {statistics.median(result.step_times_s[-20:]):.2f}s")
+        bar.update(1)
+        if should_stop is not None and "eval" in point:
+            result.stopped = should_stop(step, point["eval"])
+            if result.stopped:
+                break
+    bar.close()
+    result.wall_s = time.perf_counter() - start
+    return result

@@ -1,0 +1,327 @@
+"""The tuning stage of a sweep: for each point (model x task x method with its knobs), try learning
+rates on a validation split carved from the training rows, choose the best there, then run the
+point's finals (every seed of the sweep) at that learning rate, trained on the rest of the training
+rows and scored on the reported split. Nothing is ever chosen on the reported split.
+
+Every trial is an ordinary run with its own record (`run.role` = trial), so it resumes and skips
+like any sweep point; a trial the pruner stops is a `pruned` row and a diverged one a `failed` row,
+and neither is ever chosen. The engine is Optuna: its GridSampler (grid mode: every learning rate
+of a log grid, which draws the sensitivity plot) or its seeded TPESampler (tpe mode), and its
+MedianPruner, which each trial consults at its periodic validation scores against the trials of
+its point that have finished (read from their records).
+
+`run_tuning` holds the orchestration and takes the two things it needs from Hydra as callables
+(compose a job's config, launch jobs), so it is tested without Hydra."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from bench.errors import ConfigError
+from bench.records.store import config_digest, run_seconds
+
+MODES = ("grid", "tpe")
+# The keys a trial and its finals may differ on: they are one point of the comparison.
+TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "eval_every"), ("validation", "score_on"),
+              ("forgetting", None), ("inference", None))
+FINAL_SETS = ("seed", "train.lr", "validation.examples", "validation.score_on", "selection")  # what a final's overrides set
+TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts")
+
+
+# ---------------------------------------------------------------- what a run is, from its config
+def role(cfg: DictConfig | dict[str, Any]) -> str:
+    """trial (scored on the validation split), final (a tuned lr, scored on the reported split) or run."""
+    validation = cfg.get("validation") or {}
+    if validation.get("score_on") == "validation":
+        return "trial"
+    return "final" if cfg.get("selection") else "run"
+
+
+def study_key(plain: dict[str, Any]) -> str:
+    """The point a trial or final belongs to: its config without the seed and without what tuning
+    varies (the lr, the trial's steps and checkpoints, the scored split, what trials skip)."""
+    kept = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain.items()}
+    for section, key in TRIAL_ONLY:
+        if key is None:
+            kept.pop(section, None)
+        elif isinstance(kept.get(section), dict):
+            kept[section].pop(key, None)
+    return config_digest(kept, leave_out=("seed",))[:16]
+
+
+def lr_grid(tune_cfg: DictConfig, default_lr: float) -> list[float]:
+    """tune.lrs as given, else tune.trials learning rates evenly spaced on a log scale from
+    default / lr_span to default x lr_span (3 significant digits, so a relaunch hashes the same)."""
+    if tune_cfg.get("lrs"):
+        return [float(x) for x in tune_cfg.lrs]
+    n, span = int(tune_cfg.trials), float(tune_cfg.lr_span)
+    low, high = math.log10(default_lr / span), math.log10(default_lr * span)
+    return [float(f"{10 ** (low + i * (high - low) / (n - 1)):.3g}") for i in range(n)]
+
+
+def middle_out(grid: list[float]) -> list[float]:
+    """The grid from its middle outwards (1e-4, 3e-4, 3e-5, 1e-3, 1e-5 ...): the method's default,
+    usually a fair rate, finishes first, so the pruner can stop the extremes that are clearly worse."""
+    order = sorted(grid)
+    mid = (len(order) - 1) // 2
+    out = [order[mid]]
+    for step in range(1, len(order)):
+        for i in (mid + step, mid - step):
+            if 0 <= i < len(order) and order[i] not in out:
+                out.append(order[i])
+    return out
+
+
+def check(tune_cfg: DictConfig) -> None:
+    """The tuning knobs, before anything launches."""
+    if tune_cfg.get("mode") not in MODES:
+        raise ConfigError("tune.mode", tune_cfg.get("mode"), f"one of {', '.join(MODES)}")
+    for key, low in (("trials", 2), ("val_examples", 1), ("trial_seeds", 1), ("prune_startup_trials", 1), ("sampler_seed", 0)):
+        value = tune_cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"tune.{key}", value, f"an integer >= {low}")
+    span = tune_cfg.get("lr_span")
+    if not isinstance(span, (int, float)) or isinstance(span, bool) or span <= 1:
+        raise ConfigError("tune.lr_span", span, "a number > 1 (the range is method.lr / span ... method.lr x span)")
+    if tune_cfg.get("lrs") is not None:
+        lrs = list(tune_cfg.lrs)
+        if len(lrs) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 10 for x in lrs):
+            raise ConfigError("tune.lrs", lrs, "null or a list of at least 2 learning rates in (0, 10]")
+    for key in ("max_steps", "eval_every"):
+        value = tune_cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"tune.{key}", value, "null or an integer >= 1")
+    if not isinstance(tune_cfg.get("prune"), bool):
+        raise ConfigError("tune.prune", tune_cfg.get("prune"), "true or false")
+
+
+# ---------------------------------------------------------------- the pruner, inside a trial
+class MedianPruner:
+    """Optuna's MedianPruner for one trial running in its own process: at each periodic validation
+    score, the trials of the same point and budget that have finished (from their records) form an
+    in-memory study, and the trial is stopped when its score is below their median at that step."""
+
+    def __init__(self, cfg: DictConfig, study: str, metric: str) -> None:
+        self.results_dir, self.study, self.metric = Path(cfg.results_dir), study, metric
+        self.max_steps, self.startup = int(cfg.train.max_steps), int(cfg.tune.prune_startup_trials)
+        self.history: list[tuple[int, float]] = []
+        self.pattern = f"*-{cfg.model.name}-{cfg.task.name}-{cfg.method.name}-s*.json"
+
+    def finished_trials(self) -> list[dict[str, Any]]:
+        """Records are named <time>-<model>-<task>-<method>-s<seed>-<hash>.json: only this point's
+        model, task and method are opened, however many records results_dir holds."""
+        if not self.results_dir.is_dir():
+            return []
+        return [r for r in map(_read, map(str, self.results_dir.glob(self.pattern))) if r is not None
+                and r["run"].get("role") == "trial" and r["run"].get("study") == self.study
+                and r["run"]["status"] in ("success", "pruned")
+                and (r["run"].get("config") or {}).get("train", {}).get("max_steps") == self.max_steps]
+
+    def should_stop(self, step: int, scores: dict[str, Any]) -> str | None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.history.append((step, float(scores[self.metric])))
+        finished = self.finished_trials()
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=self.startup, n_warmup_steps=0))
+        lr = optuna.distributions.FloatDistribution(1e-12, 1e3, log=True)
+        for rec in finished:
+            curve = {p["step"]: float(p["eval"][self.metric]) for p in rec.get("curve") or [] if self.metric in (p.get("eval") or {})}
+            done = rec["run"]["status"] == "success"
+            study.add_trial(optuna.trial.create_trial(
+                params={"lr": float(rec["run"]["config"]["train"]["lr"])}, distributions={"lr": lr},
+                value=float(rec["quality"][self.metric]) if done else None, intermediate_values=curve,
+                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED))
+        trial = study.ask({"lr": lr})
+        for s, v in self.history:
+            trial.report(v, s)
+        if trial.should_prune():
+            complete = sum(r["run"]["status"] == "success" for r in finished)
+            return f"pruned at step {step}: validation {self.metric} {self.history[-1][1]:.4f} is below the median of {complete} finished trials"
+        return None
+
+
+# ---------------------------------------------------------------- choosing, from the trials' records
+def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+    """The `selection` section of the finals: the learning rate with the best mean validation score
+    over its successful trials (a pruned or failed trial is never chosen), every lr tried, and what
+    the trials cost in run time. chosen_lr is None when no trial succeeded."""
+    by_lr: dict[float, list[float]] = {}
+    for rec in trials:
+        lr = float(rec["run"]["config"]["train"]["lr"])
+        by_lr.setdefault(lr, [])
+        if rec["run"]["status"] == "success":
+            by_lr[lr].append(float(rec["quality"][metric]))
+    means = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v}
+    chosen = max(means, key=lambda lr: (means[lr], -lr)) if means else None  # a tie goes to the smaller lr
+    first = trials[0]["run"]["config"] if trials else {}
+    return {
+        "split": "validation",
+        "validation_examples": int((first.get("validation") or {}).get("examples", 0)),
+        "metric": metric,
+        "mode": mode,
+        "trials": len(trials),
+        "trial_steps": int((first.get("train") or {}).get("max_steps", 0)),
+        "lrs": sorted(by_lr),
+        "scores": [means.get(lr) for lr in sorted(by_lr)],
+        "pruned": sum(r["run"]["status"] == "pruned" for r in trials),
+        "failed": sum(r["run"]["status"] not in ("success", "pruned") for r in trials),
+        "chosen_lr": chosen,
+        "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
+    }
+
+
+# ---------------------------------------------------------------- the orchestration
+def _without(overrides: list[str], keys: tuple[str, ...]) -> list[str]:
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in keys]
+
+
+def _value(x: Any) -> str:
+    """A Python value as a Hydra override value."""
+    if x is None:
+        return "null"
+    if isinstance(x, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in x) + "]"
+    if isinstance(x, float):
+        return repr(x)
+    if isinstance(x, str):
+        return f"'{x}'"
+    return str(x)
+
+
+def points_of(jobs: list[list[str]]) -> list[tuple[list[str], list[int]]]:
+    """(a point's overrides without the seed, its seeds in sweep order) for every point of the jobs."""
+    points: dict[tuple[str, ...], list[int]] = {}
+    for job in jobs:
+        seeds = [int(o.split("=", 1)[1]) for o in job if o.split("=", 1)[0] == "seed"]
+        key = tuple(_without(job, ("seed",)))
+        points.setdefault(key, [])
+        for s in seeds or [None]:  # type: ignore[list-item]
+            if s not in points[key]:
+                points[key].append(s)
+    return [(list(k), v) for k, v in points.items()]
+
+
+Compose = Callable[[list[str]], DictConfig]
+Launch = Callable[[list[list[str]]], list[str | None]]  # jobs -> each job's record path
+
+
+def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Callable[[str], None] = print) -> list[str | None]:
+    """Trials for every point (in parallel across points, as the launcher allows), then each point's
+    finals at its chosen learning rate. Returns every final's record path."""
+    from bench.config.plan import validate
+    from bench.methods import get_method
+
+    plans = []
+    for overrides, seeds in points_of(jobs):
+        set_here = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[0] in ("train.lr",)]
+        if set_here:
+            raise ConfigError("train.lr", "set on the command line", "left out with tune.enabled=true: tuning chooses each point's lr")
+        seeds = [s for s in seeds if s is not None]
+        cfg = compose(overrides + ([f"seed={seeds[0]}"] if seeds else []))
+        check(cfg.tune)
+        seeds = seeds or [int(cfg.seed)]
+        trains = get_method(cfg.method.name).trains
+        steps = int(cfg.tune.max_steps or cfg.train.max_steps)
+        every = int(cfg.tune.eval_every or max(1, steps // 4))
+        base = _without(overrides, FINAL_SETS)
+        trial = _without(overrides, TRIAL_SETS) + [f"validation.examples={int(cfg.tune.val_examples)}", "validation.score_on=validation",
+                        f"train.max_steps={steps}", f"train.eval_every={every}", "forgetting.enabled=false",
+                        "inference.enabled=false", "keep_artifacts=false"]
+        if trains:
+            validate(compose(trial + [f"seed={seeds[0]}", f"train.lr={float(cfg.method.lr)!r}"]))  # before any trial starts
+        plans.append({"overrides": overrides, "base": base, "seeds": seeds, "cfg": cfg, "trains": trains, "trial": trial,
+                      "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
+                      "metric": str(cfg.task.metrics[0]), "records": []})
+    tuned = [p for p in plans if p["trains"]]
+    mode = str(plans[0]["cfg"].tune.mode) if plans else "grid"
+    log(f"tuning: {len(tuned)} points, {mode} search of the learning rate on a validation split carved from train; "
+        f"{sum(len(p['grid']) * len(p['trial_seeds']) for p in tuned)} trials, then each point's finals")
+
+    if mode == "grid":
+        # Round by round across points (every point's middle rate, then every point's next ...): with
+        # N workers, a point's third rate starts only after its first two had their turn, so the
+        # pruner has finished trials to compare against instead of a point's whole grid at once.
+        orders = [(p, middle_out(p["grid"])) for p in tuned]
+        trial_jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={order[i]!r}"])
+                      for i in range(max((len(o) for _, o in orders), default=0))
+                      for p, order in orders if i < len(order) for s in p["trial_seeds"]]
+        for (p, _), path in zip(trial_jobs, launch([job for _, job in trial_jobs])):
+            p["records"].append(path)
+    else:
+        _tpe(tuned, launch)
+
+    final_jobs: list[list[str]] = []
+    for p in plans:
+        if not p["trains"]:  # nothing to tune (method=none): the point runs as it is
+            final_jobs += [p["overrides"] + [f"seed={s}"] for s in p["seeds"]]
+            continue
+        records = [_read(path) for path in p["records"]]
+        selection = select([r for r in records if r is not None], p["metric"], mode)
+        if selection["chosen_lr"] is None:  # every trial pruned, diverged or failed: their rows say why
+            log(f"tuning: {_label(p['base'])}: no trial succeeded ({selection['pruned']} pruned, {selection['failed']} failed); "
+                f"no finals run for this point: widen or move the range (tune.lr_span, tune.lrs)")
+            continue
+        lr = selection["chosen_lr"]
+        log(f"tuning: {_label(p['base'])}: chose lr {lr:g} from {selection['lrs']} "
+            f"({selection['metric']} on {selection['validation_examples']} validation rows; trials took {selection['cost_s']:.0f} s)")
+        selection_override = "selection={" + ",".join(f"{k}:{_value(v)}" for k, v in selection.items()) + "}"
+        final_jobs += [p["base"] + [f"validation.examples={int(p['cfg'].tune.val_examples)}", f"train.lr={lr!r}",
+                                    f"seed={s}", selection_override] for s in p["seeds"]]
+    return launch(final_jobs)
+
+
+def _label(overrides: list[str]) -> str:
+    """A point's own overrides, without where-it-goes keys."""
+    where = ("experiment", "data_root", "results_dir", "tracking", "keep_artifacts", "force", "cache_data", "hydra", "tune")
+    return " ".join(o for o in overrides if o.split("=", 1)[0].split(".")[0].lstrip("+~") not in where) or "(defaults)"
+
+
+def _tpe(plans: list[dict[str, Any]], launch: Launch) -> None:
+    """tune.trials rounds; each round asks every point's study for one learning rate and launches
+    them together. The sampler is seeded and told results in a fixed order, so a relaunch asks the
+    same rates and finds their records."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for p in plans:
+        low, high = min(p["grid"]), max(p["grid"])
+        p["dist"] = optuna.distributions.FloatDistribution(low, high, log=True)
+        p["study"] = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+            seed=int(p["cfg"].tune.sampler_seed), n_startup_trials=min(3, int(p["cfg"].tune.trials))))
+    for _ in range(int(plans[0]["cfg"].tune.trials) if plans else 0):
+        asked = []
+        for p in plans:
+            trial = p["study"].ask({"lr": p["dist"]})
+            lr = float(f"{trial.params['lr']:.3g}")
+            asked += [(p, trial, lr, p["trial"] + [f"seed={s}", f"train.lr={lr!r}"]) for s in p["trial_seeds"]]
+        paths = launch([job for *_, job in asked])
+        for (p, trial, lr, _), path in zip(asked, paths):
+            p["records"].append(path)
+        for p in plans:  # tell each asked trial once, with the mean of its seeds
+            for trial in {id(t): t for q, t, *_ in asked if q is p}.values():
+                mine = [_read(path) for (q, t, _, _), path in zip(asked, paths) if t is trial]
+                ok = [float(r["quality"][p["metric"]]) for r in mine if r and r["run"]["status"] == "success"]
+                if ok:
+                    p["study"].tell(trial, sum(ok) / len(ok))
+                else:
+                    pruned = any(r and r["run"]["status"] == "pruned" for r in mine)
+                    p["study"].tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
+
+
+def _read(path: str | None) -> dict[str, Any] | None:
+    import json
+
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("run"), dict) else None
+    except (OSError, ValueError):
+        print(f"tuning: could not read the record {path}", file=sys.stderr)
+        return None
