@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.measure import advise
+from bench.cli import invoke
 from bench.run.pipeline import run
 
 
@@ -15,7 +15,7 @@ from bench.run.pipeline import run
                                         (["memory_gib=8", "model=nope"], "model"), (["memory_gib=8", "format=xml"], "format"),
                                         (["memory_gib=8", "train.bsz=2"], "train.bsz"), (["8"], "argument")])
 def test_bad_input_is_refused_naming_the_field(args, field, capsys):
-    assert advise.main(args) == 2
+    assert invoke(["advise", *args]) == 2
     assert f"config error: {field}=" in capsys.readouterr().err
 
 
@@ -24,8 +24,8 @@ def test_advice_from_the_estimator_and_the_records(cfg_factory, tmp_path, capsys
     this device a step time; the estimate is the estimator's; what does not fit is not advised."""
     rec = run(cfg_factory("model=minilm-l6", "method=lora", "method.r=8", f"results_dir={tmp_path / 'records'}", "train.max_steps=4"))
     assert rec["run"]["status"] == "success"
-    common = ["model=minilm-l6", "task=embedded-sentiment", f"records={tmp_path / 'records'}", "device=cpu", "format=json", "train.batch_size=4"]
-    assert advise.main(["memory_gib=1", *common, f"out={tmp_path / 'advice'}"]) == 0
+    common = ["model=minilm-l6", "task=embedded-sentiment", f"results_dir={tmp_path / 'records'}", "device=cpu", "format=json", "train.batch_size=4"]
+    assert invoke(["advise", "memory_gib=1", *common, f"output_dir={tmp_path / 'advice'}"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert json.loads((tmp_path / "advice" / "advice.json").read_text()) == out
     page = (tmp_path / "advice" / "advice.html").read_text()
@@ -39,14 +39,14 @@ def test_advice_from_the_estimator_and_the_records(cfg_factory, tmp_path, capsys
     assert lora["step_time"]["from_record"] == rec["run"]["id"] and lora["step_time"]["seconds"] > 0
     assert rows["full"]["trainable"] > rows["lora r=32"]["trainable"] > lora["trainable"]
     assert out["recommended"] == ["lora r=8"]  # the one fitting candidate with a recorded quality
-    assert advise.main(["memory_gib=0.00001", *common]) == 0
+    assert invoke(["advise", "memory_gib=0.00001", *common]) == 0
     tight = json.loads(capsys.readouterr().out)
     assert tight["recommended"] == [] and not any(r["fits"] for r in tight["candidates"] if r.get("trainable"))
 
 
 @pytest.mark.system
 def test_a_config_only_8b_model_is_advised_from_the_estimator(capsys):
-    assert advise.main(["model=llama3-8b-config", "task=dialogsum", "memory_gib=24", "train.batch_size=4", "format=json"]) == 0
+    assert invoke(["advise", "model=llama3-8b-config", "task=dialogsum", "memory_gib=24", "train.batch_size=4", "format=json"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = {r["candidate"]: r for r in out["candidates"]}
     assert not rows["full"]["fits"] and rows["lora r=8"]["fits"]  # 8B full fine-tuning needs its optimizer state: > 24 GiB

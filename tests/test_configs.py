@@ -27,7 +27,7 @@ def test_every_config_composes(group: str, option: str):
 
 
 def test_design_names_exist():
-    """The command-line contract of DESIGN.md: these options must exist."""
+    """The command-line contract users' scripts depend on (docs/architecture.md): these options must exist."""
     assert {"minilm-l6", "smollm2-135m", "tiny-bert", "tiny-llama", "tiny-t5", "flan-t5-small", "flan-t5-base", "flan-t5-large"} <= set(GROUPS["model"])
     assert {"sst2", "rte", "mrpc", "cola", "cb", "superglue-rte", "dialogsum", "embedded-sentiment"} <= set(GROUPS["task"])
     assert {"none", "full", "lora", "bitfit", "last_layers", "prompt_tuning", "prefix_tuning", "ia3", "adapter"} <= set(GROUPS["method"])
@@ -186,7 +186,7 @@ def test_every_reference_record_config_has_only_known_keys():
 
 
 def test_slurm_launcher_config_composes_to_submitit_and_sets_each_points_threads():
-    import bench.__main__ as entry
+    import bench.run.app as entry
 
     cfg = make_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
     launcher = cfg.hydra.launcher

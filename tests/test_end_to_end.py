@@ -65,6 +65,95 @@ def test_keep_artifacts_false_still_measures_storage(cfg_factory):
     assert not (Path(rec["run"]["config"]["results_dir"]) / "artifacts" / rec["run"]["id"]).exists()
 
 
+def _spy_save(monkeypatch, method: str, fail: BaseException | None = None) -> list[Path]:
+    """Replace the method's save (as registered) with one that notes each folder it is given, then
+    saves for real, or writes a 0-byte file (as peft's model card is written first) and raises `fail`."""
+    from dataclasses import replace
+
+    entry, folders = METHODS[method], []
+
+    def save(model, folder: Path) -> None:
+        folders.append(Path(folder))
+        if fail is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "README.md").write_bytes(b"")
+            raise fail
+        entry.save(model, folder)
+
+    monkeypatch.setitem(METHODS, method, replace(entry, save=save))
+    return folders
+
+
+def test_unkept_artifacts_are_measured_outside_results_dir(cfg_factory, monkeypatch):
+    """keep_artifacts=false writes nothing into results_dir (a full results disk cannot fail the
+    run there); the figure is still the bytes on disk of the files the method saves."""
+    folders = _spy_save(monkeypatch, "full")
+    cfg = cfg_factory("model=tiny-bert", "method=full", "keep_artifacts=false", "inference.enabled=false", "forgetting.enabled=false")
+    done = run(cfg)
+    rec = _check(done)
+    results = Path(cfg.results_dir).resolve()
+    assert len(folders) == 1 and results not in folders[0].resolve().parents
+    assert not folders[0].exists()  # the temporary folder is gone
+    assert rec["storage"]["files"] == ["model.safetensors"] and "estimated" not in rec["storage"]
+    assert rec["storage"]["bytes"] > rec["params"]["total"] * 4  # the tensors and the file's header
+    assert sorted(p.name for p in results.iterdir()) == [Path(done["run"]["path"]).name]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_save_that_fails_leaves_no_partial_files(cfg_factory, monkeypatch, keep: bool):
+    """The disk fills up while the method saves: kept artifacts make the run a failed record and
+    leave nothing behind (no 0-byte README.md); unkept ones only measure, so the finished run is a
+    success whose storage figure is the tensors' bytes and says so."""
+    import errno
+
+    _spy_save(monkeypatch, "full", OSError(errno.ENOSPC, "No space left on device"))
+    cfg = cfg_factory("model=tiny-bert", "method=full", f"keep_artifacts={str(keep).lower()}", "inference.enabled=false",
+                      "forgetting.enabled=false")
+    rec = run(cfg)
+    results = Path(cfg.results_dir)
+    assert sorted(p.name for p in results.iterdir()) == [Path(rec["run"]["path"]).name]  # the record alone: no artifacts/
+    if keep:
+        assert rec["run"]["status"] == "failed" and "No space left on device" in rec["run"]["error"]
+    else:
+        on_disk = _check(rec)
+        assert on_disk["storage"]["bytes"] == on_disk["params"]["trainable"] * 4 and on_disk["storage"]["path"] is None
+        assert "No space left on device" in on_disk["storage"]["estimated"]
+
+
+@pytest.mark.parametrize("short", ["disk", "file_size_limit"])
+def test_kept_artifacts_without_room_are_refused_before_training(cfg_factory, monkeypatch, short: str):
+    """keep_artifacts=true sizes what the run will save (its trainable tensors, each once) before
+    training: a disk without room, or a file size limit below it, is a failed record naming
+    keep_artifacts and results_dir, written before any step; nothing is left in artifacts/."""
+    import bench.records.store as store
+    import bench.run.pipeline as run_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the artifacts cannot be kept")
+
+    monkeypatch.setattr(run_module, "train", no_training)
+    if short == "disk":
+        monkeypatch.setattr(store, "free_bytes", lambda path: 3 << 20)
+    else:
+        monkeypatch.setattr(store, "file_size_limit", lambda: 2 << 20)  # ulimit -f 2048
+    cfg = cfg_factory("model=tiny-bert", "method=full", "keep_artifacts=true")
+    rec = run(cfg)
+    error = rec["run"]["error"]
+    assert rec["run"]["status"] == "failed" and "ConfigError: keep_artifacts=True is not valid" in error, error
+    assert f"results_dir={cfg.results_dir!r}" in error and ("3.0 MiB free" if short == "disk" else "ulimit -f") in error
+    assert sorted(p.name for p in Path(cfg.results_dir).iterdir()) == [Path(rec["run"]["path"]).name]
+    assert "curve" not in rec and not rec["run"].get("refused")  # no step ran; not a refusal of the config (room can be made)
+    # a method that saves little fits where the whole model does not
+    assert run_module.saved_tensor_bytes(build_model("lora")) < 3 << 20 < run_module.saved_tensor_bytes(build_model("full"))
+
+
+def build_model(method: str):
+    from conftest import build, make_cfg
+
+    model, task, _ = build(make_cfg(["model=tiny-bert", f"method={method}", "tracking=none"]))
+    return METHODS[method].apply(model, make_cfg([f"method={method}"]).method, task)
+
+
 def test_record_sections_and_env(cfg_factory):
     rec = _check(run(cfg_factory("model=tiny-bert", "method=lora", "seed=3")))
     assert rec["run"]["seed"] == 3 and len(rec["run"]["config_hash"]) == 64

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path):
     from bench.records.store import load_records
 
-    proc = subprocess.run([sys.executable, "-m", "bench.harness.gpu", f"results={tmp_path}", "smoke=true"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench", "gpu", f"results_dir={tmp_path}", "smoke=true"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     benchmark = proc.stdout[proc.stdout.index("# GPU benchmark"):]  # after the sweep's own table
@@ -39,9 +39,9 @@ def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path)
 def test_gpu_script_without_cuda_says_how_to_smoke_test():
     import torch
 
-    import bench.harness.gpu as g
+    from bench.cli import invoke
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal path does not apply")
-    assert g.main([]) == 2
-    assert g.main(["smoke=maybe"]) == 2 and g.main(["resuls=x"]) == 2
+    assert invoke(["gpu"]) == 2
+    assert invoke(["gpu", "smoke=maybe"]) == 2 and invoke(["gpu", "resuls=x"]) == 2

@@ -288,7 +288,7 @@ def test_a_second_signal_cannot_cut_short_the_cancelled_record(cfg_factory, monk
         time.sleep(0.2)  # both handlers run here
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "validate", lambda cfg: None)  # not what this test is about (and slow on a cold start)
+    monkeypatch.setattr(run_module, "validate", lambda cfg, checked=False: None)  # not what this test is about (and slow on a cold start)
     monkeypatch.setattr(run_module, "execute", interrupted_training)
     monkeypatch.setattr(run_module, "finish", finish_under_fire)
     interrupts.reset()
@@ -357,7 +357,7 @@ def test_a_signal_swallowed_after_the_work_is_a_cancelled_record_not_a_success(c
         SignalInFinalizer()
         return None  # the work "finished": no reason to stop
 
-    monkeypatch.setattr(run_module, "validate", lambda cfg: None)
+    monkeypatch.setattr(run_module, "validate", lambda cfg, checked=False: None)
     monkeypatch.setattr(run_module, "execute", finished_but_signalled)
     with pytest.raises(KeyboardInterrupt) as caught:
         run_module.run(cfg, sweep="test")

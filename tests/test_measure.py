@@ -115,7 +115,7 @@ def test_cpu_peak_grows_with_batch_and_full_exceeds_lora(cfg_factory):
 
 @pytest.mark.system
 def test_estimate_command_works_for_a_model_too_big_to_load():
-    out = subprocess.run([sys.executable, "-m", "bench.measure.estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
+    out = subprocess.run([sys.executable, "-m", "bench", "estimate", "model=llama3-8b-config", "method=lora", "task=dialogsum",
                           "train.batch_size=4", "estimate.seq_len=512"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "weights" in out.stdout and "14.9" in out.stdout  # 8.0B bf16 weights, about 14.97 GiB

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import invoke
 from bench.harness import peft_runs
 from bench.errors import ConfigError
 
@@ -43,15 +44,16 @@ def test_a_few_result_files_map_to_our_methods_and_counts():
 
 
 def test_a_folder_without_peft_results_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="DIR=.*method_comparison/MetaMathQA"):
+    with pytest.raises(ConfigError, match="peft_dir=.*method_comparison/MetaMathQA"):
         peft_runs.load_results(tmp_path / "missing")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "x.json").write_text('{"not": "peft"}')
     with pytest.raises(ConfigError, match="run_info and train_info"):
         peft_runs.load_results(tmp_path)
-    assert peft_runs.main([str(tmp_path / "missing")]) == 2
-    assert "config error: DIR=" in capsys.readouterr().err
-    assert peft_runs.main([str(tmp_path), "--seq-len", "0"]) == 2
+    assert invoke(["peft-runs", f"peft_dir={tmp_path / 'missing'}"]) == 2
+    assert "config error: peft_dir=" in capsys.readouterr().err
+    assert invoke(["peft-runs", f"peft_dir={tmp_path}", "seq_len=0"]) == 2
+    assert invoke(["peft-runs", f"peft_dir={tmp_path}", "--seq-len", "8"]) == 2  # one argument style: key=value
 
 
 def _made_up(peft_config: dict | None, trainable: int) -> dict:
@@ -73,7 +75,7 @@ def test_the_command_prints_a_row_per_mapped_run_and_lists_the_rest(tmp_path, ca
     for name, record in runs.items():
         (results / f"{name}.json").write_text(json.dumps(record))
     out = tmp_path / "out"
-    assert peft_runs.main([str(tmp_path), "--out", str(out)]) == 0
+    assert invoke(["peft-runs", f"peft_dir={tmp_path}", f"output_dir={out}"]) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("| ") and line.count("|") > 10]
     assert len(rows) == 1 + 3  # header + the three LoRA runs
@@ -103,16 +105,16 @@ def test_external_records_are_rows_the_report_can_show():
 def test_the_report_shows_peft_runs_beside_ours_marked_external(tmp_path):
     """`python -m bench.report ... external=DIR`: PEFT's runs get their own table (named after
     their hub id, `/` and all), next to ours, in the same report."""
-    from bench.report import main as report_main
+    from bench.cli import invoke
     from bench.report.frames import file_stem
 
     ours = tmp_path / "records"
     ours.mkdir()
     quickstart = sorted((Path(__file__).resolve().parent.parent / "results" / "reference" / "quickstart").glob("*.json"))[:1]
     (ours / quickstart[0].name).write_text(quickstart[0].read_text())
-    assert report_main([f"results_dir={ours}", f"output_dir={tmp_path / 'out'}", f"external={SHARED}"]) == 0
+    assert invoke(["report", f"results_dir={ours}", f"output_dir={tmp_path / 'out'}", f"external={SHARED}"]) == 0
     tables = {p.name for p in (tmp_path / "out" / "tables").glob("*.md")}
     assert "meta-llama-Llama-3-2-3B-PEFT-external__metamathqa-gsm8k.md" in tables and len(tables) == 2
     assert "(PEFT, external)" in (tmp_path / "out" / "tables" / "meta-llama-Llama-3-2-3B-PEFT-external__metamathqa-gsm8k.md").read_text()
     assert file_stem("minilm-l6", "sst2") == "minilm-l6__sst2"  # our names stay as they were
-    assert report_main([f"results_dir={ours}", "external=/nonexistent"]) == 2
+    assert invoke(["report", f"results_dir={ours}", "external=/nonexistent"]) == 2

@@ -1,4 +1,4 @@
-"""bench.harness.perf, the overhead benchmark, on tiny models: its tables hold every contestant and method,
+"""`peft-bench perf`, the overhead benchmark, on tiny models: its tables hold every contestant and method,
 and its last line is the figure CI and users read. It asserts no speed (machines are noisy)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _perf(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "bench.harness.perf", "models=tiny", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench", "perf", "models=tiny", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -62,7 +62,7 @@ def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path)
     """The cost curve is a preset of the app: its cells are records (relaunched, it runs none again)."""
     from bench.records.store import load_records
 
-    proc = subprocess.run([sys.executable, "-m", "bench.harness.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "bench", "cost", f"results_dir={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = load_records(tmp_path)
@@ -71,12 +71,12 @@ def test_cost_curve_quick_measures_every_cell_and_fits_exponents(tmp_path: Path)
     table = (tmp_path / "cost-cpu.md").read_text()
     method_rows = [line for line in table.splitlines() if line.startswith(("| full", "| lora", "| prompt_tuning"))]
     assert len(method_rows) == 6 and all(re.search(r"\| -?\d+\.\d\d, -?\d+\.\d\d \|$", line) for line in method_rows)
-    again = subprocess.run([sys.executable, "-m", "bench.harness.cost", f"results={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "bench", "cost", f"results_dir={tmp_path}", "quick=true"], cwd=ROOT, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0 and len(load_records(tmp_path)) == 9 and again.stdout.count("skip:") == 9
 
 
 def test_cost_curve_refuses_a_bare_or_misspelt_argument():
-    from bench.harness.cost import main
+    from bench.cli import invoke
 
-    assert main(["results/x"]) == 2 and main(["quick=yes"]) == 2 and main(["train.bsz=3"]) == 2
+    assert invoke(["cost", "results/x"]) == 2 and invoke(["cost", "quick=yes"]) == 2 and invoke(["cost", "train.bsz=3"]) == 2

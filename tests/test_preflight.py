@@ -130,14 +130,13 @@ def test_a_typo_in_a_users_own_task_yaml_is_named_with_the_valid_keys(tmp_path: 
 
 
 def test_known_keys_equal_the_composed_default_config():
-    """What preflight reads from conf/config.yaml is the composed default config's keys (plus the
-    optional knobs), so the two cannot drift."""
+    """The keys the checks know (the schema's) are the composed default config's, so the two cannot drift."""
     cfg = make_cfg([])
     known = preflight.known_keys()
-    assert known[""] == set(cfg.keys()) | preflight.OPTIONAL_KEYS[""]
+    assert known[""] == set(cfg.keys())
     assert {"seed", "threads", "train", "model", "task", "method", "tracking", "max_attempts"} <= known[""]
     for section in preflight.SECTIONS:
-        assert known[section] == set(cfg[section].keys()) | preflight.OPTIONAL_KEYS.get(section, frozenset()), section
+        assert known[section] == set(cfg[section].keys()), section
     assert {"adam_beta1", "timing_warmup_steps"} <= known["train"] and "keep_predictions" in known["eval"]
 
 

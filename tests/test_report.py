@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
+from bench.cli import invoke
 from bench.report import plots
 from bench.records.store import write_atomic
 from conftest import ROOT
@@ -322,13 +323,16 @@ def test_wandb_report_run_holds_the_table_and_the_plots(tmp_path: Path, monkeypa
     assert images == {f"plots/{name}" for name in made["plots"]}
 
 
-def test_bad_report_arguments_name_the_key_and_the_valid_ones():
-    with pytest.raises(SystemExit) as info:
-        report.parse_args(["results_dir=a", "ouput_dir=b"])
-    assert "unknown key 'ouput_dir'" in str(info.value) and "output_dir" in str(info.value)
-    with pytest.raises(SystemExit) as info:
-        report.parse_args(["results"])
-    assert "expected key=value" in str(info.value)
+def test_bad_report_arguments_name_the_key_and_the_valid_ones(tmp_path, capsys):
+
+
+    assert invoke(["report", f"results_dir={tmp_path}", "ouput_dir=b"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: ouput_dir=") and "output_dir" in err and len(err.strip().splitlines()) == 1
+    assert invoke(["report", "results"]) == 2
+    assert "config error: argument='results'" in capsys.readouterr().err
+    assert invoke(["report", f"results_dir={tmp_path}", "wandb=yes"]) == 2  # booleans are true/false, never silently false
+    assert "config error: wandb='yes'" in capsys.readouterr().err
 
 
 def test_duration_line_sums_run_times_and_spans_the_wall_clock():
@@ -395,7 +399,7 @@ def test_the_report_skips_each_malformed_file_with_one_line_and_counts_them(tmp_
         (folder / name).write_bytes(data)
     (folder / "cost-cpu.json").write_text(json.dumps([{"steps": 10}]))  # other tools' JSON beside the records: no line
     (folder / "notes.json").write_text(json.dumps({"keep": True}))
-    assert report.main([f"results_dir={folder}"]) == 0
+    assert invoke(["report", f"results_dir={folder}"]) == 0
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == len(broken) + 1 and lines[-1] == f"report: skipped {len(broken)} file(s) that are not readable records"

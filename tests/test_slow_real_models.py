@@ -36,7 +36,7 @@ def test_smollm2_dialogsum_lora_beats_zero_shot(tmp_path):
 
 
 def test_smollm2_prompt_tuned_generation_is_right_and_near_base_speed():
-    """The trap in DESIGN.md: peft's cached generate() on a prompt-tuned SmolLM2 returns garbage.
+    """The trap in docs/architecture.md (facts): peft's cached generate() on a prompt-tuned SmolLM2 returns garbage.
     Our loop's cached tokens equal the uncached ones; its time per token is printed beside the base
     model's (measured in this process, so the ratio is fair; no timing assertion on shared CPUs)."""
     import time

@@ -159,7 +159,7 @@ def test_every_launcher_gives_the_same_records(tmp_path: Path):
 def test_each_parallel_job_gets_its_share_of_the_cores(monkeypatch, launcher, cores: int, expected: int):
     from omegaconf import OmegaConf
 
-    import bench.__main__ as entry
+    import bench.run.app as entry
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert entry.cores_for_job(OmegaConf.create(launcher) if launcher else None) == expected

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.models import assets
+from bench.config.schema import SCHEMA, SECTIONS, _is_int, _is_number, boolean, check_sections, choice, int_at_least, number_in, optional_int  # noqa: F401
 from bench.errors import ConfigError
 from bench.tasks.cache import check_parts
 from bench.tasks.data import FORMATS, read_numbered, split_file
@@ -28,27 +29,17 @@ SOURCES = ("hub", "local", "asset", "config")
 FAMILIES = ("encoder", "decoder", "encoder-decoder")
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "bfloat16", "float16")
-DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("linear", "cosine", "constant")
-ATTENTION = ("auto", "sdpa", "eager")
-PRECISIONS = ("fp32", "bf16")
-SCORE_ON = ("eval", "validation")
 NOT_TRAINING = ("none",)  # methods that evaluate the model as it is (their `trains` is False in bench.methods)
 
-SECTIONS = ("train", "speed", "eval", "validation", "tune", "inference", "forgetting", "estimate")  # their keys: conf/config.yaml's
 GROUPS = ("model", "task", "method", "tracking")  # chosen with group=option; their keys are checked by kind below
-# Keys accepted that the default config need not set (knobs another part of the suite owns).
-OPTIONAL_KEYS = {"": frozenset({"max_attempts"}), "eval": frozenset({"keep_predictions"})}
 
 
 @functools.cache
 def known_keys() -> dict[str, frozenset[str]]:
-    """The keys conf/config.yaml sets, at the top level ("") and per fixed section, plus the optional
-    ones: any other key is a typo or a stale override (`+foo=bar` would even change the config hash).
-    Read from the file itself (milliseconds), so a knob added there is known here at once."""
-    default = OmegaConf.load(CONF / "config.yaml")
-    top = (set(default.keys()) - {"defaults", "hydra"}) | set(GROUPS) | OPTIONAL_KEYS[""]
-    return {"": frozenset(top), **{s: frozenset(set(default[s].keys()) | OPTIONAL_KEYS.get(s, frozenset())) for s in SECTIONS}}
+    """The keys of the run config's top level ("") and fixed sections: bench.config.schema's table
+    (a test holds conf/config.yaml to it). Any other key is a typo or a stale override (`+foo=bar`
+    would even change the config hash)."""
+    return {"": frozenset(SCHEMA[""]) | frozenset(GROUPS) | frozenset(SECTIONS), **{s: frozenset(SCHEMA[s]) for s in SECTIONS}}
 
 
 MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size"})
@@ -73,47 +64,6 @@ def task_all_keys() -> frozenset[str]:
     return TASK_KEYS.union(*(k.keys for k in kinds().values()))
 
 
-# ---------------------------------------------------------------- typed values
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def int_at_least(section: Any, key: str, field: str, low: int, what: str) -> int:
-    value = section.get(key)
-    if not _is_int(value) or value < low:
-        raise ConfigError(field, value, f"an integer >= {low} ({what})")
-    return value
-
-
-def optional_int(section: Any, key: str, field: str, low: int, what: str) -> None:
-    if section.get(key) is not None:
-        int_at_least(section, key, field, low, f"null = {what}")
-
-
-def number_in(section: Any, key: str, field: str, low: float, high: float, what: str,
-              low_open: bool = False, high_open: bool = False) -> float:
-    value = section.get(key)
-    ok = _is_number(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        raise ConfigError(field, value, f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'} ({what})")
-    return value
-
-
-def boolean(section: Any, key: str, field: str) -> None:
-    if not isinstance(section.get(key), bool):
-        raise ConfigError(field, section.get(key), "true or false")
-
-
-def choice(section: Any, key: str, field: str, valid: tuple[Any, ...], default: Any = None) -> None:
-    value = section.get(key, default)
-    if value not in valid:
-        raise ConfigError(field, value, f"one of {', '.join(str(v) for v in valid)}")
-
-
 # ---------------------------------------------------------------- the whole config
 def check(cfg: DictConfig) -> None:
     """Every plain check, roughly in the order a reader meets the keys; raises the first ConfigError."""
@@ -121,12 +71,13 @@ def check(cfg: DictConfig) -> None:
     for key in known_keys()[""] - {"selection"}:  # selection: how the tuning stage chose the lr (its scores may be nan), not a knob
         value = cfg.get(key)
         check_finite(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value, key)
+    check_method(cfg.method)
+    check_sections(cfg, trains=cfg.method.name not in NOT_TRAINING)  # every knob's type, range and choices, from the schema
     check_top(cfg)
     check_tracking(cfg)
     check_model(cfg.model)
     check_dtype(cfg.model, device_is_cpu(cfg.device))
-    check_method(cfg.method)
-    check_train_eval(cfg, cfg.method.name not in NOT_TRAINING)
+    check_train_eval(cfg)
     check_task(cfg.task)
     check_text_needs(cfg)
     if kinds()[cfg.task.kind].reads_rows:
@@ -227,18 +178,9 @@ def check_finite(value: Any, field: str) -> None:
 
 
 def check_top(cfg: DictConfig) -> None:
-    if not _is_int(cfg.get("seed")) or cfg.seed < 0:
-        raise ConfigError("seed", cfg.get("seed"), "an integer >= 0")
-    choice(cfg, "device", "device", DEVICES)
-    int_at_least(cfg, "threads", "threads", 0, "torch CPU threads; 0 = this job's share of the cores")
-    for key in ("keep_artifacts", "cache_data", "force"):
-        boolean(cfg, key, key)
-    if "max_attempts" in cfg:  # the sweeper's own check, run for a single run's config too
-        from bench.records.store import check_max_attempts
-
-        check_max_attempts(cfg.max_attempts)
-    if not isinstance(cfg.get("data_root"), str) or not cfg.data_root:
-        raise ConfigError("data_root", cfg.get("data_root"), "a folder that holds the datasets (ours: ../shared/datasets)")
+    """What the schema cannot say of the top level (its types and ranges are checked already)."""
+    if not cfg.data_root.strip():
+        raise ConfigError("data_root", cfg.data_root, "a folder that holds the datasets (ours: ../shared/datasets)")
 
 
 def check_tracking(cfg: DictConfig) -> None:
@@ -264,11 +206,16 @@ def check_model(mcfg: DictConfig) -> None:
         raise ConfigError("model.path", mcfg.path, f"an asset whose terms you accepted: {refusal}")
     if mcfg.source == "local" and not Path(str(mcfg.get("path"))).expanduser().is_dir():
         raise ConfigError("model.path", mcfg.get("path"), "an existing local model directory")
+    if mcfg.source == "local" and not (Path(str(mcfg.path)).expanduser() / "config.json").is_file():
+        raise ConfigError("model.path", mcfg.path, "a local model directory with a config.json (as save_pretrained writes it)")
     if mcfg.source == "config":
         if not isinstance(mcfg.get("arch"), str):
             raise ConfigError("model.arch", mcfg.get("arch"), "a transformers model type such as bert, llama, t5")
         if mcfg.get("size") is not None and not isinstance(mcfg.size, DictConfig):
             raise ConfigError("model.size", mcfg.size, "null or a mapping of config fields (hidden_size: 32 ...)")
+        for key, value in (mcfg.get("size") or {}).items():  # a size is a count or a rate: never negative
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"model.size.{key}", value, "a number >= 0 (a size field of the architecture's config)")
     if mcfg.source == "hub":
         check_hub_offline("model.path", str(mcfg.path))
     if mcfg.get("family") not in (None, "auto", *FAMILIES):
@@ -332,76 +279,51 @@ def check_dtype(mcfg: DictConfig, on_cpu: bool) -> None:
 
 # ---------------------------------------------------------------- the method, training, evaluation
 def check_method(mcfg: DictConfig) -> None:
-    """The method's learning rate; its own fields are checked by its `check` in bench.methods."""
+    """The method's learning rate, and each of its knobs' types against conf/method/<name>.yaml
+    (a number where the default is a number, true/false where it is a boolean; a knob whose default
+    is null names modules: null, a name or a list of names). Ranges and what a knob means for a
+    model are the method's own `check` in bench.methods, which needs torch."""
     if not isinstance(mcfg.get("name"), str):
         raise ConfigError("method.name", mcfg.get("name"), "a method name such as lora, full, prompt_tuning")
     if mcfg.get("lr") is not None:
         number_in(mcfg, "lr", "method.lr", 0.0, 10.0, "the method's default peak learning rate")
+    defaults_file = CONF / "method" / f"{mcfg.name}.yaml"
+    if not defaults_file.is_file():
+        return  # an unknown method: the registry names the known ones
+    defaults = OmegaConf.to_container(OmegaConf.load(defaults_file))
+    assert isinstance(defaults, dict)
+    for key, default in defaults.items():
+        if key in METHOD_SHARED_KEYS or key not in mcfg:
+            continue
+        value = mcfg.get(key)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if isinstance(default, bool):
+            ok, what = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok, what = _is_number(value), f"a number (the default is {default})"
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), f"a string (the default is {default})"
+        elif isinstance(default, list):
+            ok, what = isinstance(value, list), f"a list such as [a,b] (the default is {default})"
+        else:  # null: module names
+            ok = value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            what = "null, a module name or a list of names such as [query,value]"
+        if not ok:
+            raise ConfigError(f"method.{key}", value, what)
 
 
-def check_speed(cfg: DictConfig) -> None:
-    sp = cfg.get("speed") or {}
-    choice(sp, "attention", "speed.attention", ATTENTION, default="auto")
-    choice(sp, "precision", "speed.precision", PRECISIONS, default="fp32")
-    for key in ("compile", "gradient_checkpointing"):
-        if not isinstance(sp.get(key, False), bool):
-            raise ConfigError(f"speed.{key}", sp.get(key), "true or false")
-    if sp.get("fused_adamw", "auto") not in ("auto", True, False):
-        raise ConfigError("speed.fused_adamw", sp.get("fused_adamw"), "auto, true or false")
-
-
-def check_train_eval(cfg: DictConfig, trains: bool) -> None:
-    t, e = cfg.train, cfg.eval
-    if trains:
-        int_at_least(t, "max_steps", "train.max_steps", 1, "optimizer steps")
-        number_in(t, "lr", "train.lr", 0.0, 10.0, "peak learning rate", low_open=True)
-    int_at_least(t, "batch_size", "train.batch_size", 1, "examples per micro-batch")
-    int_at_least(t, "grad_accum_steps", "train.grad_accum_steps", 1, "micro-batches per optimizer step")
-    number_in(t, "warmup_ratio", "train.warmup_ratio", 0.0, 1.0, "fraction of steps spent warming up")
-    number_in(t, "weight_decay", "train.weight_decay", 0.0, 1.0, "AdamW weight decay")
-    for key in ("adam_beta1", "adam_beta2"):
-        number_in(t, key, f"train.{key}", 0.0, 1.0, "AdamW's moving-average coefficient", high_open=True)
-    number_in(t, "max_grad_norm", "train.max_grad_norm", 0.0, 1e6, "0 turns clipping off")
-    int_at_least(t, "eval_every", "train.eval_every", 0, "0 = evaluate only at the end")
-    int_at_least(t, "log_every", "train.log_every", 1, "steps between progress lines")
-    int_at_least(t, "timing_warmup_steps", "train.timing_warmup_steps", 0, "steps left out of the median step time")
-    if not isinstance(t.get("group_by_length", False), bool):
-        raise ConfigError("train.group_by_length", t.group_by_length, "true or false")
-    choice(t, "schedule", "train.schedule", SCHEDULES)
-    number_in(t, "diverge_factor", "train.diverge_factor", 0.0, 1e9, "0 turns the divergence check off")
-    check_speed(cfg)
-    optional_int(e, "max_examples", "eval.max_examples", 1, "the whole eval split")
-    int_at_least(e, "batch_size", "eval.batch_size", 1, "examples per eval batch")
-    int_at_least(e, "max_new_tokens", "eval.max_new_tokens", 1, "generation length bound")
-    int_at_least(e, "keep_predictions", "eval.keep_predictions", 0, "predictions the record keeps; 0 = none")
-    boolean(cfg.inference, "enabled", "inference.enabled")
-    for key, what in (("examples", "eval examples timed"), ("batch_size", "the larger batch"),
-                      ("max_new_tokens", "tokens generated per example"), ("repeats", "timing rounds")):
-        int_at_least(cfg.inference, key, f"inference.{key}", 1, what)
-    boolean(cfg.forgetting, "enabled", "forgetting.enabled")
-    int_at_least(cfg.forgetting, "max_tokens", "forgetting.max_tokens", 8, "tokens per scored chunk")
-    int_at_least(cfg.forgetting, "max_chunks", "forgetting.max_chunks", 1, "chunks scored")
+def check_train_eval(cfg: DictConfig) -> None:
+    """What the schema cannot say of the sections: files that must exist (the knobs' types and ranges are checked already)."""
     if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
-    if cfg.get("estimate") is not None:
-        optional_int(cfg.estimate, "seq_len", "estimate.seq_len", 1, "the task's longest input")
     check_validation(cfg)
 
 
 def check_validation(cfg: DictConfig) -> None:
-    """The split carved from train; the tuning knobs, which the sweeper also checks before launching."""
+    """The split carved from train: scoring it needs rows in it."""
     v = cfg.get("validation")
-    if v is not None:
-        int_at_least(v, "examples", "validation.examples", 0, "training rows held out; 0 = none")
-        int_at_least(v, "seed", "validation.seed", 0, "which rows are held out")
-        choice(v, "score_on", "validation.score_on", SCORE_ON)
-        if v.score_on == "validation" and v.examples == 0:
-            raise ConfigError("validation.examples", 0, "an integer >= 1 when validation.score_on=validation (the rows to score)")
-    if cfg.get("tune") is not None:
-        from bench.sweep.tune import check as check_tune
-
-        boolean(cfg.tune, "enabled", "tune.enabled")
-        check_tune(cfg.tune)
+    if v is not None and v.score_on == "validation" and v.examples == 0:
+        raise ConfigError("validation.examples", 0, "an integer >= 1 when validation.score_on=validation (the rows to score)")
 
 
 # ---------------------------------------------------------------- the task and its data
@@ -411,9 +333,18 @@ def check_task(tcfg: DictConfig) -> None:
     kind = kinds()[tcfg.kind]
     if kind.reads_rows:
         choice(tcfg, "format", "task.format", FORMATS)
+    from bench.measure.metrics import METRICS  # the metric registry (torch-free): each metric's name and direction
+
     metrics = tcfg.get("metrics")
-    if not isinstance(metrics, ListConfig) or not metrics or any(m not in kind.metrics for m in metrics):
-        raise ConfigError("task.metrics", metrics, f"a list of {', '.join(kind.metrics)} (the first is the main metric)")
+    valid = f"a list of {', '.join(kind.metrics)} (the first is the main metric)"
+    if not isinstance(metrics, ListConfig) or not metrics:
+        raise ConfigError("task.metrics", metrics, valid)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:  # not a metric at all (a typo): the registry's names, beside the ones this kind computes
+        raise ConfigError("task.metrics", metrics, f"{valid}; {', '.join(map(repr, unknown))}: not a known metric "
+                          f"(registered in bench.measure.metrics: {', '.join(METRICS)})")
+    if any(m not in kind.metrics for m in metrics):
+        raise ConfigError("task.metrics", metrics, f"{valid}: a {tcfg.kind} task computes only these")
     optional_int(tcfg, "max_train_examples", "task.max_train_examples", 1, "every training row")
     if kind.reads_rows and tcfg.format == "embedded":
         for key in ("num_train", "num_eval"):
@@ -423,8 +354,12 @@ def check_task(tcfg: DictConfig) -> None:
 
 def check_data(cfg: DictConfig) -> None:
     """A local task's files: they exist, parse (data.py names the file and line otherwise), have
-    rows, and every row has the fields the task reads and, for classification, a listed label."""
+    rows, and every row has the fields the task reads and, for classification, a listed label.
+    A generated task's training rows are counted from its config (task.num_train)."""
     tcfg = cfg.task
+    held_out = (cfg.get("validation") or {}).get("examples", 0)
+    if tcfg.format == "embedded" and _is_int(tcfg.get("num_train")) and held_out >= tcfg.num_train:
+        raise ConfigError("validation.examples", held_out, f"fewer than the {tcfg.num_train:,} rows of the training split (task.num_train)")
     if tcfg.format not in ("tsv", "jsonl"):
         return
     root = Path(str(cfg.data_root)).expanduser()

@@ -19,15 +19,16 @@ from bench.errors import ConfigError
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bool = False) -> DictConfig:
-    """conf/config.yaml with these overrides, composed by Hydra as the command line composes it."""
+def compose(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bool = False, config_name: str = "config") -> DictConfig:
+    """conf/<config_name>.yaml (the run's config.yaml, or a verb's primary config) with these
+    overrides, composed by Hydra as the command line composes it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import MissingConfigException
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         try:
-            return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+            return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
         except MissingConfigException as exc:  # model=nope: name the group and its options, not Hydra's search path
             for arg in overrides:
                 group, _, option = arg.partition("=")
@@ -36,6 +37,30 @@ def compose(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bo
                     options = ", ".join(sorted(q.stem for q in folder.glob("*.yaml")))
                     raise ConfigError(group, option, f"one of {options} (conf/{group}/)") from None
             raise ConfigError("config", " ".join(overrides), str(exc).splitlines()[0]) from None
+
+
+def check_command_line(args: list[str]) -> None:
+    """What Hydra would refuse with a traceback (exit 1) or accept silently, refused as one line
+    first: a group option with no YAML (model=nonexistent, also inside a comma list), and an
+    addition to Hydra's own settings (+hydra.foo=bar: Hydra ignores it, so a typo would pass)."""
+    dirs = [CONF] + [Path(args[i + 1]) for i, a in enumerate(args[:-1]) if a in ("--config-dir", "-cd")]
+    dirs += [Path(a.split("=", 1)[1]) for a in args if a.startswith("--config-dir=")]
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key.startswith("+") and key.lstrip("+").startswith("hydra."):
+            raise ConfigError(key.lstrip("+"), value, "an existing Hydra setting (hydra.run.dir, hydra.sweep.dir, hydra.launcher.n_jobs, ...); "
+                              "Hydra's settings take no additions")
+        group = key.lstrip("+~")
+        if "." in group or group.startswith("hydra") or not any((d / group).is_dir() for d in dirs):
+            continue
+        for option in value.split(","):
+            option = option.strip()
+            if option in ("", "null") or any((d / group / f"{option}.yaml").is_file() for d in dirs):
+                continue
+            options = sorted({q.stem for d in dirs if (d / group).is_dir() for q in (d / group).glob("*.yaml")})
+            raise ConfigError(group, option, f"one of {', '.join(options)} (conf/{group}/)")
 
 
 def split_args(argv: list[str], options: dict[str, str]) -> tuple[dict[str, str], list[str]]:

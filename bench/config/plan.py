@@ -110,9 +110,11 @@ def check_vocab(cfg: DictConfig, config: PretrainedConfig) -> None:
         raise ConfigError("task.vocab_size", wanted, f"at most {vocab}: {cfg.model.name}'s vocabulary")
 
 
-def validate(cfg: DictConfig) -> Plan:
-    """Check everything checkable without weights; returns what was decided on the way."""
-    preflight.check(cfg)
+def validate(cfg: DictConfig, checked: bool = False) -> Plan:
+    """Check everything checkable without weights; returns what was decided on the way.
+    `checked`: the plain checks (bench.config.checks) already passed for this very config."""
+    if not checked:
+        preflight.check(cfg)
     check_device(cfg)
     method = get_method(cfg.method.name)
     method.check(cfg.method, None)  # the method's own fields first
@@ -127,3 +129,15 @@ def validate(cfg: DictConfig) -> Plan:
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes
     return Plan(method=method, kind=kind, family=family, head=head, device=pick_device(cfg.device))
+
+
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench validate`: every check of `validate`, and what the run would be."""
+    assert cfg is not None
+    plan = validate(cfg)
+    from bench.records.store import config_hash
+
+    print(f"config ok: model={cfg.model.name} task={cfg.task.name} method={cfg.method.name} seed={cfg.seed} "
+          f"({plan.family} {plan.head}, {plan.kind.name} task, on {plan.device}); config hash {config_hash(cfg)}; "
+          f"records go to {cfg.results_dir}")
+    return 0

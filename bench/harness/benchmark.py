@@ -1,9 +1,11 @@
 """The trade-off benchmark: full fine-tuning vs LoRA vs prompt tuning on the two offline models,
-each run in its own process, printing every measured memory part beside the estimator's prediction
-and the inference cost as ratios to the base model measured in the same process.
+each a point of the preset conf/experiment/benchmark.yaml (a sweep of the one app: claims, resume and
+max_attempts apply; a relaunch runs only what is missing), printing every measured memory part
+beside the estimator's prediction and the inference cost as ratios to the base model measured in
+the same process.
 
-    python -m bench.harness.benchmark                    # minilm-l6 on SST-2, smollm2-135m on DialogSum (~12 min on 2 cores)
-    python -m bench.harness.benchmark models=tiny        # the same on tiny random models (seconds; cost only)
+    peft-bench benchmark                    # minilm-l6 on SST-2, smollm2-135m on DialogSum (~12 min on 2 cores)
+    peft-bench benchmark models=tiny        # the same on tiny random models (seconds; cost only)
 
 Records go to results_dir (default results/reference/benchmark); the report reads them back.
 A benchmark prints figures; it asserts nothing about speed (shared machines are noisy).
@@ -15,25 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.config.compose import compose, split_args
+from omegaconf import DictConfig
+
+from bench.config.compose import sweep_preset
 from bench.errors import ConfigError
-
 from bench.records.store import load_records
-from bench.sweep.supervise import run_isolated
 
-METHODS = ("full", "lora", "prompt_tuning")
-SUITES = {  # model, task, overrides that keep each run to a minute or two on 2 CPU cores
-    "offline": [
-        ("minilm-l6", "sst2", ["inference.repeats=3", "train.max_steps=30", "train.batch_size=16", "eval.max_examples=200"]),
-        ("smollm2-135m", "dialogsum", ["inference.repeats=2", "train.max_steps=6", "train.batch_size=4", "eval.max_examples=8",
-                                       "eval.max_new_tokens=32", "task.max_source_tokens=256"]),
-    ],
-    "tiny": [
-        ("tiny-bert", "embedded-sentiment", ["train.max_steps=5", "train.batch_size=8", "eval.max_examples=16"]),
-        ("tiny-llama", "dialogsum", ["train.max_steps=3", "train.batch_size=2", "eval.max_examples=4",
-                                     "eval.max_new_tokens=8", "task.max_source_tokens=128"]),
-    ],
-}
+METHODS = ("full", "lora", "prompt_tuning")  # the order of the tables' rows
+PRESETS = {"offline": ("benchmark", ("minilm-l6", "smollm2-135m")), "tiny": ("benchmark_tiny", ("tiny-bert", "tiny-llama"))}
 PARTS = [("weights", "weights_bytes", "weights_bytes"), ("gradients", "gradients_bytes", "gradients_bytes"),
          ("optimizer state", "optimizer_state_bytes", "optimizer_state_bytes"),
          ("activations + other", "activations_and_other_bytes", "activations_bytes")]
@@ -96,36 +87,22 @@ def inference_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:  # its options, and config overrides (train.max_steps=50) for every run
-        args, overrides = split_args(sys.argv[1:] if argv is None else argv,
-                                 {"models": "offline", "results_dir": "results/reference/benchmark", "report_only": "false"})
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    suite = args["models"]
-    if suite not in SUITES:
-        print(f"models={suite} is not valid: one of {', '.join(SUITES)}", file=sys.stderr)
-        return 2
-    results_dir = Path(args["results_dir"])
-    if args.get("report_only") != "true":
-        for model, task, extra in SUITES[suite]:
-            for method in METHODS:
-                cfg = compose([f"model={model}", f"task={task}", f"method={method}", f"results_dir={results_dir}",
-                               "keep_artifacts=false", *extra, *overrides])
-                rec = run_isolated(cfg, sweep=f"benchmark:{suite}")
-                print(f"{model} {method}: {rec['run']['status']}", flush=True)
-    models = {m for m, _, _ in SUITES[suite]}
-    records = sorted((r for r in load_records(results_dir) if r["run"]["model"] in models),
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench benchmark` (its keys: conf/benchmark.yaml; the run's overrides go to every point)."""
+    if opts.models not in PRESETS:
+        raise ConfigError("models", opts.models, f"one of {', '.join(PRESETS)}")
+    preset, models = PRESETS[opts.models]
+    results_dir = Path(opts.results_dir)
+    if opts.sweep:  # the preset's points: a relaunch runs only the missing ones
+        code = sweep_preset(preset, results_dir, overrides)
+        if code != 0:
+            print(f"the benchmark's sweep exited with {code}; tabulating the records it wrote", file=sys.stderr)
+    records = sorted((r for r in load_records(results_dir) if r["run"]["model"] in models) if results_dir.is_dir() else [],
                      key=lambda r: (r["run"]["model"], METHODS.index(r["run"]["method"]) if r["run"]["method"] in METHODS else 9))
     print("\nTrade-offs (quality from short runs: a cost benchmark, not a quality ranking):\n")
     print(tradeoff_table(records))
-    print("\nMemory (MiB), measured / predicted by `python -m bench.measure.estimate`:\n")
+    print("\nMemory (MiB), measured / predicted by `peft-bench estimate`:\n")
     print(memory_table(records))
     print("\nInference cost beside the base model (same process, interleaved):\n")
     print(inference_table(records))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 0 if records else 1

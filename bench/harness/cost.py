@@ -5,10 +5,10 @@ The cells are the points of a preset of the one app (conf/experiment/cost_curve.
 models from conf/model/ with random weights, task=synthetic), so each is a record like any run's;
 this module runs the preset when asked and reads the records into the two tables:
 
-    python -m bench.harness.cost results=results/reference/cost-curve   # runs what is missing (~6 min on 2 cores), then the tables
-    python -m bench.harness.cost results=DIR run=false                  # the tables from records already there
-    python -m bench.harness.cost results=/tmp/cost quick=true           # toy sizes: the machinery in a minute
-    python -m bench.harness.cost results=DIR device=cuda speed.precision=bf16   # any config override goes to every point
+    peft-bench cost results_dir=results/reference/cost-curve   # runs what is missing (~6 min on 2 cores), then the tables
+    peft-bench cost results_dir=DIR sweep=false                  # the tables from records already there
+    peft-bench cost results_dir=/tmp/cost quick=true           # toy sizes: the machinery in a minute
+    peft-bench cost results_dir=DIR device=cuda speed.precision=bf16   # any config override goes to every point
 
 The tables (cost-<device>.md) are written beside the records. The exponent k of cost ~ x^k is the
 least-squares slope in log-log space.
@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.config.compose import split_args, sweep_preset
-from bench.errors import ConfigError
+from omegaconf import DictConfig
+
+from bench.config.compose import sweep_preset
 from bench.records.store import load_records
 
 METHODS = ("full", "lora", "prompt_tuning")
@@ -89,19 +90,11 @@ def _k(k: float | None) -> str:
     return "" if k is None else f"{k:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args, overrides = split_args(sys.argv[1:] if argv is None else argv,
-                                     {"results": "results/runs/cost-curve", "run": "true", "quick": "false"})
-        if args["run"] not in ("true", "false") or args["quick"] not in ("true", "false"):
-            raise ConfigError("run" if args["run"] not in ("true", "false") else "quick",
-                              args["run"] if args["run"] not in ("true", "false") else args["quick"], "true or false")
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    results = Path(args["results"])
-    if args["run"] == "true":  # the preset's points: a relaunch runs only the missing ones
-        preset = "cost_curve_quick" if args["quick"] == "true" else "cost_curve"
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench cost` (its keys: conf/cost.yaml; the run's overrides go to every point)."""
+    results = Path(opts.results_dir)
+    if opts.sweep:  # the preset's points: a relaunch runs only the missing ones
+        preset = "cost_curve_quick" if opts.quick else "cost_curve"
         code = sweep_preset(preset, results, overrides)
         if code != 0:
             print(f"the cost-curve sweep exited with {code}; tabulating the records it wrote", file=sys.stderr)
@@ -119,7 +112,3 @@ def main(argv: list[str] | None = None) -> int:
             (results / f"cost-{device}.md").write_text(text + "\n")
             print(f"written: {results / f'cost-{device}.md'}")
     return 0 if rows and not failed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

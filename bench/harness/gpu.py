@@ -8,13 +8,13 @@ The points are a preset of the one app (conf/experiment/gpu.yaml; the shapes are
 YAMLs, the task is task=synthetic), so each is a record like any run's; this module runs the
 preset (a relaunch runs only what is missing) and prints the table from the records:
 
-    python -m bench.harness.gpu results=results/gpu          # on a CUDA machine: ~5 min on an H100
-    python -m bench.harness.gpu results=/tmp/gpu smoke=true  # toy shapes on the CPU: the same code, CUDA parts skipped
-    python -m bench.harness.gpu results=DIR run=false        # the table from records already there
+    peft-bench gpu results_dir=results/gpu          # on a CUDA machine: ~5 min on an H100
+    peft-bench gpu results_dir=/tmp/gpu smoke=true  # toy shapes on the CPU: the same code, CUDA parts skipped
+    peft-bench gpu results_dir=DIR sweep=false        # the table from records already there
 
 A machine without network gets the missing packages as wheels: `bash bench/harness/gpu_wheels.sh` here
 (downloads them into .whl/), then there: `pip install --no-index --target /tmp/site .whl/*.whl`
-and `PYTHONPATH=/tmp/site python -m bench.harness.gpu results=$OUT`.
+and `PYTHONPATH=/tmp/site peft-bench gpu results_dir=$OUT`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.config.compose import split_args, sweep_preset
-from bench.errors import ConfigError
+from omegaconf import DictConfig
+
+from bench.config.compose import sweep_preset
 from bench.records.store import load_records
 
 
@@ -54,24 +55,16 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args, overrides = split_args(sys.argv[1:] if argv is None else argv,
-                                     {"results": "results/gpu", "smoke": "false", "run": "true"})
-        for key in ("smoke", "run"):
-            if args[key] not in ("true", "false"):
-                raise ConfigError(key, args[key], "true or false")
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench gpu` (its keys: conf/gpu.yaml; the run's overrides go to every point)."""
     import torch
 
-    smoke = args["smoke"] == "true"
+    smoke = bool(opts.smoke)
     if not smoke and not torch.cuda.is_available():
-        print("no CUDA device: run `python -m bench.harness.gpu smoke=true` to check the script on the CPU", file=sys.stderr)
+        print("no CUDA device: run `peft-bench gpu smoke=true` to check the script on the CPU", file=sys.stderr)
         return 2
-    results = Path(args["results"])
-    if args["run"] == "true":  # the preset's points, each in its own process: a relaunch runs only the missing ones
+    results = Path(opts.results_dir)
+    if opts.sweep:  # the preset's points, each in its own process: a relaunch runs only the missing ones
         preset = "gpu_smoke" if smoke else "gpu"
         code = sweep_preset(preset, results, overrides)
         if code != 0:
@@ -89,7 +82,3 @@ def main(argv: list[str] | None = None) -> int:
         (results / f"{stem}.md").write_text(text)
         print(f"written: {results / stem}.md")
     return 0 if records and all(r["run"]["status"] == "success" for r in records) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

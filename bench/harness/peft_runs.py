@@ -19,19 +19,17 @@ the reason. What PEFT measured and what we compare it with:
   whose query + response are at most 1,300 characters; the records give the mean (train total
   tokens / train samples, about 210), not the longest. Batches are bucketed by length (groups of 80
   sorted, then cut into batches of 4), so the longest batch is about 4 x its longest example.
-  We predict at max_seq_length (the only length the config states: an upper bound); --seq-len
+  We predict at max_seq_length (the only length the config states: an upper bound); seq_len=N
   predicts at another length.
 
-    python -m bench.harness.peft_runs [DIR] [--seq-len N] [--out results/reference/peft-method-comparison]
+    peft-bench peft-runs [peft_dir=DIR] [seq_len=N] [output_dir=results/reference/peft-method-comparison]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,16 +61,16 @@ def load_results(directory: str | Path) -> list[tuple[str, dict[str, Any]]]:
     path = Path(directory)
     files = sorted((path / "results").glob("*.json")) if path.is_dir() else []
     if not files:
-        raise ConfigError("DIR", str(directory), "a copy of PEFT's method_comparison/MetaMathQA folder (it holds results/*.json); "
+        raise ConfigError("peft_dir", str(directory), "a copy of PEFT's method_comparison/MetaMathQA folder (it holds results/*.json); "
                           f"the default is {DEFAULT_DIR}")
     out = []
     for f in files:
         try:
             record = json.loads(f.read_text())
         except json.JSONDecodeError as exc:
-            raise ConfigError("DIR", str(f), f"a JSON result file ({exc})") from exc
+            raise ConfigError("peft_dir", str(f), f"a JSON result file ({exc})") from exc
         if not isinstance(record, dict) or "run_info" not in record or "train_info" not in record:
-            raise ConfigError("DIR", str(f), "a PEFT result file with run_info and train_info")
+            raise ConfigError("peft_dir", str(f), "a PEFT result file with run_info and train_info")
         out.append((f.stem, record))
     return out
 
@@ -223,7 +221,7 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]], skipped: list[tuple[str, str]], directory: str | Path) -> str:
     shown = "../shared/peft-method-comparison" if Path(directory).resolve() == DEFAULT_DIR.resolve() else directory
     lines = [f"# The memory estimator against PEFT's measurements ({SOURCE})", "",
-             f"`python -m bench.harness.peft_runs {shown}`: predicted = our estimate of the allocated peak (attention SDPA, the loop "
+             f"`peft-bench peft-runs {shown}`: predicted = our estimate of the allocated peak (attention SDPA, the loop "
              "holds the logits, fp32 loss); measured = PEFT's `accelerator_memory_max`, the caching allocator's *reserved* peak "
              "over the run (weights included); reserved_99th: the 99th percentile of the reserve sampled after each step. "
              "ratio = predicted / measured; worst = the ratio furthest from 1. Parts in GiB are the estimate's.", "",
@@ -285,29 +283,19 @@ def external_records(directory: str | Path = DEFAULT_DIR) -> list[dict[str, Any]
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.harness.peft_runs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", nargs="?", default=str(DEFAULT_DIR), help="PEFT's method_comparison/MetaMathQA folder (holds results/)")
-    parser.add_argument("--seq-len", type=int, default=None, help="tokens per example; default: each run's max_seq_length")
-    parser.add_argument("--out", default=None, help="also write table.md and table.csv into this folder")
-    args = parser.parse_args(argv)
-    if args.seq_len is not None and args.seq_len < 1:
-        print(f"config error: {ConfigError('--seq-len', args.seq_len, 'an integer >= 1 (tokens per example)')}", file=sys.stderr)
-        return 2
-    try:
-        rows, skipped = run_all(args.dir, args.seq_len)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    text = markdown(rows, skipped, args.dir)
+def verb(opts: Any, cfg: Any = None, overrides: list[str] | None = None) -> int:
+    """`peft-bench peft-runs` (its keys: conf/peft-runs.yaml)."""
+    if opts.seq_len is not None and (not isinstance(opts.seq_len, int) or isinstance(opts.seq_len, bool) or opts.seq_len < 1):
+        raise ConfigError("seq_len", opts.seq_len, "an integer >= 1 (tokens per example), or null")
+    folder = Path(opts.peft_dir)
+    if not folder.is_absolute() and not folder.exists():
+        folder = ROOT / folder  # relative to the project, as the default is
+    rows, skipped = run_all(str(folder), opts.seq_len)
+    text = markdown(rows, skipped, str(folder))
     print(text, end="")
-    if args.out:
-        out = Path(args.out)
+    if opts.output_dir:
+        out = Path(opts.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(text)
         write_csv(rows, out / "table.csv")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

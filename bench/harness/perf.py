@@ -1,10 +1,10 @@
 """The harness's own cost, measured side by side: does the suite train and evaluate as fast as a
 minimal hand-written PyTorch loop, and at least as fast as transformers' Trainer?
 
-    python -m bench.harness.perf                  # MiniLM-L6 (train, classify), SmolLM2-135M (generate): ~5 min on 2 cores
-    python -m bench.harness.perf models=tiny      # tiny random models: the machinery in seconds (ratios mean little)
-    python -m bench.harness.perf steps=20 rounds=5 task=sst2 data_root=../shared/datasets   # longer; other Hydra overrides
-    python -m bench.harness.perf part=switches compile=true   # only the speed switches, torch.compile included
+    peft-bench perf                  # MiniLM-L6 (train, classify), SmolLM2-135M (generate): ~5 min on 2 cores
+    peft-bench perf models=tiny      # tiny random models: the machinery in seconds (ratios mean little)
+    peft-bench perf steps=20 rounds=5 task=sst2 data_root=../shared/datasets   # longer; other Hydra overrides
+    peft-bench perf part=switches compile=true   # only the speed switches, torch.compile included
 
 In one process, on the same model object, the same batches in the same order and the same
 optimizer (AdamW, the run's lr schedule, clipping at 1.0), each contestant runs `steps` steps per
@@ -20,7 +20,6 @@ its own process and prints step time and peak memory beside the default's: both 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config.compose import compose, split_args
+from bench.config.compose import compose
 from bench.errors import ConfigError
 from bench.models import sources as models
 from bench.config.plan import validate
@@ -238,23 +237,17 @@ def switches(model: str, extra: list[str], steps: int, rounds: int, compile_too:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:  # its options, and config overrides (train.batch_size=8) for every contestant
-        args, extra = split_args(sys.argv[1:] if argv is None else argv,
-                                 {"models": "offline", "steps": "12", "rounds": "3", "part": "all", "compile": "false"})
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    which = args["models"]
-    steps, rounds = int(args["steps"]), int(args["rounds"])
-    part = args["part"]  # overhead | switches | all
-    compile_too = args["compile"] == "true"  # torch.compile among the switches (needs a C++ compiler; slow first steps)
+def verb(opts: DictConfig, cfg: DictConfig | None, extra: list[str]) -> int:
+    """`peft-bench perf` (its keys: conf/perf.yaml; the run's overrides apply to every contestant)."""
+    which, steps, rounds, part = opts.models, opts.steps, opts.rounds, opts.part
+    compile_too = bool(opts.compile)  # torch.compile among the switches (needs a C++ compiler; slow first steps)
     if part not in ("overhead", "switches", "all"):
-        print(f"part={part}: must be one of overhead, switches, all", file=sys.stderr)
-        return 2
+        raise ConfigError("part", part, "one of overhead, switches, all")
     if which not in MODELS:
-        print(f"models={which}: must be one of {', '.join(MODELS)}", file=sys.stderr)
-        return 2
+        raise ConfigError("models", which, f"one of {', '.join(MODELS)}")
+    for key in ("steps", "rounds"):
+        if opts[key] < 1:
+            raise ConfigError(key, opts[key], "an integer >= 1")
     classify_model, generate_model = MODELS[which]
     print(f"torch threads: {torch.get_num_threads()}; {steps} steps x {rounds} rounds per contestant", flush=True)
     if part in ("switches", "all"):
@@ -300,7 +293,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{data['tokenise_s'] + (n - 1) * data['cached_s']:.2f} s with it")
     print(f"overhead ratio max: {max(r['suite/bare'] for r in rows):.2f}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

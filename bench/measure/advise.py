@@ -1,7 +1,7 @@
 """Which method fits my model and my memory, and what will it buy?
 
-    python -m bench.measure.advise model=llama3-8b-config task=dialogsum memory_gib=24 train.batch_size=4
-    python -m bench.measure.advise model=smollm2-135m task=sst2 memory_gib=2 format=json
+    peft-bench advise model=llama3-8b-config task=dialogsum memory_gib=24 train.batch_size=4
+    peft-bench advise model=smollm2-135m task=sst2 memory_gib=2 format=json
 
 For each method and its main knob values (LoRA's rank, a soft prompt's length: `KNOB_VALUES`):
 - the predicted peak memory and its parts (bench.measure.estimate, on the meta device: no weights read),
@@ -28,11 +28,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bench.config.compose import compose, split_args
+from bench.config.compose import compose
 from bench.errors import ConfigError
 
 KNOB_VALUES = {"r": (8, 32), "num_virtual_tokens": (20, 100)}  # a method whose YAML has the knob is advised at each value
-OPTIONS = {"memory_gib": "", "records": "results/reference", "format": "table", "device": "", "out": ""}  # out: a folder for advice.{md,json,html}
 GIB = 2**30
 
 
@@ -146,14 +145,19 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
                      "trainable": est["trainable"], "params": est["params"], "step_time": step,
                      "quality": quality(points, str(cfg.task.name), method, knob, est["params"])})
     fit = [r for r in rows if r["fits"] and r["trainable"]]  # a method that trains nothing is the baseline, not advice
-    zero = [r["quality"]["mean"] for r in rows if not r.get("refused") and not r["trainable"] and r["quality"]]
+    from bench.measure.metrics import higher_is_better
+
+    def good(r: dict[str, Any]) -> float:  # the recorded mean, oriented so that larger is better (bench.measure.metrics)
+        return r["quality"]["mean"] if higher_is_better(str(r["quality"]["metric"]), default=True) else -r["quality"]["mean"]
+
+    zero = [good(r) for r in rows if not r.get("refused") and not r["trainable"] and r["quality"]]
     floor = max(zero) if zero else -math.inf  # what the untrained model scores: a method below it buys nothing
-    with_q = sorted((r for r in fit if r["quality"] and r["quality"]["mean"] > floor), key=lambda r: (r["peak_bytes"], -r["quality"]["mean"]))
+    with_q = sorted((r for r in fit if r["quality"] and good(r) > floor), key=lambda r: (r["peak_bytes"], -good(r)))
     front, best = [], -math.inf
     for r in with_q:
-        if r["quality"]["mean"] > best:
+        if good(r) > best:
             front.append(r["candidate"])
-            best = r["quality"]["mean"]
+            best = good(r)
     recommended = front or [r["candidate"] for r in sorted(fit, key=lambda r: r["peak_bytes"])]
     return {"model": str(cfg.model.name), "task": str(cfg.task.name), "memory_gib": memory_gib, "batch_size": int(cfg.train.batch_size),
             "seq_len": seq_len, "dtype": str(cfg.model.get("dtype", "float32")), "device": device, "records": str(records_dir),
@@ -218,39 +222,32 @@ def html_view(out: dict[str, Any]) -> str:
             f"<script>Plotly.newPlot('peak', {json.dumps(traces)}, {json.dumps(layout)}, {{displaylogo: false}});</script></body></html>")
 
 
-def main(argv: list[str] | None = None) -> int:
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench advise` (its keys: conf/advise.yaml; the run's keys choose the model and task)."""
+    assert cfg is not None
+    what = "a number of GiB above 0 (the accelerator's memory)"
     try:
-        args, overrides = split_args(sys.argv[1:] if argv is None else argv, OPTIONS)
-        try:
-            memory = float(args["memory_gib"])
-        except ValueError:
-            raise ConfigError("memory_gib", args["memory_gib"] or None, "a number of GiB above 0 (the accelerator's memory)") from None
-        if not math.isfinite(memory) or memory <= 0:
-            raise ConfigError("memory_gib", args["memory_gib"], "a number of GiB above 0 (the accelerator's memory)")
-        if args["format"] not in ("table", "json"):
-            raise ConfigError("format", args["format"], "table or json")
-        cfg = compose(["tracking=none", *overrides])
-        device = args["device"] or ("cuda" if str(cfg.device) in ("auto", "cuda") else "cpu")
-        if device not in ("cpu", "cuda"):
-            raise ConfigError("device", device, "cpu or cuda (whose records give the step time)")
-        from bench.config.checks import check_model, check_task
+        memory = float(opts.memory_gib)
+    except (TypeError, ValueError):
+        raise ConfigError("memory_gib", opts.memory_gib, what) from None
+    if not math.isfinite(memory) or memory <= 0:
+        raise ConfigError("memory_gib", opts.memory_gib, what)
+    if opts.format not in ("table", "json"):
+        raise ConfigError("format", opts.format, "table or json")
+    device = opts.records_device or ("cuda" if str(cfg.device) in ("auto", "cuda") else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError("records_device", device, "cpu or cuda (whose records give the step time)")
+    from bench.config.checks import check_model, check_task
 
-        check_model(cfg.model)
-        check_task(cfg.task)
-        out = advise(cfg, overrides, memory, Path(args["records"]), device)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(out, indent=1, default=str) if args["format"] == "json" else render(out))
-    if args["out"]:  # the same advice as files: Markdown, JSON and a page to open beside the dashboard
-        folder = Path(args["out"])
+    check_model(cfg.model)
+    check_task(cfg.task)
+    out = advise(cfg, overrides, memory, Path(opts.results_dir), device)
+    print(json.dumps(out, indent=1, default=str) if opts.format == "json" else render(out))
+    if opts.output_dir:  # the same advice as files: Markdown, JSON and a page to open beside the dashboard
+        folder = Path(opts.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "advice.md").write_text(render(out) + "\n")
         (folder / "advice.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
         (folder / "advice.html").write_text(html_view(out))
         print(f"written: {folder}/advice.md, advice.json, advice.html", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,12 +24,11 @@ for any size, e.g. an 8B Llama config on a laptop. Activations are an estimate: 
 to save (SDPA keeps less than eager attention), and the CPU peak also holds temporaries and the
 allocator's slack; the record keeps the prediction beside the measurement so the gap is visible.
 
-    python -m bench.measure.estimate model=llama3-8b-config method=lora train.batch_size=4 estimate.seq_len=512
+    peft-bench estimate model=llama3-8b-config method=lora train.batch_size=4 estimate.seq_len=512
 """
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,6 +37,7 @@ from torch import nn
 
 from bench.run.generate import soft_prompt
 from bench.measure.figures import tensor_bytes
+from bench.models.heads import get_head
 
 
 def _config_value(config: Any, *names: str, default: int = 0) -> int:
@@ -127,7 +127,7 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, atten
     else:
         kept = blocks * per_block + adapters
     # the loss upcasts the logits to fp32 whatever the model's dtype (transformers' causal-LM loss)
-    lm_head = tokens * vocab * (3 * 4 + (element if keeps_logits else 0)) if head != "classifier" else 0
+    lm_head = tokens * vocab * (3 * 4 + (element if keeps_logits else 0)) if get_head(head).is_lm else 0
     activations = kept + (tokens * h * element if blocks else 0) + (lm_head if trainable else 0)
     weights = tensor_bytes(params)
     grads = tensor_bytes(trainable)
@@ -191,17 +191,10 @@ def _gib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
 
 
-def main() -> int:
-    from bench.config.compose import compose
-    from bench.errors import ConfigError
-    from bench.config.checks import check_overrides
-
-    try:
-        check_overrides(sys.argv[1:])  # a misspelt key is named with the valid ones, before Hydra composes
-        est = estimate_config(compose(sys.argv[1:]))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
+    """`peft-bench estimate` (the run's keys; estimate.seq_len sets the tokens per example)."""
+    assert cfg is not None
+    est = estimate_config(cfg)
     i = est["inputs"]
     print(f"{est['model']} + {est['method']} ({est['dtype']}, AdamW), batch {i['batch_size']} x {i['seq_len']} tokens"
           + (f" + {i['virtual_tokens']} virtual" if i["virtual_tokens"] else ""))
@@ -209,7 +202,3 @@ def main() -> int:
         print(f"  {key.replace('_bytes', ''):<16} {_gib(est[key]):>12}")
     print(f"  trainable weights {_gib(est['trainable_weights_bytes'])}; activations kept for {i['blocks_with_activations']} blocks")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Cost figures, defined as in DESIGN.md: parameter counts from requires_grad, peak memory (CUDA
+"""Cost figures, defined as docs/report.md states them: parameter counts from requires_grad, peak memory (CUDA
 allocator peak, or CPU peak RSS above the pre-load baseline), and the memory breakdown."""
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from bench.models.heads import get_head
+
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "data" / "general_text.txt"
 
 
@@ -46,7 +48,8 @@ def _head_input(model: nn.Module) -> nn.Module:
 def score(model: nn.Module, head: str, chunks: list[list[int]], device: torch.device) -> Any:
     """LM heads: the mean token loss over the chunks. Classifiers: the pooled vectors (a tensor)."""
     model.eval()
-    if head == "classifier":
+    spec = get_head(head)
+    if not spec.is_lm:
         pooled: list[torch.Tensor] = []
         hook = _head_input(model).register_forward_hook(lambda m, args, out: pooled.append(args[0].detach().float().cpu()))
         try:
@@ -58,15 +61,10 @@ def score(model: nn.Module, head: str, chunks: list[list[int]], device: torch.de
         return torch.cat(pooled)
     losses, weights = [], []
     for ids in chunks:
-        x = torch.tensor([ids], device=device)
-        if head == "causal_lm":
-            out = model(input_ids=x, attention_mask=torch.ones_like(x), labels=x)
-            n = len(ids) - 1
-        else:
-            half = len(ids) // 2
-            source, target = x[:, :half], x[:, half:]
-            out = model(input_ids=source, attention_mask=torch.ones_like(source), labels=target)
-            n = len(ids) - half
+        source, target = spec.lm_batch(ids)  # causal: the chunk as input and labels; seq2seq: its second half from its first
+        x, y = torch.tensor([source], device=device), torch.tensor([target], device=device)
+        out = model(input_ids=x, attention_mask=torch.ones_like(x), labels=y)
+        n = spec.scored_tokens(target)
         losses.append(float(out.loss) * n)
         weights.append(n)
     return sum(losses) / sum(weights)
@@ -75,7 +73,7 @@ def score(model: nn.Module, head: str, chunks: list[list[int]], device: torch.de
 def compare(head: str, before: Any, after: Any, chunks: list[list[int]], fcfg: DictConfig) -> dict[str, Any]:
     sample = {"source": str(fcfg.text) if fcfg.get("text") else "embedded general text (bench/data/general_text.txt)",
               "chunks": len(chunks), "tokens": sum(len(c) for c in chunks)}
-    if head == "classifier":
+    if get_head(head).forgetting_measure == "representation_cosine":
         cosine = float(torch.nn.functional.cosine_similarity(before, after, dim=-1).mean())
         return {"measure": "representation_cosine", "applies": "representation drift (no LM head on a classifier)",
                 "before": 1.0, "after": cosine, "delta": cosine - 1.0, "sample": sample}

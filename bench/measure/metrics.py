@@ -2,13 +2,86 @@
 
 ROUGE with several references: each metric takes the reference with the highest F-measure for
 that metric (rouge_score's `score_multi`), the usual multi-reference convention.
+
+`METRICS` is the registry of every metric a task may name (`task.metrics`; the first is the run's
+main metric), each with its direction: whatever compares scores (the tuning stage's choice of the
+lr and Optuna's direction, the Pareto fronts, the report's gaps and reference lines) asks
+`higher_is_better` / `better` / `direction` here instead of assuming higher is better. A new
+metric is one `register_metric(Metric(...))`. Torch-free, so the plain config checks read it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    what: str = ""  # one line: what it measures
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is registered twice")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric; a ValueError naming the registered ones otherwise."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}: one of {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def higher_is_better(name: str, default: bool | None = None) -> bool:
+    """The metric's direction. An unregistered name raises, unless `default` is given (the report
+    reading a record whose main metric this version does not register)."""
+    if name not in METRICS and default is not None:
+        return default
+    return get_metric(name).higher_is_better
+
+
+def direction(name: str) -> str:
+    """Optuna's study direction for the metric: "maximize" or "minimize"."""
+    return "maximize" if higher_is_better(name) else "minimize"
+
+
+def goodness(name: str, value: float) -> float:
+    """The value oriented so that larger is better (the value, or its negative for a lower-is-better metric)."""
+    return value if higher_is_better(name) else -value
+
+
+def better(name: str, a: float, b: float) -> bool:
+    """Whether score a is strictly better than score b on this metric."""
+    return goodness(name, a) > goodness(name, b)
+
+
+def best(name: str, values: Iterable[float]) -> float:
+    """The best of the values on this metric (max or min)."""
+    return (max if higher_is_better(name) else min)(values)
+
+
+for _metric in (
+    Metric("accuracy", True, "share of examples labelled right"),
+    Metric("f1", True, "macro F1 over every class"),
+    Metric("mcc", True, "Matthews correlation (CoLA's metric), 0 = chance"),
+    Metric("rouge1", True, "ROUGE-1 F-measure (unigram overlap)"),
+    Metric("rouge2", True, "ROUGE-2 F-measure (bigram overlap)"),
+    Metric("rougeL", True, "ROUGE-L F-measure (longest common subsequence)"),
+    Metric("rougeLsum", True, "ROUGE-Lsum F-measure (summary-level LCS over sentences)"),
+    Metric("loss", False, "mean token loss (cross-entropy) on the eval split"),
+):
+    register_metric(_metric)
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -1,5 +1,5 @@
 """Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021), implemented here because
-AdapterHub's `adapters` pins transformers 4.x (see DESIGN.md).
+AdapterHub's `adapters` pins transformers 4.x (docs/architecture.md, facts).
 
 An adapter is a small residual MLP, h + up(act(down(h))), with down: d -> m and up: m -> d, placed
 on the output of a frozen sublayer before the model's own residual connection and norm. `up` starts
@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, head_params, int_at_least, load_trained, one_of, register, save_trained, set_trainable
+from bench.methods.registry import Probe, head_params, int_at_least, load_trained, one_of, register, save_trained, set_trainable
 
 # Where each architecture's sublayer outputs are: regexes over module names (re.search).
 PLACES: dict[str, dict[str, str]] = {
@@ -106,7 +106,12 @@ def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
 
 @register("adapter", save=save_trained, load=load, check=check, formula=count,
           examples=(("method.bottleneck_size=8",), ("method.bottleneck_size=8", "method.placement=pfeiffer")),
-          summary="small bottleneck MLPs after attention and/or feed-forward sublayers (+ a new task head)")
+          summary="small bottleneck MLPs after attention and/or feed-forward sublayers (+ a new task head)",
+          knobs="`placement` (`houlsby`: both; `pfeiffer`: feed-forward only), `bottleneck_size`, `activation` (implemented in `bench/methods/adapter.py`)",
+          golden={"tiny-bert": (0.7112741470336914, 0.7885502576828003, 0.7875927686691284),
+                  "tiny-llama": (0.6755399107933044, 0.8207855224609375, 0.6683356761932373),
+                  "tiny-mpnet": (0.7373590469360352, 0.9006275534629822, 0.8253529667854309),
+                  "tiny-gemma3": (0.7199656963348389, 0.10387919098138809, 0.8691409230232239)})
 def apply_adapter(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     add_adapters(model, method_cfg)
     set_trainable(model, lambda name: ".adapter." in name or name.startswith("head."))

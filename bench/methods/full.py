@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from bench.methods import register, set_trainable
+from bench.methods.registry import register, set_trainable
 
 
 def save_nothing(model: nn.Module, folder: Path) -> None:
@@ -49,7 +49,11 @@ def apply_none(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Mod
     return model
 
 
-@register("full", save=save_all_weights, load=load_all_weights, formula=count_full, summary="every parameter of the model")
+@register("full", save=save_all_weights, load=load_all_weights, formula=count_full, summary="every parameter of the model",
+          golden={"tiny-bert": (0.6874780654907227, 0.7884426712989807, 0.8098687529563904),
+                  "tiny-llama": (0.7202910780906677, 0.45779892802238464, 0.57157301902771),
+                  "tiny-mpnet": (0.7216660976409912, 0.8584732413291931, 0.8423924446105957),
+                  "tiny-gemma3": (0.7760723829269409, 1.0983903408050537, 0.703436017036438)})
 def apply_full(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     set_trainable(model, lambda name: True)
     return model

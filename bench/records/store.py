@@ -10,6 +10,8 @@ import fcntl
 import hashlib
 import json
 import os
+import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -54,9 +56,45 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
 }
 
 
+def method_trains(name: Any) -> bool:
+    """Whether a method trains anything: its `trains` declaration on its entry in bench.methods'
+    registry. That registry loads torch, so where it is not loaded yet (the report, the plain
+    checks) its torch-free mirror answers: bench.config.checks.NOT_TRAINING, which
+    tests/test_preflight.py keeps equal to the registry. An unknown name trains (nothing is left out)."""
+    methods = sys.modules.get("bench.methods")
+    registry = getattr(methods, "METHODS", None)
+    if isinstance(registry, dict) and name in registry:
+        return bool(registry[name].trains)
+    from bench.config.checks import NOT_TRAINING
+
+    return name not in NOT_TRAINING
+
+
+# What only training reads, at any value: for a method that trains nothing these cannot change
+# its result, so they are not part of its identity (`none` run with train.max_steps=100 and 200
+# is one point). The tuning stage's lr is train.lr (and `tune` is never identity).
+TRAINING_KNOBS: tuple[tuple[str, str | None], ...] = (("train", None), ("method", "lr"))
+
+
+def without_training(plain: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config as its identity sees it: for a method that trains nothing (its registry
+    entry declares trains=False), without TRAINING_KNOBS; any other config as it is (not copied)."""
+    method = plain.get("method")
+    if not isinstance(method, dict) or method_trains(method.get("name")):
+        return plain
+    kept = dict(plain)
+    for section, key in TRAINING_KNOBS:
+        if key is None:
+            kept.pop(section, None)
+        elif isinstance(kept.get(section), dict):
+            kept[section] = {k: v for k, v in kept[section].items() if k != key}
+    return kept
+
+
 def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
-    """sha256 of a resolved config (a plain dict) minus where-it-goes keys, `leave_out`, and
-    added knobs at their default."""
+    """sha256 of a resolved config (a plain dict) minus where-it-goes keys, `leave_out`, added
+    knobs at their default, and the training knobs of a method that trains nothing."""
+    plain = without_training(plain)
     kept = {k: v for k, v in plain.items() if k not in NON_IDENTITY_KEYS and k not in leave_out}
     for (section, key), default in ADDED_KNOBS.items():
         if isinstance(kept.get(section), dict) and key in kept[section] and kept[section][key] == default:
@@ -303,5 +341,74 @@ def find_success(results_dir: str | Path, digest: str, final: bool = False, sele
 def failed_attempts(results_dir: str | Path, digest: str) -> list[Path]:
     """The records of this point's runs that crashed or ran out of memory, oldest first: a relaunch
     retries such a point only until it has max_attempts of them (a cancelled run is not counted:
-    it was stopped, it did not fail)."""
-    return [path for path, run in point_runs(results_dir, digest) if run.get("status") in ("failed", "oom")]
+    it was stopped, it did not fail; nor is a refusal by its config: nothing was attempted)."""
+    return [path for path, run in point_runs(results_dir, digest) if run.get("status") in ("failed", "oom") and not is_refusal(run)]
+
+
+# How bench.run.pipeline writes the error of a run whose config validation refused (a ConfigError
+# before anything loads); its record also says run.refused=true. Records written before that field
+# say it only by this prefix.
+REFUSED_PREFIX = "config: "
+
+
+def is_refusal(run: dict[str, Any]) -> bool:
+    """A run that its config refused before anything ran: a property of the config, not of the
+    attempt, so rerunning it would only repeat the refusal."""
+    if run.get("status") != "failed":
+        return False
+    return run.get("refused") is True or str(run.get("error") or "").startswith(REFUSED_PREFIX)
+
+
+def find_refusal(results_dir: str | Path, digest: str) -> tuple[Path, str] | None:
+    """The newest record of this point that its config refused, and the refusal (the ConfigError's
+    text, without the prefix), or None."""
+    found = [(path, run) for path, run in point_runs(results_dir, digest) if is_refusal(run)]
+    if not found:
+        return None
+    path, run = found[-1]
+    return path, str(run.get("error") or "").removeprefix(REFUSED_PREFIX)
+
+
+# --- room for the artifacts a run keeps ------------------------------------------------------------
+
+ARTIFACT_MARGIN = 1.1  # x the tensors: what a method saves beside them (file headers, configs), with room to spare
+ARTIFACT_EXTRA = 64 << 10  # and 64 KiB more per file; the disk needs a probe's worth (1 MiB) more, for the record
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem holding `path` (its nearest existing parent)."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def file_size_limit() -> int | None:
+    """The largest file this process may write (the soft `ulimit -f`), in bytes; None: no limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def check_artifact_room(results_dir: str | Path, tensor_bytes: int) -> int:
+    """keep_artifacts=true: prove, before training, that results_dir can hold what the run will save
+    (`tensor_bytes`: the tensors the method saves, x ARTIFACT_MARGIN, plus room for the record),
+    on the disk and under the file size limit (a method saves its tensors in one file). Returns
+    the bytes it allowed for; a ConfigError naming keep_artifacts and results_dir otherwise."""
+    largest = int(tensor_bytes * ARTIFACT_MARGIN) + ARTIFACT_EXTRA
+    need = largest + PROBE_BYTES
+    where = Path(results_dir) / "artifacts"
+    limit = file_size_limit()
+    if limit is not None and largest > limit:
+        raise ConfigError("keep_artifacts", True, f"false, or a file size limit (ulimit -f) above {_mib(largest)}: the run would save "
+                                                  f"about {_mib(tensor_bytes)} of tensors in one file into results_dir={str(results_dir)!r} "
+                                                  f"(artifacts/), and files are limited to {_mib(limit)}")
+    free = free_bytes(where)
+    if need > free:
+        raise ConfigError("keep_artifacts", True, f"false, or a results_dir with room for the artifacts: the run would save about "
+                                                  f"{_mib(tensor_bytes)} into results_dir={str(results_dir)!r} (artifacts/), and its disk "
+                                                  f"has {_mib(free)} free")
+    return need

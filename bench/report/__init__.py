@@ -1,6 +1,6 @@
 """The report: run records in, tables, plots and a dashboard out (the records are the only input).
 
-    python -m bench.report results_dir=DIR[,DIR...] [output_dir=DIR] [sweep=PATH] [wandb=true]
+    peft-bench report results_dir=DIR[,DIR...] [output_dir=DIR] [sweep=PATH] [wandb=true]
     peft-bench report ...   (the same)
 
 Without output_dir it prints the table of every record. With it, it writes
@@ -21,12 +21,12 @@ The package, in the order it depends (nothing depends back):
   frames     records -> runs -> points (pandas), model sizes, the Pareto front
   tables     one renderer for Markdown, CSV and the dashboard's rows
   plots      matplotlib figures      dashboard   the HTML page      wandb_log   the W&B mirror
-  cli        the command (main), which builds them all
+  cli        the `report` verb, which builds them all
 """
 
-from bench.report.cli import build, main, parse_args, read
+from bench.report.cli import build, read
 from bench.report.frames import CONSTANT, MIB, model_sizes, pareto_front, points_frame, runs_frame, scored
 from bench.report.tables import baseline_line, duration_line, markdown_table, row_of, table_rows, write_tables
 
-__all__ = ["CONSTANT", "MIB", "baseline_line", "build", "duration_line", "main", "markdown_table", "model_sizes", "pareto_front",
-           "parse_args", "points_frame", "read", "row_of", "runs_frame", "scored", "table_rows", "write_tables"]
+__all__ = ["CONSTANT", "MIB", "baseline_line", "build", "duration_line", "markdown_table", "model_sizes", "pareto_front",
+           "points_frame", "read", "row_of", "runs_frame", "scored", "table_rows", "write_tables"]

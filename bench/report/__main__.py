@@ -1,7 +1,7 @@
-"""`python -m bench.report key=value ...`: the report's command (see bench.report.cli)."""
+"""`python -m bench.report key=value ...`: an alias of `peft-bench report ...` (bench.cli)."""
 
 import sys
 
-from bench.report.cli import main
+from bench.cli import invoke
 
-sys.exit(main())
+sys.exit(invoke(["report", *sys.argv[1:]]))

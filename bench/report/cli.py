@@ -1,5 +1,5 @@
 """The report's command: read the records, build the frames, write tables, plots, the dashboard
-(and mirror them to W&B). `python -m bench.report ...` and `peft-bench report ...` run main()."""
+(and mirror them to W&B). `peft-bench report ...` calls verb(); `peft-bench report ...` is its alias."""
 
 from __future__ import annotations
 
@@ -9,24 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from bench.errors import ConfigError
 from bench.records.store import load_records
 from bench.report.frames import points_frame, runs_frame
 from bench.report.tables import markdown_table, write_runs_csv, write_tables
-
-
-KEYS = ("results_dir", "output_dir", "sweep", "wandb", "external")  # external: a folder of PEFT's method-comparison results
-
-
-def parse_args(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for arg in argv:
-        if "=" not in arg:
-            raise SystemExit(f"report: expected key=value, got {arg!r} (keys: {', '.join(KEYS)})")
-        key, value = arg.split("=", 1)
-        if key not in KEYS:
-            raise SystemExit(f"report: unknown key {key!r}; valid: {', '.join(KEYS)}")
-        args[key] = value
-    return args
 
 
 def read(results_dirs: list[Path], sweep: str | None = None, external: Path | None = None) -> list[dict[str, Any]]:
@@ -74,32 +62,29 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
     return made
 
 
-def main(argv: list[str] | None = None) -> int:
+def verb(opts: DictConfig, cfg: DictConfig | None = None, overrides: list[str] | None = None) -> int:
+    """`peft-bench report` (its keys: conf/report.yaml)."""
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    results_dirs = [Path(p) for p in args.get("results_dir", "results/runs").split(",")]
+    results_dirs = [Path(p) for p in str(opts.results_dir).split(",")]
     for folder in results_dirs:
         if not folder.is_dir():
-            print(f"results_dir={folder} is not a folder of run records", file=sys.stderr)
-            return 2
-    external = Path(args["external"]) if args.get("external") else None
+            raise ConfigError("results_dir", str(folder), "a folder of run records")
+    external = Path(opts.external) if opts.external else None
     if external is not None and not external.is_dir():
-        print(f"external={external} is not a folder of PEFT's method-comparison results", file=sys.stderr)
-        return 2
-    if "output_dir" not in args:
-        print(markdown_table(read(results_dirs, args.get("sweep"), external)))
+        raise ConfigError("external", str(external), "a folder of PEFT's method-comparison results")
+    sweep = str(opts.sweep) if opts.sweep is not None else None
+    if opts.output_dir is None:
+        print(markdown_table(read(results_dirs, sweep, external)))
         return 0
     start = time.perf_counter()
-    made = build(results_dirs, Path(args["output_dir"]), args.get("sweep"), args.get("wandb", "false").lower() in ("1", "true", "yes"),
-                 external)
+    made = build(results_dirs, Path(opts.output_dir), sweep, bool(opts.wandb), external)
     if not made["records"]:
         print(f"no records under {', '.join(map(str, results_dirs))}", file=sys.stderr)
         return 1
-    print(f"{made['records']} records, {made['points']} points -> {args['output_dir']} in {time.perf_counter() - start:.1f} s")
+    print(f"{made['records']} records, {made['points']} points -> {opts.output_dir} in {time.perf_counter() - start:.1f} s")
     for path in made["files"]:
         print(f"  {path}")
     if made.get("wandb"):
         print(f"  W&B report run: {made['wandb']}")
     return 0
-

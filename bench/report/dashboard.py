@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.report.frames import MIB, having, pareto_front, scored as scored_points, trains_everything
+from bench.report.frames import MIB, having, higher_is_better, pareto_front, scored as scored_points, trains_everything
 from bench.report.tables import html_headers, html_rows, point_columns
 
 LABEL_RISE = (-28, -56)  # px above a front point its label sits, taken in turn so neighbours' labels do not overlap
@@ -63,12 +63,13 @@ def sensitivity(trials) -> list[dict[str, Any]]:
 
 def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, model: str, task: str):
     """Cost against score: every point a marker with its label on hover; only the front's points
-    carry a label on the chart, set above and left of each (where no point can be: nothing is
-    cheaper and better than a front point) at heights that alternate so neighbours do not
+    carry a label on the chart, set left of each and on its better side (above; below for a
+    lower-is-better metric), where no point can be: nothing is cheaper and better than a front point, at heights that alternate so neighbours do not
     overlap, with the axes padded so the first and the last label stay inside the figure."""
     import plotly.graph_objects as go
 
-    front = usable[usable["point"].isin(pareto_front(usable, cost))].sort_values(cost)
+    higher = higher_is_better(usable)  # lower is better: "better" is below, so the labels go below and left, the padding too
+    front = usable[usable["point"].isin(pareto_front(usable, cost, higher=higher))].sort_values(cost)
     off = usable[~usable["point"].isin(front["point"])]
     hover = "%{customdata}<br>" + title + " %{x:,.4g}<br>" + metric + " %{y:.4f}<extra></extra>"
     fig = go.Figure()
@@ -83,7 +84,7 @@ def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, mod
                              showlegend=False, hoverinfo="skip"))
     for i, (_, p) in enumerate(front.iterrows()):
         fig.add_annotation(x=math.log10(p[cost] / scale), y=p["score_mean"], text=html.escape(str(p["label"])), showarrow=True,
-                           arrowhead=0, arrowwidth=1, arrowcolor="#999", ax=-10, ay=LABEL_RISE[i % len(LABEL_RISE)],
+                           arrowhead=0, arrowwidth=1, arrowcolor="#999", ax=-10, ay=LABEL_RISE[i % len(LABEL_RISE)] * (1 if higher else -1),
                            xanchor="right", font={"size": 11}, bgcolor="rgba(255,255,255,0.85)")  # x in log10 units: the axis is logarithmic
     x = [math.log10(v) for v in usable[cost] / scale]
     ci = usable["score_ci95"].fillna(0)
@@ -91,7 +92,7 @@ def _pareto_figure(usable, cost: str, title: str, scale: float, metric: str, mod
     width, height = (max(x) - min(x)) or 1.0, (high - low) or 0.01
     fig.update_layout(title=f"{title} vs {metric}: {model} on {task}",
                       xaxis={"type": "log", "title": f"{title} (log)", "range": [min(x) - 0.22 * width, max(x) + 0.05 * width]},
-                      yaxis={"title": metric, "range": [low - 0.05 * height, high + 0.25 * height]}, height=440,
+                      yaxis={"title": metric, "range": [low - (0.05 if higher else 0.25) * height, high + (0.25 if higher else 0.05) * height]}, height=440,
                       margin={"t": 50, "l": 70, "r": 20, "b": 60}, legend={"orientation": "h", "y": -0.22}, hovermode="closest")
     return fig
 
@@ -122,7 +123,8 @@ def figures(points) -> list[dict[str, Any]]:
                                          error_y={"type": "data", "array": line["score_ci95"].fillna(0).tolist()}))
             full = scored[trains_everything(scored)]
             if len(full):
-                fig.add_hline(y=float(full["score_mean"].max()), line_dash="dash", annotation_text="full fine-tuning")
+                best = full["score_mean"].max() if higher_is_better(scored) else full["score_mean"].min()  # full fine-tuning's best point
+                fig.add_hline(y=float(best), line_dash="dash", annotation_text="full fine-tuning")
             fig.update_layout(title=f"{metric} vs rank r: {model} on {task}", xaxis={"type": "log", "title": "rank r (log 2)",
                               "tickvals": sorted(ranked["method.r"].unique().tolist())}, yaxis={"title": metric}, height=420, margin={"t": 50})
             out.append({"model": model, "task": task, "figure": json.loads(fig.to_json())})

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from bench.records.store import config_digest, run_seconds
+from bench.records.store import config_digest, run_seconds, without_training
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -66,6 +66,7 @@ def runs_frame(records: list[dict[str, Any]]):
         run, quality = rec["run"], rec.get("quality") or {}
         cfg = run.get("config") or {}
         method_cfg = cfg.get("method") or {}
+        trained = without_training(cfg)  # a method that trains nothing has no lr or budget: they cannot split its label
         main = quality.get("main_metric")
         inference = rec.get("inference") or {}
         b1 = lambda variant: _get(inference, variant, "batch_1", "latency_per_example_s")  # noqa: E731
@@ -74,9 +75,9 @@ def runs_frame(records: list[dict[str, Any]]):
             "seed": run.get("seed"), "status": run["status"], "error": run.get("error"), "random_weights": bool(run.get("random_weights")),
             "point": point_key(cfg), "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
             **{KNOB + k: _knob_value(k, v) for k, v in method_cfg.items() if k not in NOT_KNOBS},
-            "lr": _get(cfg, "train", "lr"), "max_steps": _get(cfg, "train", "max_steps"),
+            "lr": _get(trained, "train", "lr"), "max_steps": _get(trained, "train", "max_steps"),
             "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
-            "lr_setting": "tuned" if rec.get("selection") else _get(cfg, "train", "lr"),  # a knob when set by hand, an outcome when tuned
+            "lr_setting": "tuned" if rec.get("selection") else _get(trained, "train", "lr"),  # a knob when set by hand, an outcome when tuned
             "selection": rec.get("selection"), "run_s": run_seconds(run),
             "trainable": _get(rec, "params", "trainable"), "total": _get(rec, "params", "total"), "percent": _get(rec, "params", "percent"),
             "peak_bytes": _get(rec, "memory", "peak_bytes"),
@@ -238,14 +239,25 @@ def scored(points):
     return points[(points["seeds"] > 0) & points["score_mean"].notna() & ~points["random_weights"].astype(bool)]
 
 
-def pareto_front(points, cost: str, score: str = "score_mean") -> list[str]:
+def higher_is_better(points) -> bool:
+    """The direction of the points' main metric (bench.measure.metrics); a metric this version
+    does not register (or none) reads as higher is better."""
+    from bench.measure.metrics import higher_is_better as registered
+
+    named = points["main_metric"].dropna() if "main_metric" in points else []
+    return registered(str(named.iloc[0]), default=True) if len(named) else True
+
+
+def pareto_front(points, cost: str, score: str = "score_mean", higher: bool | None = None) -> list[str]:
     """Point keys on the front: no other point costs less or the same and scores at least as well
-    (one of them strictly). Walks the points from cheapest, keeping each that beats every cheaper one."""
+    (one of them strictly). Walks the points from cheapest, keeping each that beats every cheaper one.
+    higher: whether a higher score is better; None = the points' main metric's direction."""
+    higher = higher_is_better(points) if higher is None else higher
     usable = points[(points["seeds"] > 0) & points[cost].notna() & points[score].notna()]
-    usable = usable.sort_values([cost, score], ascending=[True, False])
+    usable = usable.sort_values([cost, score], ascending=[True, not higher])
     front, best = [], -math.inf
     for _, row in usable.iterrows():
-        if row[score] > best:
+        if (row[score] if higher else -row[score]) > best:
             front.append(row["point"])
-            best = row[score]
+            best = row[score] if higher else -row[score]
     return front

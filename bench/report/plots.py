@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report.frames import MIB, file_stem, having, natural_key, pareto_front, scored as _scored, trains_everything  # noqa: E402
+from bench.report.frames import MIB, file_stem, having, higher_is_better, natural_key, pareto_front, scored as _scored, trains_everything  # noqa: E402
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
@@ -103,10 +103,11 @@ def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
     ax.set_xscale("log")
     ax.margins(x=0.12, y=0.08)  # room for the labels of the cheapest and the dearest points
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
+    higher = higher_is_better(scored)  # the front runs up (higher is better) or down (lower is better) from the cheapest point
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI{'' if higher else '; lower is better'})")
     ax.set_title(_title(points, f"{xlabel.split(' (')[0]} vs score"))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right" if higher else "upper right")
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, natural_key, trains_everything
+from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, higher_is_better, natural_key, trains_everything
 
 FORGETTING = {  # forgetting measure -> its column header (the two measures read a negative number oppositely)
     "lm_loss": "forgetting: LM loss Δ (> 0 forgot)",  # loss on general text, after minus before
@@ -349,6 +349,7 @@ def scale_table(points) -> str | None:
     full_labels = sorted(set(ok.loc[trains_everything(ok), "scale_label"]), key=natural_key)
     labels = sorted(set(ok.loc[~trains_everything(ok), "scale_label"]), key=natural_key)
     metric = str(ok["main_metric"].dropna().iloc[0])
+    higher = higher_is_better(ok)  # the gap is how far the method falls short of full: > 0 = worse, in either direction
 
     def cell(row) -> str:
         ci = row["score_ci95"]
@@ -369,9 +370,12 @@ def scale_table(points) -> str | None:
                 continue
             same = full[full["tuned"].astype(bool) == bool(mine["tuned"].iloc[0])]
             against = (same if len(same) else full).sort_values("seeds", ascending=False)
-            gap = f" ({float(against['score_mean'].iloc[0]) - float(mine['score_mean'].iloc[0]):+.3f})" if len(against) else ""
+            short = float(against["score_mean"].iloc[0]) - float(mine["score_mean"].iloc[0]) if len(against) else None
+            gap = f" ({(short if higher else -short):+.3f})" if short is not None else ""
             row.append(cell(mine.iloc[0]) + gap)
         rows.append(row)
     return (f"## Across model sizes on {ok['task'].iloc[0]}: {metric} (mean ± 95% CI (seeds)), and the gap to full fine-tuning\n\n"
-            f"{markdown(headers, rows)}\n\nGap = full fine-tuning's mean minus the method's (tuned against tuned, untuned against untuned): the prompt tuning paper's claim is that it "
+            f"{markdown(headers, rows)}\n\nGap = " + ("full fine-tuning's mean minus the method's" if higher else
+                                                   f"the method's mean minus full fine-tuning's ({metric}: lower is better)")
+            + " (tuned against tuned, untuned against untuned): the prompt tuning paper's claim is that it "
             "shrinks as models grow. Sizes are the models' parameter counts with their task head.\n")

@@ -3,7 +3,7 @@
 Decoders use our own loop: a soft prompt's virtual tokens (prompt tuning) or keys/values (prefix
 tuning) go in once with the input, and every later step feeds one token and reuses the KV cache.
 Why not `generate()`: with peft 0.21.2 and transformers 5.24, cached `generate()` on a prompt-tuned
-decoder returns wrong tokens at 2.25x the base model's time per token (DESIGN.md). Positions count
+decoder returns wrong tokens at 2.25x the base model's time per token (docs/architecture.md, facts). Positions count
 real tokens only (from the attention mask), as in training, so left padding changes nothing.
 Encoder-decoders use the same kind of loop: the model's own first forward (soft prompt or prefix
 included), then the decoder's KV cache with the encoder output kept.

@@ -5,10 +5,12 @@ runs in its own process (bench.sweep.supervise)."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import statistics
 import sys
+import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,9 +42,10 @@ from bench.sweep import tune
 from bench.config.plan import Plan, validate
 from bench.errors import ConfigError
 from bench.methods import Method
+from bench.models.heads import get_head
 from bench.run.prepare import Prepared, load_base, prepare
 from bench.run.progress import progress
-from bench.records.store import SCHEMA_VERSION, config_hash, write_record
+from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, umask, write_record
 from bench.tasks import Task
 from bench.run.train import NonFiniteLoss, TrainResult, train
 
@@ -105,6 +108,9 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     ready = prepare(cfg, plan, record, score_base=bool(cfg.forgetting.enabled))  # fills record["data"]
     model, task = ready.model.to(device), ready.task
     record["params"] = params_section(model, plan)
+    artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
+    if cfg.keep_artifacts:  # before training: a results_dir that cannot hold them would fail the run at its end
+        check_artifact_room(cfg.results_dir, saved_tensor_bytes(model))
 
     def evaluate() -> dict[str, Any]:
         with speed.autocast(cfg, device):
@@ -131,19 +137,16 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if cfg.forgetting.enabled:  # the same general text as before the method was applied
         chunks, before = ready.base_score
         record["forgetting"] = forgetting.compare(plan.head, before, forgetting.score(model, plan.head, chunks, device), chunks, cfg.forgetting)
-    artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
     record["storage"] = storage_section(method, model, artifact_dir, cfg.keep_artifacts)
     if cfg.inference.enabled:
         record["inference"] = inference_section(cfg, plan, ready, model)
-    if not cfg.keep_artifacts:
-        remove_artifacts(artifact_dir)
     return result.stopped
 
 
 def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
     """Parameter counts after the method is applied, and what trains."""
     params = measure.param_counts(model)
-    params["head_trainable"] = plan.head == "classifier" and plan.method.trains
+    params["head_trainable"] = get_head(plan.head).new_head and plan.method.trains
     params["what_trains"] = plan.method.summary
     return params
 
@@ -206,12 +209,60 @@ def speed_section(cfg: DictConfig, result: TrainResult, model: nn.Module, load_s
     }
 
 
+def saved_tensor_bytes(model: nn.Module) -> int:
+    """What a method's save will write, sized before training: the tensors that train (each once,
+    a tied weight too) x their dtype's size. Every method saves what it trains (full: every
+    parameter, an adapter: its own weights and the head, none: nothing), beside small configs."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def measured(folder: Path, path: str | None) -> dict[str, Any]:
+    """The storage section of the files in `folder`: their bytes on disk and names."""
+    return {"bytes": measure.dir_bytes(folder),
+            "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+            "path": path}
+
+
+def write_failure(exc: BaseException) -> bool:
+    """An exception of the filesystem refusing a write (a full disk, `ulimit -f`): an OSError, or
+    safetensors' own error wrapping one ("I/O error: File too large (os error 27)")."""
+    return isinstance(exc, OSError) or (type(exc).__name__ == "SafetensorError" and "I/O error" in str(exc))
+
+
 def storage_section(method: Method, model: nn.Module, artifact_dir: Path, keep: bool) -> dict[str, Any]:
-    """Exactly what must be kept for this task, measured from the files the method writes."""
-    method.save(model, artifact_dir)
-    return {"bytes": measure.dir_bytes(artifact_dir),
-            "files": sorted(str(p.relative_to(artifact_dir)) for p in artifact_dir.rglob("*") if p.is_file()),
-            "path": str(artifact_dir) if keep else None}
+    """Exactly what must be kept for this task, measured from the files the method writes.
+
+    Kept (keep_artifacts=true): written into a hidden folder beside artifact_dir, then renamed to
+    it, so a save that fails (the disk filled up during training) leaves nothing behind; the room
+    was checked before training (`check_artifact_room`). Not kept: written into a temporary folder
+    outside results_dir, measured and removed, so nothing goes into results_dir; where even that
+    cannot be written, the figure is the tensors' bytes (`saved_tensor_bytes`) and the section says
+    so (`estimated`), rather than failing a finished run over its measurement."""
+    if keep:
+        artifact_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=artifact_dir.parent, prefix=f".{artifact_dir.name}.", suffix=".partial"))
+        try:
+            os.chmod(staging, 0o777 & ~umask())  # mkdtemp's 0700 would hide the artifacts from a team sharing results_dir
+            method.save(model, staging)
+            os.rename(staging, artifact_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                artifact_dir.parent.rmdir()  # leave no empty artifacts/ folder behind
+            except OSError:
+                pass  # other runs' artifacts are there
+            raise
+        return measured(artifact_dir, str(artifact_dir))
+    with tempfile.TemporaryDirectory(prefix="peft-bench-storage-") as tmp:
+        folder = Path(tmp) / artifact_dir.name
+        try:
+            method.save(model, folder)
+        except Exception as exc:
+            if not write_failure(exc):
+                raise
+            return {"bytes": saved_tensor_bytes(model), "files": [], "path": None,
+                    "estimated": f"the tensors' bytes: their files could not be written to be measured ({exc})"}
+        return measured(folder, None)
 
 
 def inference_section(cfg: DictConfig, plan: Plan, ready: Prepared, model: nn.Module) -> dict[str, Any]:
@@ -219,15 +270,6 @@ def inference_section(cfg: DictConfig, plan: Plan, ready: Prepared, model: nn.Mo
     base = load_base(cfg, plan, ready.task, ready.tokenizer) if plan.method.trains else None
     return inference.measure(model, base, ready.task, cfg.inference, plan.device, plan.method.can_merge,
                              autocast=lambda: speed.autocast(cfg, plan.device))
-
-
-def remove_artifacts(artifact_dir: Path) -> None:
-    """keep_artifacts=false: the files went only to be measured."""
-    shutil.rmtree(artifact_dir, ignore_errors=True)
-    try:
-        artifact_dir.parent.rmdir()  # leave no empty artifacts/ folder behind
-    except OSError:
-        pass  # other runs' artifacts are still there
 
 
 def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracker, status: str, error: str | None = None) -> dict[str, Any]:
@@ -238,18 +280,20 @@ def conclude(record: dict[str, Any], results_dir: Path, tracker: tracking.Tracke
     return record
 
 
-def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str, Any]:
+def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0, checked: bool = False) -> dict[str, Any]:
     """Validate, run and record. A ConfigError is raised before anything is written unless the run
-    is part of a sweep, where it becomes a failed record so the sweep goes on. An interrupt
+    is part of a sweep, where it becomes a failed record so the sweep goes on. `checked`: the
+    caller ran the plain checks already (bench.run.app, before torch loaded); they run once. An interrupt
     (Ctrl-C, or SIGTERM once bench.sweep.signals.install is set) writes a `cancelled` record, then goes on up."""
     results_dir = Path(cfg.results_dir)
     record = new_record(cfg, sweep)
     try:
-        plan = validate(cfg)
+        plan = validate(cfg, checked=checked)
     except ConfigError as exc:
         if sweep is None:
             raise
-        return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"config: {exc}")
+        record["run"]["refused"] = True  # a property of the config, not of this attempt: a relaunch skips it (refused_again)
+        return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"{REFUSED_PREFIX}{exc}")
     tracker = tracking.start(cfg, record)
     try:
         stopped = execute(cfg, record, plan, tracker, threads)  # the pruner's reason, if it stopped a trial
@@ -268,3 +312,21 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0) -> dict[str
         record["run"]["traceback"] = traceback.format_exc(limit=8)
         return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
     return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)
+
+
+def refused_again(cfg: DictConfig, digest: str) -> tuple[Path, str] | None:
+    """(record, refusal) when results_dir holds this point's refusal by its config and validation
+    (no weights: a second or so) still refuses it the same way, so a sweep's relaunch skips the
+    point instead of recording the same refusal again. None when there is no refusal, or when the
+    config now passes or is refused otherwise: whether some checks pass depends on the machine
+    (data under data_root, a cached model, CUDA), so such a point runs again and records why."""
+    found = find_refusal(cfg.results_dir, digest)
+    if found is None:
+        return None
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        return found if str(exc) == found[1] else None
+    except Exception:  # not a refusal: the point's own run records it
+        return None
+    return None

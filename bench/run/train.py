@@ -21,15 +21,45 @@ from bench.tasks import Task
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss diverged (NaN, infinite, or train.diverge_factor x its first value): the run fails
-    with this reason instead of training on, and keeps the curve up to that step."""
+    """The loss diverged (NaN, infinite, or a windowed mean over train.diverge_factor x its reference,
+    see `divergence`): the run fails with this reason instead of training on, and keeps the curve
+    up to that step."""
 
     def __init__(self, message: str, curve: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.curve = curve or []
 
 
-DIVERGE_WINDOW = 5  # steps averaged before comparing with the first step's loss: one noisy batch is no divergence
+DIVERGE_WINDOW = 5  # steps averaged before comparing with the reference: one noisy batch is no divergence
+CHANCE_LOSS = math.log(2)  # nats: the cross-entropy of a uniform guess over two classes, the fewest a task has
+
+
+def divergence(losses: list[float], factor: float) -> str | None:
+    """Why a run whose losses so far are `losses` (step 1 first, the current step last) has diverged,
+    or None while it has not.
+
+    A non-finite loss diverged, whatever the factor. Otherwise, with factor > 0 and at least
+    DIVERGE_WINDOW steps, the run diverged when the mean of its last DIVERGE_WINDOW losses exceeds
+    factor x reference, where reference = max(step 1's loss, CHANCE_LOSS). Step 1's loss is the one
+    taken before any update, so a run that blows up early cannot raise its own yardstick. The floor
+    is the loss of a uniform guess over two classes (ln 2 = 0.693 nats; every cross-entropy task has
+    at least two outcomes, so chance level is at least that): a run that starts from a model already
+    fitting its task (a first loss of 0.0003, say) is judged against chance, not against a near-zero
+    loss that noise alone multiplies tenfold. So a run fails only on a rise that is both relative
+    (factor x where it started) and absolute (factor x chance: 6.9 nats for factor 10, a geometric
+    mean probability of the right answer near 0.001: confidently wrong), which is divergence, not wobble.
+    """
+    step, last = len(losses), losses[-1]
+    if not math.isfinite(last):
+        return f"loss is {last} at step {step}"
+    if factor <= 0 or step < DIVERGE_WINDOW:
+        return None
+    mean = statistics.mean(losses[-DIVERGE_WINDOW:])
+    reference = max(losses[0], CHANCE_LOSS)
+    if mean > factor * reference:
+        return (f"mean loss {mean:.4g} over steps {step - DIVERGE_WINDOW + 1}-{step} is over {factor:g}x {reference:.4g}, "
+                f"the larger of the first step's loss {losses[0]:.4g} and chance level ln 2")
+    return None
 
 
 @dataclass
@@ -120,6 +150,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     accum = int(tcfg.grad_accum_steps)
     result = TrainResult(optimizer=optimizer)
     bar = progress(max_steps, "train", every=int(tcfg.log_every))
+    factor = float(tcfg.get("diverge_factor", 0) or 0)
+    losses: list[float] = []  # every step's loss, for the divergence rule
     model.train()
     start = time.perf_counter()
     for step in range(1, max_steps + 1):
@@ -137,13 +169,10 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             result.padded_tokens += int(batch["attention_mask"].numel())
             result.max_seq_len = max(result.max_seq_len, int(batch["input_ids"].shape[1]))
         loss_value = loss_sum / accum
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss is {loss_value} at step {step}", result.curve)
-        recent = [p["loss"] for p in result.curve[-(DIVERGE_WINDOW - 1):]] + [loss_value]
-        factor = float(tcfg.get("diverge_factor", 0) or 0)
-        if factor > 0 and result.curve and len(recent) == DIVERGE_WINDOW and statistics.mean(recent) > factor * result.curve[0]["loss"]:
-            raise NonFiniteLoss(f"mean loss {statistics.mean(recent):.4g} over steps {step - DIVERGE_WINDOW + 1}-{step} is over "
-                                f"{factor:g}x the first step's {result.curve[0]['loss']:.4g}", result.curve)
+        losses.append(loss_value)
+        reason = divergence(losses, factor)
+        if reason is not None:
+            raise NonFiniteLoss(reason, result.curve)
         if float(tcfg.max_grad_norm) > 0:
             torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
         optimizer.step()

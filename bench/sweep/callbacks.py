@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from bench.report.tables import markdown_table
 
-POINTER = "record_path"  # written by bench.__main__ into each job's folder
+POINTER = "record_path"  # written by bench.run.app into each job's folder
 
 
 def sweep_records(sweep_dir: str | Path) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ is `python -m bench.sweep.supervise SPEC RESULT`), signals turned into a `cancel
 that dies with its parent, and each job's share of the cores.
 
 Why a module of its own: this is about processes, not about what a run measures (bench.run.pipeline).
-It loads no torch itself: bench.__main__ takes `cores_for_job` from here before the plain checks."""
+It loads no torch itself: bench.run.app takes `cores_for_job` from here before the plain checks."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from bench.errors import ConfigError
+from bench.measure import metrics
 from bench.records.store import config_digest, run_seconds
 
 MODES = ("grid", "tpe")
@@ -78,26 +79,11 @@ def middle_out(grid: list[float]) -> list[float]:
 
 
 def check(tune_cfg: DictConfig) -> None:
-    """The tuning knobs, before anything launches."""
-    if tune_cfg.get("mode") not in MODES:
-        raise ConfigError("tune.mode", tune_cfg.get("mode"), f"one of {', '.join(MODES)}")
-    for key, low in (("trials", 2), ("val_examples", 1), ("trial_seeds", 1), ("prune_startup_trials", 1), ("sampler_seed", 0)):
-        value = tune_cfg.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"tune.{key}", value, f"an integer >= {low}")
-    span = tune_cfg.get("lr_span")
-    if not isinstance(span, (int, float)) or isinstance(span, bool) or span <= 1:
-        raise ConfigError("tune.lr_span", span, "a number > 1 (the range is method.lr / span ... method.lr x span)")
-    if tune_cfg.get("lrs") is not None:
-        lrs = list(tune_cfg.lrs)
-        if len(lrs) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 10 for x in lrs):
-            raise ConfigError("tune.lrs", lrs, "null or a list of at least 2 learning rates in (0, 10]")
-    for key in ("max_steps", "eval_every"):
-        value = tune_cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"tune.{key}", value, "null or an integer >= 1")
-    if not isinstance(tune_cfg.get("prune"), bool):
-        raise ConfigError("tune.prune", tune_cfg.get("prune"), "true or false")
+    """The tuning knobs, before anything launches: the schema's (bench.config.schema), as every run checks them."""
+    from bench.config.schema import SCHEMA, check_value
+
+    for key in SCHEMA["tune"]:
+        check_value("tune", key, tune_cfg.get(key))
 
 
 # ---------------------------------------------------------------- the pruner, inside a trial
@@ -128,7 +114,8 @@ class MedianPruner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.history.append((step, float(scores[self.metric])))
         finished = self.finished_trials()
-        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=self.startup, n_warmup_steps=0))
+        study = optuna.create_study(direction=metrics.direction(self.metric),  # the pruner compares in the metric's direction
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=self.startup, n_warmup_steps=0))
         lr = optuna.distributions.FloatDistribution(1e-12, 1e3, log=True)
         for rec in finished:
             curve = {p["step"]: float(p["eval"][self.metric]) for p in rec.get("curve") or [] if self.metric in (p.get("eval") or {})}
@@ -142,7 +129,8 @@ class MedianPruner:
             trial.report(v, s)
         if trial.should_prune():
             complete = sum(r["run"]["status"] == "success" for r in finished)
-            return f"pruned at step {step}: validation {self.metric} {self.history[-1][1]:.4f} is below the median of {complete} finished trials"
+            side = "below" if metrics.higher_is_better(self.metric) else "above"  # the worse side, for this metric
+            return f"pruned at step {step}: validation {self.metric} {self.history[-1][1]:.4f} is {side} the median of {complete} finished trials"
         return None
 
 
@@ -158,7 +146,8 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         if rec["run"]["status"] == "success":
             by_lr[lr].append(float(rec["quality"][metric]))
     means = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v}
-    chosen = max(means, key=lambda lr: (means[lr], -lr)) if means else None  # a tie goes to the smaller lr
+    # the best mean in the metric's direction (bench.measure.metrics); a tie goes to the smaller lr
+    chosen = max(means, key=lambda lr: (metrics.goodness(metric, means[lr]), -lr)) if means else None
     first = trials[0]["run"]["config"] if trials else {}
     return {
         "split": "validation",
@@ -214,8 +203,8 @@ Launch = Callable[[list[list[str]]], list[str | None]]  # jobs -> each job's rec
 def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Callable[[str], None] = print) -> list[str | None]:
     """Trials for every point (in parallel across points, as the launcher allows), then each point's
     finals at its chosen learning rate. Returns every final's record path."""
-    from bench.config.plan import validate
-    from bench.methods import get_method
+    from bench.config.checks import NOT_TRAINING
+    from bench.config.checks import check as plain_check
 
     plans = []
     for overrides, seeds in points_of(jobs):
@@ -226,15 +215,19 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         cfg = compose(overrides + ([f"seed={seeds[0]}"] if seeds else []))
         check(cfg.tune)
         seeds = seeds or [int(cfg.seed)]
-        trains = get_method(cfg.method.name).trains
+        trains = cfg.method.name not in NOT_TRAINING
         steps = int(cfg.tune.max_steps or cfg.train.max_steps)
         every = int(cfg.tune.eval_every or max(1, steps // 4))
         base = _without(overrides, FINAL_SETS)
         trial = _without(overrides, TRIAL_SETS) + [f"validation.examples={int(cfg.tune.val_examples)}", "validation.score_on=validation",
                         f"train.max_steps={steps}", f"train.eval_every={every}", "forgetting.enabled=false",
                         "inference.enabled=false", "keep_artifacts=false"]
-        if trains:
-            validate(compose(trial + [f"seed={seeds[0]}", f"train.lr={float(cfg.method.lr)!r}"]))  # before any trial starts
+        if trains:  # before any trial starts: the plain checks (torch-free: the held-out rows fit the data), then the model's
+            trial_cfg = compose(trial + [f"seed={seeds[0]}", f"train.lr={float(cfg.method.lr)!r}"])
+            plain_check(trial_cfg)
+            from bench.config.plan import validate
+
+            validate(trial_cfg)
         plans.append({"overrides": overrides, "base": base, "seeds": seeds, "cfg": cfg, "trains": trains, "trial": trial,
                       "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
                       "metric": str(cfg.task.metrics[0]), "records": []})
@@ -292,7 +285,7 @@ def _tpe(plans: list[dict[str, Any]], launch: Launch) -> None:
     for p in plans:
         low, high = min(p["grid"]), max(p["grid"])
         p["dist"] = optuna.distributions.FloatDistribution(low, high, log=True)
-        p["study"] = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        p["study"] = optuna.create_study(direction=metrics.direction(p["metric"]), sampler=optuna.samplers.TPESampler(
             seed=int(p["cfg"].tune.sampler_seed), n_startup_trials=min(3, int(p["cfg"].tune.trials))))
     for _ in range(int(plans[0]["cfg"].tune.trials) if plans else 0):
         asked = []

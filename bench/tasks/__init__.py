@@ -13,79 +13,28 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
 
 from bench.errors import ConfigError
+from bench.tasks.registry import (  # noqa: F401  (re-exported: `from bench.tasks import Task, pad`)
+    Task,
+    Serve,
+    Kind,
+    KINDS,
+    register_kind,
+    pad,
+)
 
-if TYPE_CHECKING:
-    import torch
-    from omegaconf import DictConfig
-    from torch import nn
-
-
-@dataclass
-class Task:
-    """Everything the loop and the evaluator need, with no knowledge of the method."""
-
-    name: str
-    kind: str
-    head: str  # what the model needs on top: classifier | causal_lm | seq2seq_lm
-    train: list[dict]  # tokenised training features
-    eval: list[dict]  # tokenised evaluation features, with references
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]]  # training batches (dynamic padding)
-    evaluate: Callable[..., dict[str, Any]]  # (model, task, eval_cfg, device, progress) -> quality
-    main_metric: str
-    tokenizer: Any = None  # generation decodes with it
-    family: str = ""  # encoder | decoder | encoder-decoder
-    num_labels: int = 0
-    label_names: list[str] = field(default_factory=list)
-
-
-Serve = Callable[["Task", list[dict], "torch.device", int], Callable[["nn.Module"], int]]
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    build: Callable[..., Task]  # (task_cfg, train_rows, eval_rows, tokenizer, family) -> Task
-    families: tuple[str, ...]  # model families the kind supports
-    head_for: Callable[[str], str]  # family -> head
-    keys: frozenset[str]  # its own task.* keys, beside the ones every kind has (preflight.TASK_KEYS)
-    metrics: tuple[str, ...]  # what task.metrics may list; the first listed is the run's main metric
-    check: Callable[[DictConfig], None]  # its keys' values, torch-free (a ConfigError names the key)
-    fields: Callable[[DictConfig, str], list[tuple[str, str]]]  # (config key, field name) each row of a split must hold
-    input_tokens: Callable[[DictConfig, str], tuple[int, str, str]]  # (cfg, family) -> longest input: tokens, made of, the key to name
-    train_tokens: Callable[[DictConfig, str], int]  # (cfg, family) -> longest training sequence (the estimator's default length)
-    serve: Serve  # (task, features, device, max_new_tokens) -> a function serving that batch with a model; returns tokens generated
-    generates: bool  # serving generates tokens (the inference record has tokens/s), or is one forward pass
-    score_batch: Callable[[Task, list[dict]], dict] | None = None  # eval features -> a batch with labels: outputs and loss compared merged vs unmerged; None = task.collate
-    row_check: Callable[[DictConfig], Callable[[dict], tuple[str, Any, str, str] | None] | None] = lambda tcfg: None  # task cfg -> per-row check: (key, value, what is valid, what the row has) or None
-    reads_rows: bool = True  # False: the kind makes its own examples (task.format is not read)
-
-
-KINDS: dict[str, Kind] = {}
-
-
-def register_kind(name: str, **declared: Any) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
-    """Decorate a kind's build function with the kind's declarations (the fields of Kind)."""
-    def wrap(build: Callable[..., Task]) -> Callable[..., Task]:
-        KINDS[name] = Kind(name=name, build=build, **declared)
-        return build
-
-    return wrap
+_discovered: list[bool] = []
 
 
 def kinds() -> dict[str, Kind]:
     """Every kind, after importing each module of this package once (a kind module registers itself)."""
     if not _discovered:
         for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
+            if info.name != "registry":
+                importlib.import_module(f"{__name__}.{info.name}")
         _discovered.append(True)
     return KINDS
-
-
-_discovered: list[bool] = []
 
 
 def get_kind(name: str) -> Kind:
@@ -93,13 +42,3 @@ def get_kind(name: str) -> Kind:
     if name not in known:
         raise ConfigError("task.kind", name, f"one of {', '.join(sorted(known))}")
     return known[name]
-
-
-def pad(seqs: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
-    """Pad to the longest sequence in the batch (dynamic padding)."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    rows = [([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s))) for s in seqs]
-    return torch.tensor(rows, dtype=torch.long)
-

@@ -30,8 +30,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench.models.assets import cache_root
 from bench.records.env import versions
 from bench.errors import ConfigError
-from bench.tasks import Kind, Task
-from bench.tasks import data as data_module
+from bench.tasks.registry import Kind, Task
+from bench.tasks import data as data_module  # the module, not the package's names
 from bench.tasks.data import read_rows, split_file
 
 TOKENIZER_LIBRARIES = ("transformers", "tokenizers")  # their versions are part of the key: an upgrade may tokenise differently

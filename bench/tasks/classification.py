@@ -10,8 +10,9 @@ from bench.sweep import signals as interrupts
 
 from bench.measure import metrics
 from bench.errors import ConfigError
-from bench.config.checks import int_at_least
-from bench.tasks import Task, pad, register_kind
+from bench.config.schema import int_at_least
+from bench.models.heads import CLASSIFIER
+from bench.tasks.registry import Task, pad, register_kind
 from bench.tasks.data import label_key
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens
     return classify
 
 
-@register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: "classifier",
+@register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: CLASSIFIER.name,
                keys=frozenset({"text_fields", "label_field", "labels", "label_names", "max_length"}),
                metrics=("accuracy", "f1", "mcc"), check=check, fields=fields, row_check=row_check,
                input_tokens=input_tokens, train_tokens=lambda cfg, family: int(cfg.task.max_length), serve=serve, generates=False)
@@ -142,7 +143,7 @@ def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], t
     return Task(
         name=task_cfg.name,
         kind="classification",
-        head="classifier",
+        head=CLASSIFIER.name,
         train=_features(train_rows, task_cfg, tokenizer),
         eval=_features(eval_rows, task_cfg, tokenizer),
         collate=collate,

@@ -17,8 +17,9 @@ from bench.sweep import signals as interrupts
 
 from bench.measure import metrics
 from bench.errors import ConfigError
-from bench.config.checks import boolean, int_at_least
-from bench.tasks import Task, pad, register_kind
+from bench.config.schema import boolean, int_at_least
+from bench.models.heads import language_head
+from bench.tasks.registry import Task, pad, register_kind
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +192,7 @@ def score_batch(task: Task, features: list[dict]) -> dict[str, torch.Tensor]:
 @register_kind(
     "summarization",
     families=("decoder", "encoder-decoder"),
-    head_for=lambda family: "causal_lm" if family == "decoder" else "seq2seq_lm",
+    head_for=language_head,
     keys=frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
                     "max_source_tokens", "max_target_tokens"}),
     metrics=("rouge1", "rouge2", "rougeL", "rougeLsum"), check=check, fields=fields,
@@ -211,7 +212,7 @@ def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], t
     return Task(
         name=task_cfg.name,
         kind="summarization",
-        head="causal_lm" if family == "decoder" else "seq2seq_lm",
+        head=language_head(family),
         train=_features(train_rows, task_cfg, tokenizer, family, training=True),
         eval=_features(eval_rows, task_cfg, tokenizer, family, training=False),
         collate=collate,

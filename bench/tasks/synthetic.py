@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from omegaconf import DictConfig
 
 from bench.sweep import signals as interrupts
-from bench.config.checks import int_at_least
-from bench.tasks import Task, register_kind
+from bench.config.schema import int_at_least
+from bench.models.heads import language_head
+from bench.tasks.registry import Task, register_kind
 
 if TYPE_CHECKING:
     import torch
@@ -81,13 +82,13 @@ def input_tokens(cfg: DictConfig, family: str) -> tuple[int, str, str]:
 
 
 @register_kind("synthetic", families=("decoder", "encoder-decoder"),
-               head_for=lambda family: "causal_lm" if family == "decoder" else "seq2seq_lm",
+               head_for=language_head,
                keys=frozenset({"seq_len", "target_len", "vocab_size"}), metrics=("loss",), check=check,
                fields=lambda tcfg, split: [], input_tokens=input_tokens, train_tokens=lambda cfg, family: int(cfg.task.seq_len),
                serve=serve, generates=False, reads_rows=False)
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     rng = random.Random(int(task_cfg.get("seed") or 0))  # the same tokens for every method and seed: only they differ
-    return Task(name=task_cfg.name, kind="synthetic", head="causal_lm" if family == "decoder" else "seq2seq_lm",
+    return Task(name=task_cfg.name, kind="synthetic", head=language_head(family),
                 train=_examples(int(task_cfg.num_train), task_cfg, family, rng),
                 eval=_examples(int(task_cfg.num_eval), task_cfg, family, rng),
                 collate=collate, evaluate=_evaluate, main_metric="loss", tokenizer=tokenizer, family=family)

@@ -86,6 +86,29 @@ class PointsSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
+    def check_shared_knobs(self, jobs: List[List[str]]) -> None:
+        """The schema's knobs that no point overrides hold for every point: a bad one (tune.trials=1,
+        keep_artifacts=yes) refuses the sweep before anything launches, not once per point."""
+        from bench.config.checks import NOT_TRAINING
+        from bench.config.schema import SCHEMA, check_value
+        from bench.errors import ConfigError
+
+        values: Dict[str, set] = {}
+        for job in jobs:
+            for o in job:
+                values.setdefault(o.split("=", 1)[0].lstrip("+~"), set()).add(o.split("=", 1)[1] if "=" in o else None)
+        jobs_knob = (self.config.hydra.get("launcher") or {}).get("n_jobs")
+        if jobs_knob is not None and (not isinstance(jobs_knob, int) or isinstance(jobs_knob, bool) or jobs_knob == 0):
+            raise ConfigError("hydra.launcher.n_jobs", jobs_knob, "an integer other than 0 (points at a time; -1 = one per core)")
+        swept = {k for k, v in values.items() if len(v) > 1 or sum(any(o.split("=", 1)[0].lstrip("+~") == k for o in job) for job in jobs) < len(jobs)}
+        trains = "method" not in swept and self.config.method.get("name") not in NOT_TRAINING
+        for section, knobs in SCHEMA.items():
+            node = self.config if not section else self.config.get(section)
+            for key in knobs:
+                name = f"{section}.{key}" if section else key
+                if node is not None and key in node and name not in swept and section not in swept:
+                    check_value(section, key, node.get(key), trains)
+
     def sweep(self, arguments: List[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         import sys
@@ -102,6 +125,7 @@ class PointsSweeper(Sweeper):
             for results_dir in sorted({values[-1] if values else default for values in given} or {default}, key=str):
                 check_results_dir(results_dir)
             check_max_attempts(self.config.get("max_attempts"))
+            self.check_shared_knobs(jobs)
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
