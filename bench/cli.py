@@ -143,7 +143,10 @@ def parse(verb: Verb, args: list[str]) -> tuple[DictConfig, DictConfig | None, l
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
-        name = arg.split("=", 1)[0].lstrip("+~")
+        name, value = arg.split("=", 1)
+        name = name.lstrip("+~")
+        if name in keys and "," in value and value[:1] not in "[{'\"":  # results_dir=a,b is two folders, not a Hydra sweep
+            arg = f"{name}='{value}'"
         (mine if name in keys else run_overrides).append(arg)
     for i, word in enumerate(words[: len(verb.positional)]):
         key = verb.positional[i]

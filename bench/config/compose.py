@@ -1,10 +1,6 @@
-"""The one way to compose a config outside `python -m bench`: Hydra's compose API over conf/,
-as the command line does (defaults, groups, experiments), for the harnesses (bench.harness.gpu,
-bench.harness.cost, bench.harness.perf, bench.harness.benchmark, bench.measure.estimate) and the tests.
-
-A harness takes its own options (`out=DIR`, `smoke=true`) and Hydra overrides on one command
-line; `split_args` tells them apart and refuses what is neither, so a bare word or a misspelt key
-is an error naming it, never silently dropped."""
+"""The one way to compose a config: Hydra's compose API over conf/, as the command line does
+(defaults, groups, experiments), for every verb's primary config (bench.cli), the harnesses and the
+tests; and the checks of a command line that Hydra itself would answer with a traceback or not at all."""
 
 from __future__ import annotations
 
@@ -61,29 +57,6 @@ def check_command_line(args: list[str]) -> None:
                 continue
             options = sorted({q.stem for d in dirs if (d / group).is_dir() for q in (d / group).glob("*.yaml")})
             raise ConfigError(group, option, f"one of {', '.join(options)} (conf/{group}/)")
-
-
-def split_args(argv: list[str], options: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(the harness's options, filled from `options`' defaults; the Hydra overrides). An argument
-    is `name=value` for an option, or an override of the config (`train.batch_size=8`,
-    `model=smollm2-135m`, `+key=value`): its keys are checked as the command line checks them.
-    A bare word is refused, naming the options and an override's form."""
-    from bench.config.checks import check_overrides, known_keys
-
-    chosen, overrides, top = dict(options), [], known_keys()[""]
-    named = f"an option ({', '.join(f'{k}=' for k in options)}) or a config override such as train.batch_size=8"
-    for arg in argv:
-        name, eq, value = arg.partition("=")
-        if not eq or not name:
-            raise ConfigError("argument", arg, f"name=value: {named}")
-        if name in options:
-            chosen[name] = value
-        elif name[0] not in "+~" and "." not in name and "/" not in name and name not in top:
-            raise ConfigError(name, value, f"{named}; the config's top-level keys and groups: {', '.join(sorted(top))}")
-        else:
-            overrides.append(arg)
-    check_overrides(overrides)
-    return chosen, overrides
 
 
 def sweep_preset(preset: str, results_dir: Path, overrides: list[str]) -> int:

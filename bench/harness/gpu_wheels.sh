@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wheels for `python -m bench.harness.gpu` on a GPU machine without network (Python 3.12, x86-64): the
+# Wheels for `peft-bench gpu` on a GPU machine without network (Python 3.12, x86-64): the
 # packages its image may lack (hydra-core and omegaconf: the benchmark is a preset of the app;
 # psutil: sweeps' process supervision; accelerate: peft's), and ours pinned in constraints.txt
 # where its versions differ (peft, transformers, tokenizers, huggingface-hub). Run here, in the

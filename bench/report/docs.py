@@ -3,7 +3,7 @@ docs/methods.md, one row per registered method (bench.methods.METHODS: each meth
 `can_merge` and `knobs`, declared in its `register(...)`), so adding a method (one .py and one
 YAML) needs no hand edit of the docs.
 
-    peft-bench docs [docs_dir=docs] [check=true]   (python -m bench.report.docs is its alias)
+    peft-bench docs [docs_dir=docs] [check=true]
 
 The table sits between two marker comments in docs/methods.md (BEGIN and END below); the prose
 around them is written by hand and left as it is. check=true writes nothing and exits 1 when the

@@ -1,13 +1,5 @@
-"""Task kinds: code that turns raw rows into model inputs and scores predictions. A dataset of a
-known kind is a YAML file under conf/task/, not code; a new kind is one module in this package.
-
-A kind module declares everything about its kind in one `register_kind(...)` on its `build`
-function: the task keys and metrics it accepts and how their values are checked, the fields each
-row must hold, how long its inputs get (the models' position checks and the memory estimate),
-how its examples are served for the inference timing, and its evaluation (on the Task it builds).
-Kind modules load no torch when imported (their functions import it), so the plain checks read
-the declarations before torch loads. Kinds are discovered: every module here that registers one.
-"""
+"""The task kinds: `kinds()` imports every kind module of this package once (each registers itself;
+a new file is picked up). The contract a kind meets is bench.tasks.registry's."""
 
 from __future__ import annotations
 
