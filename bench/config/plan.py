@@ -23,6 +23,29 @@ from bench.tasks import Kind, get_kind
 
 
 @dataclass(frozen=True)
+class Speed:
+    """The speed switches (config `speed.*`) as this run applies them, resolved once for its device."""
+
+    attention: str  # auto | sdpa | eager
+    precision: str  # fp32 | bf16
+    compile: bool
+    gradient_checkpointing: bool
+    fused_adamw: bool  # `auto` resolved: the fused kernel on CUDA, torch's default elsewhere
+    count_flops: bool
+
+
+def resolve_speed(cfg: DictConfig, device: torch.device) -> Speed:
+    from bench.run import speed
+
+    switches = speed.settings(cfg)  # the one reader of cfg.speed (it knows the defaults of records made before a switch existed)
+    fused = switches["fused_adamw"]
+    return Speed(attention=str(switches["attention"]), precision=str(switches["precision"]), compile=bool(switches["compile"]),
+                 gradient_checkpointing=bool(switches["gradient_checkpointing"]),
+                 fused_adamw=device.type == "cuda" if fused == "auto" else bool(fused),
+                 count_flops=bool((cfg.get("speed") or {}).get("count_flops", True)))
+
+
+@dataclass(frozen=True)
 class Plan:
     """What validation decided about a run; bench.run.prepare and bench.run.pipeline read it instead of the config."""
 
@@ -31,6 +54,7 @@ class Plan:
     family: str  # encoder | decoder | encoder-decoder
     head: str  # classifier | causal_lm | seq2seq_lm: what the kind puts on this family
     device: torch.device  # cfg.device resolved (auto: cuda when torch sees one, else cpu)
+    speed: Speed  # the speed switches, resolved for that device
 
 
 def pick_device(name: str) -> torch.device:
@@ -128,7 +152,8 @@ def validate(cfg: DictConfig, checked: bool = False) -> Plan:
     head = kind.head_for(family)
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes
-    return Plan(method=method, kind=kind, family=family, head=head, device=pick_device(cfg.device))
+    device = pick_device(cfg.device)
+    return Plan(method=method, kind=kind, family=family, head=head, device=device, speed=resolve_speed(cfg, device))
 
 
 def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:

@@ -172,7 +172,7 @@ def memory_section(memory: dict[str, Any], model: nn.Module, head: str, result: 
 def count_flops(cfg: DictConfig, plan: Plan, task: Task, model: nn.Module) -> tuple[float, int] | None:
     """(training FLOPs, padded tokens) of the first training batch, or None (speed.count_flops off,
     or nothing trains)."""
-    if not plan.method.trains or not bool(cfg.speed.get("count_flops", True)) or not task.train:
+    if not plan.method.trains or not plan.speed.count_flops or not task.train:
         return None
     batch = task.collate(task.train[: int(cfg.train.batch_size)])
     return speed.step_flops(model, batch, cfg, plan.device), int(batch["attention_mask"].numel())

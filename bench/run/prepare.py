@@ -20,7 +20,6 @@ from bench.measure import figures as measure
 
 from bench.models import sources as models
 
-from bench.run import speed
 from bench.config.plan import Plan
 from bench.tasks import Task
 from bench.tasks.cache import prepare_task
@@ -40,7 +39,7 @@ class Prepared:
 def load_base(cfg: DictConfig, plan: Plan, task: Task, tokenizer: PreTrainedTokenizerBase) -> nn.Module:
     """The base model with the task's head, as every run loads it (again, for the inference
     comparison against the trained model)."""
-    return models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, speed.settings(cfg)["attention"], plan.device)
+    return models.load_model(cfg.model, plan.head, task.num_labels, tokenizer, plan.speed.attention, plan.device)
 
 
 def prepare(cfg: DictConfig, plan: Plan, record: dict[str, Any] | None = None, score_base: bool = False,
