@@ -138,5 +138,5 @@ def verb(opts: Any, cfg: Any = None, overrides: list[str] | None = None) -> int:
             print(f"{seconds:6.2f} s  {'ok  ' if problem is None else 'FAIL'}  {field:<26} {shown}" + (f"\n         {problem}" if problem else ""), flush=True)
     median = statistics.median(times)
     print(f"\n{len(times)} bad inputs, {failures} not refused as promised; median {median:.2f} s "
-          f"(target < {TARGET_S:.0f} s: {'met' if median < TARGET_S else 'missed'}), max {max(times):.2f} s")
+          f"(target < {TARGET_S:.1f} s: {'met' if median < TARGET_S else 'missed'}), max {max(times):.2f} s")
     return 1 if failures else 0

@@ -412,3 +412,29 @@ def check_artifact_room(results_dir: str | Path, tensor_bytes: int) -> int:
                                                   f"{_mib(tensor_bytes)} into results_dir={str(results_dir)!r} (artifacts/), and its disk "
                                                   f"has {_mib(free)} free")
     return need
+
+
+# The keys a trial and its finals may differ on: they are one point of the comparison.
+TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "eval_every"), ("validation", "score_on"),
+              ("forgetting", None), ("inference", None))
+
+
+# ---------------------------------------------------------------- what a run is in a tuned comparison, from its config
+def role(cfg: DictConfig | dict[str, Any]) -> str:
+    """trial (scored on the validation split), final (a tuned lr, scored on the reported split) or run."""
+    validation = cfg.get("validation") or {}
+    if validation.get("score_on") == "validation":
+        return "trial"
+    return "final" if cfg.get("selection") else "run"
+
+
+def study_key(plain: dict[str, Any]) -> str:
+    """The point a trial or final belongs to: its config without the seed and without what tuning
+    varies (the lr, the trial's steps and checkpoints, the scored split, what trials skip)."""
+    kept = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain.items()}
+    for section, key in TRIAL_ONLY:
+        if key is None:
+            kept.pop(section, None)
+        elif isinstance(kept.get(section), dict):
+            kept[section].pop(key, None)
+    return config_digest(kept, leave_out=("seed",))[:16]

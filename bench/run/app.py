@@ -23,7 +23,7 @@ from bench.sweep.callbacks import POINTER
 from bench.config.compose import check_command_line
 from bench.errors import ConfigError
 from bench.records.store import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
-from bench.sweep.tune import role
+from bench.records.store import role
 from bench.report.tables import markdown_table
 from bench.sweep import signals as interrupts
 from bench.sweep.supervise import cores_for_job, run_isolated  # torch-free: before the plain checks

@@ -45,7 +45,7 @@ from bench.methods import Method
 from bench.models.heads import get_head
 from bench.run.prepare import Prepared, load_base, prepare
 from bench.run.progress import progress
-from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, umask, write_record
+from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, study_key, umask, write_record
 from bench.tasks import Task
 from bench.run.train import NonFiniteLoss, TrainResult, train
 
@@ -77,8 +77,8 @@ def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
             "status": "running",
             "error": None,
             "random_weights": cfg.model.source == "config",
-            "role": tune.role(cfg),  # trial (scored on validation) | final (tuned lr) | run (lr as configured)
-            "study": tune.study_key(plain),  # the point that trials and finals share
+            "role": role(cfg),  # trial (scored on validation) | final (tuned lr) | run (lr as configured)
+            "study": study_key(plain),  # the point that trials and finals share
             "config": plain,
         },
         **({"selection": OmegaConf.to_container(cfg.selection, resolve=True)} if cfg.get("selection") else {}),

@@ -24,35 +24,12 @@ from omegaconf import DictConfig
 
 from bench.errors import ConfigError
 from bench.measure import metrics
-from bench.records.store import config_digest, run_seconds
+from bench.records.store import TRIAL_ONLY, role, run_seconds, study_key  # noqa: F401  (a run's identity lives with the records; tune.role stays)
 
 MODES = ("grid", "tpe")
-# The keys a trial and its finals may differ on: they are one point of the comparison.
-TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "eval_every"), ("validation", "score_on"),
-              ("forgetting", None), ("inference", None))
+
 FINAL_SETS = ("seed", "train.lr", "validation.examples", "validation.score_on", "selection")  # what a final's overrides set
 TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts")
-
-
-# ---------------------------------------------------------------- what a run is, from its config
-def role(cfg: DictConfig | dict[str, Any]) -> str:
-    """trial (scored on the validation split), final (a tuned lr, scored on the reported split) or run."""
-    validation = cfg.get("validation") or {}
-    if validation.get("score_on") == "validation":
-        return "trial"
-    return "final" if cfg.get("selection") else "run"
-
-
-def study_key(plain: dict[str, Any]) -> str:
-    """The point a trial or final belongs to: its config without the seed and without what tuning
-    varies (the lr, the trial's steps and checkpoints, the scored split, what trials skip)."""
-    kept = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain.items()}
-    for section, key in TRIAL_ONLY:
-        if key is None:
-            kept.pop(section, None)
-        elif isinstance(kept.get(section), dict):
-            kept[section].pop(key, None)
-    return config_digest(kept, leave_out=("seed",))[:16]
 
 
 def lr_grid(tune_cfg: DictConfig, default_lr: float) -> list[float]:
