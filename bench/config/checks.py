@@ -29,7 +29,19 @@ SOURCES = ("hub", "local", "asset", "config")
 FAMILIES = ("encoder", "decoder", "encoder-decoder")
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "bfloat16", "float16")
-NOT_TRAINING = ("none",)  # methods that evaluate the model as it is (their `trains` is False in bench.methods)
+
+
+def _not_training() -> tuple[str, ...]:
+    """The methods that evaluate the model as it is: those whose `register(...)` in bench/methods/
+    declares `trains=False`, read from the source text (the registry imports torch; the plain checks
+    must not, and a regex over seven files takes well under a millisecond), so a method's own file
+    stays the one place that says it."""
+    call = re.compile(r"register\(\s*\"([\w-]+)\"((?:[^()]|\([^()]*\))*)\)")
+    return tuple(name for path in sorted((Path(__file__).resolve().parents[1] / "methods").glob("*.py"))
+                 for name, args in call.findall(path.read_text()) if re.search(r"\btrains\s*=\s*False\b", args))
+
+
+NOT_TRAINING = _not_training()  # methods that train nothing, as their files declare (tests/test_preflight.py holds it to the registry)
 
 GROUPS = ("model", "task", "method", "tracking")  # chosen with group=option; their keys are checked by kind below
 

@@ -59,8 +59,8 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
 def method_trains(name: Any) -> bool:
     """Whether a method trains anything: its `trains` declaration on its entry in bench.methods'
     registry. That registry loads torch, so where it is not loaded yet (the report, the plain
-    checks) its torch-free mirror answers: bench.config.checks.NOT_TRAINING, which
-    tests/test_preflight.py keeps equal to the registry. An unknown name trains (nothing is left out)."""
+    checks) bench.config.checks.NOT_TRAINING answers, read torch-free from the methods' own
+    files (tests/test_preflight.py holds it to the registry). An unknown name trains (nothing is left out)."""
     methods = sys.modules.get("bench.methods")
     registry = getattr(methods, "METHODS", None)
     if isinstance(registry, dict) and name in registry:
