@@ -26,12 +26,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), return_hydra_config: bo
         try:
             return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
         except MissingConfigException as exc:  # model=nope: name the group and its options, not Hydra's search path
-            for arg in overrides:
-                group, _, option = arg.partition("=")
-                folder = CONF / group
-                if folder.is_dir() and "/" not in group and not (folder / f"{option}.yaml").is_file():
-                    options = ", ".join(sorted(q.stem for q in folder.glob("*.yaml")))
-                    raise ConfigError(group, option, f"one of {options} (conf/{group}/)") from None
+            check_command_line(list(overrides))
             raise ConfigError("config", " ".join(overrides), str(exc).splitlines()[0]) from None
 
 

@@ -62,9 +62,9 @@ class Knob:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "int":
-            return isinstance(value, int) and not isinstance(value, bool) and value >= (self.low or 0)
+            return _is_int(value) and value >= (self.low or 0)
         if self.kind == "number":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if not _is_number(value):
                 return False
             assert self.low is not None and self.high is not None
             return (value > self.low if self.low_open else value >= self.low) and (value < self.high if self.high_open else value <= self.high)
@@ -73,7 +73,7 @@ class Knob:
         if self.kind == "lrs":
             items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else None
             return items is not None and len(items) >= 2 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 10 for x in items)
+                _is_number(x) and 0 < x <= 10 for x in items)
         return isinstance(value, str) and bool(value)
 
 

@@ -57,14 +57,9 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
 
 
 def method_trains(name: Any) -> bool:
-    """Whether a method trains anything: its `trains` declaration on its entry in bench.methods'
-    registry. That registry loads torch, so where it is not loaded yet (the report, the plain
-    checks) bench.config.checks.NOT_TRAINING answers, read torch-free from the methods' own
-    files (tests/test_preflight.py holds it to the registry). An unknown name trains (nothing is left out)."""
-    methods = sys.modules.get("bench.methods")
-    registry = getattr(methods, "METHODS", None)
-    if isinstance(registry, dict) and name in registry:
-        return bool(registry[name].trains)
+    """Whether a method trains anything, as its own `register(..., trains=False)` declares it:
+    bench.config.checks.NOT_TRAINING reads that torch-free (the report and the plain checks must not
+    load the registry), and tests/test_preflight.py holds it to the registry. An unknown name trains."""
     from bench.config.checks import NOT_TRAINING
 
     return name not in NOT_TRAINING
@@ -199,9 +194,10 @@ def check_results_dir(value: Any) -> Path:
 
 
 def check_max_attempts(value: Any) -> int:
-    """max_attempts is a whole number >= 1 (a bool is not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError("max_attempts", value, "a whole number >= 1: the failed or out-of-memory attempts after which a relaunch skips a point")
+    """max_attempts, checked as the schema says (bench.config.schema), and returned for the caller to use."""
+    from bench.config.schema import check_value
+
+    check_value("", "max_attempts", value)
     return value
 
 

@@ -22,32 +22,24 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from transformers.utils import logging as transformers_logging
 
-from bench.records import env
-
-from bench.measure import estimate
-
-from bench.measure import forgetting
-
-from bench.measure import inference
-
-from bench.sweep import signals as interrupts
-
-from bench.measure import figures as measure
-
-from bench.run import speed
-
-from bench.records import tracking
-
-from bench.sweep import tune
 from bench.config.plan import Plan, validate
 from bench.errors import ConfigError
+from bench.measure import estimate
+from bench.measure import figures as measure
+from bench.measure import forgetting
+from bench.measure import inference
 from bench.methods import Method
 from bench.models.heads import get_head
+from bench.records import env
+from bench.records import tracking
+from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, study_key, umask, write_record
+from bench.run import speed
 from bench.run.prepare import Prepared, load_base, prepare
 from bench.run.progress import progress
-from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, study_key, umask, write_record
-from bench.tasks import Task
 from bench.run.train import NonFiniteLoss, TrainResult, train
+from bench.sweep import signals as interrupts
+from bench.sweep import tune
+from bench.tasks import Task
 
 
 def seed_everything(seed: int) -> None:

@@ -14,13 +14,10 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from bench.measure import forgetting
-
-from bench.measure import figures as measure
-
-from bench.models import sources as models
-
 from bench.config.plan import Plan
+from bench.measure import figures as measure
+from bench.measure import forgetting
+from bench.models import sources as models
 from bench.tasks import Task
 from bench.tasks.cache import prepare_task
 

@@ -93,14 +93,11 @@ class PointsSweeper(Sweeper):
         from bench.config.schema import SCHEMA, check_value
         from bench.errors import ConfigError
 
-        values: Dict[str, set] = {}
-        for job in jobs:
-            for o in job:
-                values.setdefault(o.split("=", 1)[0].lstrip("+~"), set()).add(o.split("=", 1)[1] if "=" in o else None)
+        sets = [{o.split("=", 1)[0].lstrip("+~"): o.partition("=")[2] for o in job} for job in jobs]
         jobs_knob = (self.config.hydra.get("launcher") or {}).get("n_jobs")
         if jobs_knob is not None and (not isinstance(jobs_knob, int) or isinstance(jobs_knob, bool) or jobs_knob == 0):
             raise ConfigError("hydra.launcher.n_jobs", jobs_knob, "an integer other than 0 (points at a time; -1 = one per core)")
-        swept = {k for k, v in values.items() if len(v) > 1 or sum(any(o.split("=", 1)[0].lstrip("+~") == k for o in job) for job in jobs) < len(jobs)}
+        swept = {k for k in set().union(*sets) if len({s.get(k) for s in sets}) > 1}  # set differently (or not at all) by some point
         trains = "method" not in swept and self.config.method.get("name") not in NOT_TRAINING
         for section, knobs in SCHEMA.items():
             node = self.config if not section else self.config.get(section)
@@ -114,7 +111,7 @@ class PointsSweeper(Sweeper):
         import sys
 
         from bench.errors import ConfigError
-        from bench.records.store import check_max_attempts, check_results_dir
+        from bench.records.store import check_results_dir
 
         jobs = self.jobs(arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
         # Before anything launches (or the sweep folder is made): every results_dir the jobs write to
@@ -124,8 +121,7 @@ class PointsSweeper(Sweeper):
         try:
             for results_dir in sorted({values[-1] if values else default for values in given} or {default}, key=str):
                 check_results_dir(results_dir)
-            check_max_attempts(self.config.get("max_attempts"))
-            self.check_shared_knobs(jobs)
+            self.check_shared_knobs(jobs)  # max_attempts among them
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
