@@ -85,11 +85,10 @@ def check(cfg: DictConfig) -> None:
         check_finite(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value, key)
     check_method(cfg.method)
     check_sections(cfg, trains=cfg.method.name not in NOT_TRAINING)  # every knob's type, range and choices, from the schema
-    check_top(cfg)
     check_tracking(cfg)
     check_model(cfg.model)
     check_dtype(cfg.model, device_is_cpu(cfg.device))
-    check_train_eval(cfg)
+    check_across_knobs(cfg)
     check_task(cfg.task)
     check_text_needs(cfg)
     if kinds()[cfg.task.kind].reads_rows:
@@ -187,12 +186,6 @@ def check_finite(value: Any, field: str) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             check_finite(item, f"{field}[{i}]")
-
-
-def check_top(cfg: DictConfig) -> None:
-    """What the schema cannot say of the top level (its types and ranges are checked already)."""
-    if not cfg.data_root.strip():
-        raise ConfigError("data_root", cfg.data_root, "a folder that holds the datasets (ours: ../shared/datasets)")
 
 
 def check_tracking(cfg: DictConfig) -> None:
@@ -324,8 +317,8 @@ def check_method(mcfg: DictConfig) -> None:
             raise ConfigError(f"method.{key}", value, what)
 
 
-def check_train_eval(cfg: DictConfig) -> None:
-    """What the schema cannot say of the sections: files that must exist (the knobs' types and ranges are checked already)."""
+def check_across_knobs(cfg: DictConfig) -> None:
+    """What the schema cannot say of one knob alone: a file that must exist, and knobs that need each other (their types and ranges are checked already)."""
     if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
     check_validation(cfg)

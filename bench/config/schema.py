@@ -74,7 +74,7 @@ class Knob:
             items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else None
             return items is not None and len(items) >= 2 and all(
                 _is_number(x) and 0 < x <= 10 for x in items)
-        return isinstance(value, str) and bool(value)
+        return isinstance(value, str) and bool(value.strip())
 
 
 SCHEDULES = ("linear", "cosine", "constant")
