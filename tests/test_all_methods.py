@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from bench.errors import ConfigError
 from bench.measure.figures import param_counts
@@ -30,6 +31,10 @@ BERT_BLOCK = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 64
 LLAMA_BLOCK = 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64 + 2 * 32
 NAMES = sorted(METHODS)  # every registered method, none left out by hand
 TRAINING = [n for n in NAMES if METHODS[n].trains]
+# The methods declared by a YAML (bench/methods/peft_types.py) share one code path: two of them run
+# in the default tier, the rest in the system tier (CI runs both), so the default run stays near two minutes.
+YAML = [n for n in NAMES if METHODS[n].source.endswith(".yaml")]
+DEFAULT_TIER = [n for n in NAMES if n not in YAML] + ["oft", "vera"]
 MODELS = ("tiny-bert", "tiny-llama")  # an encoder and a decoder, classifying (2 labels)
 # + the families of the other offline models (mpnet-base, gemma3-270m), in the system tier
 ALL_MODELS = tiered([*MODELS, "tiny-mpnet", "tiny-gemma3"], keep=MODELS)
@@ -62,7 +67,7 @@ def _applied_count(cfg) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)
-@pytest.mark.parametrize("method", NAMES)
+@pytest.mark.parametrize("method", tiered(NAMES, keep=DEFAULT_TIER))
 def test_trainable_params_equal_the_formula(cfg_factory, method, model):
     ran = 0
     for i in range(len(METHODS[method].examples)):
@@ -76,7 +81,7 @@ def test_trainable_params_equal_the_formula(cfg_factory, method, model):
         pytest.skip(f"{method} refuses {model} in every example (declared)")
 
 
-@pytest.mark.parametrize("method", NAMES)
+@pytest.mark.parametrize("method", tiered(NAMES, keep=DEFAULT_TIER))
 def test_formula_on_encoder_decoder_generation(cfg_factory, tmp_path, method):
     """A third family: tiny-t5 (d_model 32, 2 + 2 blocks, 4 heads of 8) on summarization (no head)."""
     cfg = _cfg(cfg_factory, "tiny-t5", method, 0, "task=dialogsum", f"data_root={write_dialogsum_like(tmp_path)}")
@@ -144,6 +149,24 @@ def test_formulas_agree_with_hand_arithmetic(cfg_factory, method, overrides, ber
             assert get_method(method).formula(base, cfg.method, task) == expected, model
 
 
+@pytest.mark.parametrize("method", tiered(YAML, keep=DEFAULT_TIER))
+def test_yaml_formulas_agree_with_their_hand_arithmetic(cfg_factory, method):
+    """A YAML method states its count on tiny-bert and tiny-llama by hand (about.check, arithmetic
+    on the shapes in this module's docstring, with its first example): the formula must give it,
+    and a model it does not refuse must have one."""
+    from bench.methods.peft_types import evaluate
+
+    checks = dict(OmegaConf.load(METHODS[method].source).get("about", {}).get("check") or {})
+    for model in MODELS:
+        cfg = _cfg(cfg_factory, model, method)
+        if _refused(cfg):
+            assert model not in checks, f"{method} refuses {model} but states a count for it"
+            continue
+        assert model in checks, f"{METHODS[method].source}: about.check has no hand count for {model}"
+        base, task, _ = build(cfg)
+        assert get_method(method).formula(base, cfg.method, task) == evaluate(checks[model], {}, "about.check"), model
+
+
 def test_formulas_on_encoder_decoder_by_hand(cfg_factory, tmp_path):
     """tiny-t5 (d_model 32, 2 + 2 blocks, 4 heads of 8) on summarization (no head)."""
     data = f"data_root={write_dialogsum_like(tmp_path)}"
@@ -160,7 +183,7 @@ def test_formulas_on_encoder_decoder_by_hand(cfg_factory, tmp_path):
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)
-@pytest.mark.parametrize("method", TRAINING)
+@pytest.mark.parametrize("method", tiered(TRAINING, keep=DEFAULT_TIER))
 def test_frozen_stay_bit_identical_and_trained_move(cfg_factory, model, method):
     cfg = _cfg(cfg_factory, model, method, 0, "train.lr=1e-2", "train.warmup_ratio=0")
     if _refused(cfg):
@@ -199,7 +222,7 @@ def _trained_copy(cfg, seed: int):
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)
-@pytest.mark.parametrize("method", [n for n in NAMES if n != "none"] + ["prefix_tuning+1"])  # +i: the method's example i
+@pytest.mark.parametrize("method", tiered([n for n in NAMES if n != "none"] + ["prefix_tuning+1"], keep=[*DEFAULT_TIER, "prefix_tuning+1"]))  # +i: example i
 def test_save_load_reproduces_and_tasks_swap_on_one_base(cfg_factory, tmp_path, model, method):
     name, _, example = method.partition("+")
     cfg = _cfg(cfg_factory, model, name, int(example or 0))
@@ -241,6 +264,20 @@ def test_lora_merged_equals_unmerged(cfg_factory):
         merged = prepared.merge_and_unload()
         assert not any("lora" in n for n, _ in merged.named_parameters())
         torch.testing.assert_close(_outputs(merged, task), unmerged, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("method", tiered([n for n in NAMES if METHODS[n].can_merge], keep=["lora", "oft"]))
+def test_merged_equals_unmerged_for_every_method_that_merges(cfg_factory, model, method):
+    """A method that declares can_merge: folding its trained tensors into W changes no output."""
+    cfg = _cfg(cfg_factory, model, method)
+    if _refused(cfg):
+        pytest.skip(f"{method} refuses {model} (declared)")
+    prepared, task = _trained_copy(cfg, seed=3)
+    unmerged, before = _outputs(prepared, task), sum(p.numel() for p in prepared.parameters())
+    merged = prepared.merge_and_unload()
+    assert sum(p.numel() for p in merged.parameters()) < before  # the adapters are gone
+    torch.testing.assert_close(_outputs(merged, task), unmerged, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("overrides,field", [

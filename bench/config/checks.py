@@ -297,11 +297,22 @@ def check_method(mcfg: DictConfig) -> None:
         return  # an unknown method: the registry names the known ones
     defaults = OmegaConf.to_container(OmegaConf.load(defaults_file))
     assert isinstance(defaults, dict)
+    plain = OmegaConf.to_container(mcfg, resolve=True)
+    assert isinstance(plain, dict)
+    check_like_defaults(plain, {k: v for k, v in defaults.items() if k not in METHOD_SHARED_KEYS and k != "about"}, "method")
+
+
+def check_like_defaults(values: dict, defaults: dict, where: str) -> None:
+    """Each knob's type against its default's, into nested sections (a YAML method's `config:`)."""
     for key, default in defaults.items():
-        if key in METHOD_SHARED_KEYS or key not in mcfg:
+        if key not in values:
             continue
-        value = mcfg.get(key)
-        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        value = values[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}", value, f"a section of keys such as {{{', '.join(list(default)[:3])}}}")
+            check_like_defaults(value, default, f"{where}.{key}")
+            continue
         if isinstance(default, bool):
             ok, what = isinstance(value, bool), "true or false"
         elif isinstance(default, (int, float)):
@@ -314,7 +325,7 @@ def check_method(mcfg: DictConfig) -> None:
             ok = value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
             what = "null, a module name or a list of names such as [query,value]"
         if not ok:
-            raise ConfigError(f"method.{key}", value, what)
+            raise ConfigError(f"{where}.{key}", value, what)
 
 
 def check_across_knobs(cfg: DictConfig) -> None:

@@ -5,9 +5,10 @@ it save and reload what must be kept per task?).
 
 Families (one file each): full.py (none, full), selective.py (bitfit, last_layers, layernorm,
 selective), lora.py (lora), prompts.py (prompt_tuning, prefix_tuning), ia3.py (ia3),
-adapter.py (adapter: bottleneck adapters, implemented here).
+adapter.py (adapter: bottleneck adapters, implemented here), and peft_types.py: every YAML of
+conf/method/ that names a `peft_type` (any method PEFT ships, with its formula as expressions).
 
-Adding a method is one file here (registered with `register`; every module of this package is
+Adding a PEFT method is one YAML (see peft_types.py). Adding any other method is one file here (registered with `register`; every module of this package is
 imported below, so nothing else lists it) and its config, conf/method/<name>.yaml. The tests
 (tests/test_all_methods.py, test_end_to_end.py, test_generate.py, test_golden.py) iterate `METHODS`
 and check it with what it declares: its trainable-parameter `formula`, its test `examples`, the
@@ -69,6 +70,10 @@ class Method:
     # model name -> its first training losses with the first example, seed 0 (tests/test_golden.py pins them; its
     # PEFT_BENCH_PIN_GOLDEN=1 mode rewrites this literal in the method's file after a deliberate change)
     golden: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    source: str = ""  # the file that declares it when that is not its apply's module (a YAML of peft_types.py)
+    # The loop's two hooks (bench/run/train.py), for optimizer-side variants and per-step work:
+    optimizer: Callable[..., Any] | None = None  # (model, method cfg, lr, weight_decay, betas) -> an optimizer, or None for AdamW
+    step_hook: Callable[[nn.Module, DictConfig, int], None] | None = None  # after each optimizer step, with the step number
 
 
 METHODS: dict[str, Method] = {}

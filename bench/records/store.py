@@ -41,7 +41,8 @@ FALLBACK = "peft-bench-unwritten"  # $TMPDIR/<this>: where a record goes when re
 
 
 # Knobs inside a section that change what a record keeps, not what is measured: never identity.
-NON_IDENTITY_KNOBS: tuple[tuple[str, str], ...] = (("eval", "keep_predictions"), ("speed", "count_flops"))
+NON_IDENTITY_KNOBS: tuple[tuple[str, str], ...] = (("eval", "keep_predictions"), ("speed", "count_flops"),
+                                                   ("method", "about"))  # a YAML method's docs and test data (bench/methods/peft_types.py)
 
 
 # Knobs added after records existed, with the default that reproduces the earlier behaviour. At

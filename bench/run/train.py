@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from bench.sweep import signals as interrupts
 
+from bench.methods import get_method
 from bench.run import speed
 from bench.run.progress import progress
 from bench.tasks import Task
@@ -137,9 +138,12 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return TrainResult(optimizer=None)
-    optimizer = torch.optim.AdamW(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay),
-                                  betas=(float(tcfg.adam_beta1), float(tcfg.adam_beta2)),
-                                  **({"fused": True} if speed.fused_adamw(cfg, device) else {}))
+    method = get_method(str(cfg.method.name))
+    betas = (float(tcfg.adam_beta1), float(tcfg.adam_beta2))
+    optimizer = method.optimizer(model, cfg.method, float(tcfg.lr), float(tcfg.weight_decay), betas) if method.optimizer else None
+    if optimizer is None:  # AdamW over the trainable parameters (a method's variant, LoRA+ or LoRA-FA, brings its own)
+        optimizer = torch.optim.AdamW(params, lr=float(tcfg.lr), weight_decay=float(tcfg.weight_decay), betas=betas,
+                                      **({"fused": True} if speed.fused_adamw(cfg, device) else {}))
     if speed.settings(cfg)["gradient_checkpointing"]:
         speed.enable_gradient_checkpointing(model)
     step_model = torch.compile(model) if speed.settings(cfg)["compile"] else model  # the same parameters, compiled forward
@@ -177,6 +181,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
             torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
         optimizer.step()
         scheduler.step()
+        if method.step_hook is not None:
+            method.step_hook(model, cfg.method, step)
         optimizer.zero_grad(set_to_none=True)  # free the gradients (as Trainer does): zeroing them cost full fine-tuning ~6% a step
         dt = time.perf_counter() - t0
         result.step_times_s.append(dt)
