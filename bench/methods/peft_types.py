@@ -7,13 +7,16 @@ registered here, at import, as a method like every other (no Python per method).
     trainable:                    # the trainable count, written by hand from the method's paper/code
       per_target: "(fan_in // oft_block_size) * oft_block_size * (oft_block_size - 1) // 2"
       once: "0"                   # parameters made once, not per targeted module
+      requires: ["fan_in % oft_block_size == 0"]  # what the count assumes of every target: else refused before loading
     about: {summary: ..., examples: ..., refuses: ..., golden: ..., check: ...}
 
 The count is `sum(per_target over the targeted modules) + once + the task head`. The expressions
 see, per targeted module, `fan_in`, `fan_out` (a linear's features; an embedding's rows and width;
-a norm's width twice) and `has_bias` (0/1); for the model, `hidden`, `layers`, `vocab` and
+a norm's width twice), `has_bias` (0/1), `alike` (the targets of its name and shape) and
+`alike_index` (its place among them, in module order); for the model, `hidden`, `layers`, `vocab` and
 `n_targets`; and every scalar field of the built peft config by its name (so `r` is peft's default
-when the YAML leaves it out). Functions: min, max, ceil, floor, sqrt, log2, gcd, int, sum.
+when the YAML leaves it out; None for an unset option; a list of numbers as a list). Functions: min,
+max, ceil, floor, sqrt, log2, gcd, int, sum, abs, round, len.
 `about.check` holds the count by hand on tiny-bert and tiny-llama (tests/test_all_methods.py holds
 the formula to it), so the formula is checked against arithmetic, not against peft's own count.
 
@@ -45,11 +48,15 @@ from bench.methods.registry import METHODS, Probe, head_modules, head_params, lo
 
 CONF_METHODS = Path(__file__).resolve().parents[2] / "conf" / "method"
 FUNCTIONS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt,
-                                            "log2": math.log2, "gcd": math.gcd, "int": int, "sum": sum, "abs": abs}
+                                            "log2": math.log2, "gcd": math.gcd, "int": int, "sum": sum, "abs": abs,
+                                            "round": round,  # round: as peft rounds (TinyLoRA's groups)
+                                            "len": len}  # len: of a list field (trainable tokens' token_indices)
 OPTIMIZERS = ("loraplus", "lorafa")
 FAMILIES = ("encoder", "decoder", "encoder-decoder")
 # Defaults for architectures peft has none for (as lora.py's; MPNet names its projections q, k, v, o)
 OUR_TARGETS = {"mpnet": ["q", "v"]}
+# LN tuning where peft has no mapping (peft's LNTUNING mapping lacks BERT and MPNet): every LayerNorm
+OUR_NORM_TARGETS = {"bert": ["LayerNorm"], "mpnet": ["LayerNorm"]}
 NORMS = (nn.LayerNorm,)
 
 
@@ -67,7 +74,7 @@ def parse_expression(text: Any, field: str) -> ast.Expression:
     except SyntaxError as exc:
         raise ConfigError(field, text, f"an arithmetic expression ({exc.msg})") from None
     for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED) or (isinstance(node, ast.Call) and not isinstance(node.func, ast.Name)):
+        if not isinstance(node, _ALLOWED) or (isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS)):
             raise ConfigError(field, text, f"an arithmetic expression over names and {', '.join(FUNCTIONS)} (no {type(node).__name__})")
     return tree
 
@@ -94,6 +101,9 @@ def config_class(peft_type: Any) -> type:
 def default_targets(peft_type: str, model_type: str) -> list[str] | None:
     from peft.utils import constants
 
+    if peft_type == "LN_TUNING":  # norms, never LoRA's linears (peft's mapping is named LNTUNING)
+        found = constants.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING.get(model_type)
+        return list(found) if found else OUR_NORM_TARGETS.get(model_type)
     for mapping in (f"TRANSFORMERS_MODELS_TO_{peft_type}_TARGET_MODULES_MAPPING", "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"):
         found = getattr(constants, mapping, {}).get(model_type)
         if found:
@@ -110,8 +120,8 @@ def kwargs_of(method_cfg: DictConfig, model: nn.Module | None, task: Any) -> dic
     unknown = sorted(set(kwargs) - set(fields))
     if unknown:
         raise ConfigError(f"method.config.{unknown[0]}", kwargs[unknown[0]], f"a field of peft's {cls.__name__}: {', '.join(sorted(f for f in fields if not f.startswith('_')))}")
-    if model is not None and "target_modules" in fields and kwargs.get("target_modules") is None and "target_modules" in _targeting(cls):
-        targets = default_targets(str(method_cfg.peft_type), model.config.model_type)
+    if model is not None and "target_modules" in fields and kwargs.get("target_modules") is None:
+        targets = _input_embedding(model) if _embeds(cls) else default_targets(str(method_cfg.peft_type), model.config.model_type)
         if targets is None:
             raise ConfigError("method.config.target_modules", None, f"module names: peft has no default for model type {model.config.model_type!r}")
         kwargs["target_modules"] = targets
@@ -120,11 +130,18 @@ def kwargs_of(method_cfg: DictConfig, model: nn.Module | None, task: Any) -> dic
     return kwargs
 
 
-def _targeting(cls: type) -> set[str]:
-    """The fields that name modules for this type (LN tuning and trainable tokens have defaults of their own)."""
-    from peft import LNTuningConfig, TrainableTokensConfig
+def _embeds(cls: type) -> bool:
+    """Trainable tokens: its default target is the input embedding, not a mapping's modules."""
+    from peft import TrainableTokensConfig
 
-    return set() if cls in (LNTuningConfig, TrainableTokensConfig) else {"target_modules"}
+    return cls is TrainableTokensConfig
+
+
+def _input_embedding(model: nn.Module) -> list[str] | None:
+    """The input embedding's name, as peft finds it (model.get_input_embeddings(); our classifiers wrap a backbone that has it)."""
+    owner = model if hasattr(model, "get_input_embeddings") else getattr(model, "backbone", None)
+    embedding = owner.get_input_embeddings() if hasattr(owner, "get_input_embeddings") else None
+    return next(([name] for name, m in model.named_modules() if embedding is not None and m is embedding), None)
 
 
 def build_config(method_cfg: DictConfig, model: nn.Module | None, task: Any) -> Any:
@@ -133,14 +150,20 @@ def build_config(method_cfg: DictConfig, model: nn.Module | None, task: Any) -> 
     cls = config_class(method_cfg.get("peft_type"))
     kwargs = kwargs_of(method_cfg, model, task)
     try:
-        return cls(**kwargs)
+        config = cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError("method.config", OmegaConf.to_container(method_cfg.get("config") or {}), f"settings peft's {cls.__name__} accepts: {exc}") from None
+    if task is not None and "modules_to_save" not in cls.__dataclass_fields__:  # trainable tokens: no such field, but
+        config.modules_to_save = head_modules(task)  # peft trains and saves the head when the object names it (load() below)
+    return config
 
 
 # --------------------------------------------------------------------------- the count
 def _names_of(peft_config: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(peft_config).items() if isinstance(v, (int, float)) and not k.startswith("_")}
+    # numbers, flags and strings (a variant: ROAD's `variant == 'road_2'`, MiSS's `init_weights == 'mini'`), None
+    # (an unset option: `r == None`) and lists of numbers (`len(token_indices)`)
+    return {k: v for k, v in vars(peft_config).items() if not k.startswith("_") and (v is None or isinstance(v, (int, float, str))
+            or isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))}
 
 
 def targeted(base: nn.Module, peft_config: Any) -> list[tuple[str, nn.Module]]:
@@ -188,8 +211,10 @@ def count(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
     spec = method_cfg.trainable
     names = _names_of(peft_config)
     modules = targeted(base, peft_config)
-    total = sum(evaluate(spec.per_target, {**names, **model_names(base, len(modules)), **shape_of(m)}, "method.trainable.per_target")
-                for _, m in modules) if spec.get("per_target") is not None else 0
+    kinds = [(n.rsplit(".", 1)[-1], tuple(m.weight.shape)) for n, m in modules]  # Lily shares A and B among these
+    total = sum(evaluate(spec.per_target, {**names, **model_names(base, len(modules)), **shape_of(m),
+                                           "alike": kinds.count(kinds[i]), "alike_index": kinds[:i].count(kinds[i])}, "method.trainable.per_target")
+                for i, (_, m) in enumerate(modules)) if spec.get("per_target") is not None else 0
     total += evaluate(spec.get("once", 0), {**names, **model_names(base, len(modules))}, "method.trainable.once")
     return int(total) + head_params(base)
 
@@ -217,6 +242,14 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
     from peft import get_peft_model
 
     peft_config = build_config(method_cfg, probe.model, None)
+    modules = targeted(probe.model, peft_config)
+    for rule in trainable.get("requires") or ():  # what the formula assumes of every target (peft may adjust silently)
+        for module_name, module in modules:
+            names = {**_names_of(peft_config), **model_names(probe.model, len(modules)), **shape_of(module)}
+            if not evaluate(rule, names, "method.trainable.requires"):
+                shape = ", ".join(f"{k}={v}" for k, v in shape_of(module).items())
+                raise ConfigError("method.config", OmegaConf.to_container(method_cfg.get("config") or {}),
+                                  f"settings where {rule} for every targeted module ({module_name} of {probe.cfg.model.name} has {shape})")
     try:  # the meta model: names and shapes, no weights, so peft's shape checks run in milliseconds
         get_peft_model(copy.deepcopy(probe.model), peft_config)
     except ValueError as exc:
@@ -225,10 +258,20 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
         pass
 
 
+def moves_the_base(peft_config: Any) -> bool:
+    """A LoRA init that replaces W by its residual (PiSSA, OLoRA): the saved adapter must be
+    converted to a plain LoRA on the original W, or a fresh base would not reproduce the task."""
+    init = getattr(peft_config, "init_lora_weights", True)
+    return isinstance(init, str) and init.startswith(("pissa", "olora"))
+
+
 def apply(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import get_peft_model
 
-    wrapped = get_peft_model(model, build_config(method_cfg, model, task))
+    peft_config = build_config(method_cfg, model, task)
+    wrapped = get_peft_model(model, peft_config)
+    if moves_the_base(peft_config):  # keep the initial factors: save() writes the task as a LoRA on the original W
+        wrapped.bench_initial_factors = {saved_key(n): p.detach().clone() for n, p in wrapped.named_parameters() if ".lora_" in n}
     if (method_cfg.get("optimizer") or {}).get("kind") == "lorafa":  # LoRA-FA trains B only: A stays at its init
         for pname, param in wrapped.named_parameters():
             if "lora_A" in pname:
@@ -261,6 +304,60 @@ def step_hook(model: nn.Module, method_cfg: DictConfig, step: int) -> None:
         getattr(model.base_model, str(hook))(step)
 
 
+def saved_key(param_name: str) -> str:
+    """A LoRA factor's key in peft's saved file: its parameter name without the adapter's name."""
+    return param_name.replace(".default.", ".")
+
+
+def load(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
+    """load_peft; for a type whose config has no modules_to_save field (trainable tokens), the task head
+    is named on the loaded config object again, as build_config named it (peft's saved config drops it)."""
+    from peft import PeftConfig, PeftModel
+
+    head = head_modules(task) if task is not None else None
+    if not head or "modules_to_save" in config_class(method_cfg.get("peft_type")).__dataclass_fields__:
+        return load_peft(model, folder, method_cfg, task)
+    config = PeftConfig.from_pretrained(str(folder))
+    config.modules_to_save = head
+    if isinstance(model, PeftModel):  # as load_peft: beside the others, made the active one
+        name = f"task{len(model.peft_config)}"
+        model.add_adapter(name, config)
+        model.load_adapter(str(folder), adapter_name=name)
+        model.set_adapter(name)
+        return model
+    return PeftModel.from_pretrained(model, str(folder), config=config)
+
+
+def save(model: nn.Module, folder: Path) -> None:
+    """peft's adapter folder; after an init that moved the base (W0 = W - s B0 A0), the task is
+    W0 + s B A = W + s (B A - B0 A0): written as the LoRA of rank 2r with A' = [A; A0] and
+    B' = [B, -B0] at the same scale (peft's own conversion, done here because peft's breaks on a
+    model with a trained head)."""
+    import json
+    import math
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    save_peft(model, folder)
+    initial = getattr(model, "bench_initial_factors", None)
+    if initial is None:
+        return
+    weights_file, config_file = Path(folder) / "adapter_model.safetensors", Path(folder) / "adapter_config.json"
+    tensors = load_file(str(weights_file))
+    for key, start in initial.items():
+        if key in tensors:
+            now = tensors[key]
+            tensors[key] = torch.cat([now, start.to(now.dtype)], dim=0) if ".lora_A." in key else torch.cat([now, -start.to(now.dtype)], dim=1)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights_file), metadata={"format": "pt"})
+    config = json.loads(config_file.read_text())
+    factor = math.sqrt(2) if config.get("use_rslora") else 2  # the same scale at rank 2r
+    config.update(r=2 * int(config["r"]), lora_alpha=float(config["lora_alpha"]) * factor, init_lora_weights=True)
+    config["alpha_pattern"] = {k: v * factor for k, v in (config.get("alpha_pattern") or {}).items()}
+    config["rank_pattern"] = {k: 2 * v for k, v in (config.get("rank_pattern") or {}).items()}
+    config_file.write_text(json.dumps(config, indent=2))
+
+
 # --------------------------------------------------------------------------- registration
 def knobs_of(spec: DictConfig) -> str:
     set_here = ", ".join(f"`{k}`" for k in (spec.get("config") or {}))
@@ -271,7 +368,7 @@ def register_yaml(path: Path) -> None:
     spec = OmegaConf.load(path)
     about = spec.get("about") or {}
     examples = tuple(tuple(str(o) for o in example) for example in (about.get("examples") or [[]]))
-    register(str(spec.name), save=save_peft, load=load_peft, formula=count, check=check,
+    register(str(spec.name), save=save, load=load, formula=count, check=check,
              can_merge=bool(spec.get("can_merge", False)), summary=str(about.get("summary", "")), knobs=knobs_of(spec),
              examples=examples, refuses=tuple(str(r) for r in about.get("refuses") or ()),
              golden={m: tuple(v) for m, v in (about.get("golden") or {}).items()},
