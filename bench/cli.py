@@ -54,6 +54,7 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("gpu", "the GPU benchmark preset and its table (smoke=true checks it on the CPU)", "bench.harness.gpu:verb", "gpu"),
     Verb("benchmark", "the trade-off benchmark preset and its tables (memory measured vs predicted, inference)", "bench.harness.benchmark:verb", "benchmark"),
     Verb("badinput", "how fast every bad input is refused (each must exit 2 naming its field)", "bench.harness.badinput:verb", "badinput"),
+    Verb("step-times", "every method's training step time side by side, as a ratio to LoRA, beside PEFT's published ratios", "bench.harness.step_times:verb", "step-times"),
     Verb("peft-runs", "hold the memory estimator against PEFT's published GPU runs", "bench.harness.peft_runs:verb", "peft-runs"),
 )}
 

@@ -208,4 +208,9 @@ def test_the_hub_ladder_is_estimated_here_from_its_models_published_shapes():
     for method in ("full", "lora", "prompt_tuning"):
         assert totals["small", method] < totals["base", method] < totals["large", method] < totals["xl", method]
     for size in ("small", "base", "large", "xl"):
-        assert totals[size, "lora"] < totals[size, "full"] and totals[size, "prompt_tuning"] < totals[size, "full"]
+        assert totals[size, "prompt_tuning"] < totals[size, "full"]
+    # LoRA's own activations (its dropout's output and mask, A's output, per targeted layer: measured on
+    # the meta device) outweigh full fine-tuning's gradients and AdamW state on the 77M model at the
+    # ladder's lengths (923 against 866 MiB); from base (248M) up, LoRA is the cheaper
+    for size in ("base", "large", "xl"):
+        assert totals[size, "lora"] < totals[size, "full"]

@@ -39,16 +39,48 @@ def test_fused_attention_keeps_no_scores():
 
 def test_fp32_adapters_on_a_bf16_model_keep_their_own_input_copy():
     """peft casts a LoRA layer's input to the adapter's fp32 (autocast_adapter_dtype): lora_A keeps
-    that copy, in_features x 4 bytes a token per wrapped layer. In an fp32 model the cast is a no-op."""
+    that copy, in_features x 4 bytes a token per wrapped layer, and lora_B keeps A's output (r x 4).
+    In an fp32 model the cast is a no-op: A's input is the layer's own, only A's output is new.
+    Dropout keeps its output and, as on the CPU, a mask in the input's dtype."""
     targets = "method.target_modules=[q_proj,v_proj]"
-    bf16, head = _meta("method=lora", targets, "model.dtype=bfloat16")
-    fp32, _ = _meta("method=lora", targets)
+    bf16, head = _meta("method=lora", targets, "model.dtype=bfloat16", "method.dropout=0.0")
+    fp32, _ = _meta("method=lora", targets, "method.dropout=0.0")
+    dropout, _ = _meta("method=lora", targets, "model.dtype=bfloat16")
     full, _ = _meta("method=full", "model.dtype=bfloat16")
-    got = predict(bf16, head, B, S, attention="sdpa")["activations_bytes"]
+    got = predict(bf16, head, B, S, attention="sdpa")
     same_blocks = predict(full, head, B, S, attention="sdpa")["activations_bytes"]  # also crosses both blocks
-    assert got - same_blocks == T * 2 * 2 * 32 * 4  # 2 blocks x (q, v) x 32 inputs x fp32
-    fp32_full, _ = _meta("method=full")
-    assert predict(fp32, head, B, S)["activations_bytes"] == predict(fp32_full, head, B, S)["activations_bytes"]
+    assert got["activations_bytes"] - same_blocks == got["adapter_activations_bytes"] == T * 2 * 2 * (32 + 8) * 4  # 2 blocks x (q, v) x (32 in + r 8), fp32
+    assert predict(dropout, head, B, S)["adapter_activations_bytes"] == T * 2 * 2 * (32 + 32 + 8) * 4
+    assert predict(fp32, head, B, S)["adapter_activations_bytes"] == T * 2 * 2 * 8 * 4
+
+
+def test_what_an_adapter_keeps_is_measured_and_a_detached_graph_is_not():
+    """DoRA (rank 32, q and v on tiny-llama, bf16): per token the fp32 input copy, A's output, the
+    bf16 base output and the fp32 LoRA output it rescales; per layer its fp32 weight norm and two
+    scales of the output width. The weight norm's own graph (B A on an identity, W + B A) is
+    detached inside the forward, so what it saved is freed and not counted."""
+    dora, head = _meta("method=dora", "model.dtype=bfloat16", "method.config.lora_dropout=0.0")
+    q, v = 32 * 4 + 32 * 4 + 32 * 2 + 32 * 4, 32 * 4 + 32 * 4 + 16 * 2 + 16 * 4  # in 32; out 32 and 16
+    assert predict(dora, head, B, S, attention="sdpa")["adapter_activations_bytes"] == 2 * (T * (q + v) + 3 * 4 * (32 + 16))
+
+    import torch
+
+    from bench.measure.estimate import _kept_bytes
+
+    w = torch.nn.Parameter(torch.empty(6, 5, device="meta"))
+    x = torch.empty(3, 5, device="meta", requires_grad=True)
+    norm = lambda x: x * (w * 2).norm().detach() + (x @ w.t()).sum()  # noqa: E731 (w * 2 is freed; x @ w.t() keeps x, the input)
+    assert _kept_bytes(norm, x, [w]) == 4  # the detached norm, a 4-byte scalar the product keeps
+
+
+def test_a_methods_buffers_count_as_weights():
+    """VeRA's frozen random projections are buffers shared by every layer: A (r x in) and B (out x r), fp32, once."""
+    vera, head = _meta("method=vera")
+    full, _ = _meta("method=full")
+    got, base = predict(vera, head, B, S), predict(full, head, B, S)
+    assert got["buffers_bytes"] - base["buffers_bytes"] == (256 * 32 + 32 * 256) * 4
+    vectors = 2 * ((256 + 32) + (256 + 16)) * 4  # 2 blocks: d (r) and b (out) for q (out 32) and v (out 16)
+    assert got["weights_bytes"] - got["buffers_bytes"] == base["weights_bytes"] - base["buffers_bytes"] + vectors
 
 
 def test_gradient_checkpointing_keeps_block_inputs_and_one_block():

@@ -31,7 +31,8 @@ def test_estimator_equals_a_hand_computation(cfg_factory, tmp_path):
     assert got["optimizer_state_bytes"] == 2 * 4 * lora + 4 * 8  # two moments + a step per tensor (8 tensors)
     tokens = 4 * 10
     per_block = tokens * (8 * 32 + 2 * 16 + 3 * 64) + 2 * 4 * 4 * 10 * 10
-    assert got["activations_bytes"] == 4 * (2 * per_block + tokens * 32 + 3 * tokens * 30522)
+    adapters = 2 * 2 * tokens * (32 + 32 + 8)  # per wrapped layer: dropout's output and its fp32 mask (CPU), A's output (r)
+    assert got["activations_bytes"] == 4 * (2 * per_block + tokens * 32 + 3 * tokens * 30522 + adapters)
     assert got["inputs"]["blocks_with_activations"] == 2
 
 

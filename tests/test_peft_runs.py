@@ -31,16 +31,49 @@ def test_a_few_result_files_map_to_our_methods_and_counts():
     ia3 = peft_runs.map_run("ia3", _record("ia3--llama-3.2-3B-default"))
     assert ia3.settings == {"target_modules": ["down_proj", "k_proj", "v_proj"], "feedforward_modules": ["down_proj"]}
     assert peft_runs.map_run("full", _record("full-finetuning--llama-3.2-3B-lr_0.00001")).method == "full"
-    with pytest.raises(ValueError, match="lora-fa"):
-        peft_runs.map_run("lorafa", _record("lora--llama-3.2-3B-rank32-lorafa"))
-    with pytest.raises(ValueError, match="VERA: no method of ours"):
-        peft_runs.map_run("vera", _record("vera--llama-3.2-3B-default"))
+    with pytest.raises(ValueError, match="ADAPTION_PROMPT: no method of ours"):
+        peft_runs.map_run("adaptionprompt", _record("adaptionprompt--llama-3.2-3B-lr_0.0005"))
     row = peft_runs.compare(lora)
     assert row["trainable_ours"] == row["trainable_peft"] == 9_175_040  # 28 x (32 x (3072 + 3072) + 32 x (3072 + 1024))
     assert row["measured_reserved_peak_bytes"] == 22_292_725_760
     assert 0.9 <= row["ratio"] <= 1.1, row["ratio"]  # the README's claim for LoRA at 768 tokens
     prompt = peft_runs.compare(peft_runs.map_run("prompt", _record("prompt_tuning--llama-3.2-3B-default")))
     assert prompt["trainable_ours"] == prompt["trainable_peft"] == 200 * 3072
+
+
+@needs_shared
+def test_every_peft_type_a_method_yaml_declares_maps_to_it_with_the_runs_config():
+    """The generic mapping: a YAML that declares the run's peft_type, method.config = the run's peft
+    config (fields its config class accepts, less the run's own); LoRA's variants by optimizer and
+    settings; at least 50 of PEFT's 63 runs map (5 more fail on the meta device, said in the table)."""
+    mapped, skipped = {}, {}
+    for name, record in peft_runs.load_results(SHARED):
+        try:
+            mapped[name] = peft_runs.map_run(name, record)
+        except ValueError as exc:
+            skipped[name] = str(exc)
+    assert len(mapped) >= 55, sorted(skipped)
+    methods = {name: m.method for name, m in mapped.items()}
+    assert methods["lora--llama-3.2-3B-rank32"] == methods["lora--llama-3.2-3B-rank64-rslora"] == "lora"  # plain LoRA: the hand-written method
+    assert methods["lora--llama-3.2-3B-rank32-dora"] == "dora" and methods["lora--llama-3.2-3B-rank32-lorafa"] == "lorafa"
+    assert methods["ln_tuning--llama-3.2-3B-default"] == "ln_tuning" and methods["miss--llama-3.2-3B-bat"] == "miss"
+    vera = mapped["vera--llama-3.2-3B-default"].settings["config"]
+    assert vera["r"] == 256 and vera["target_modules"] == ["v_proj", "q_proj"] and "task_type" not in vera and "peft_version" not in vera
+    adalora = mapped["adalora--llama-3.2-3B-rank32"]
+    assert "rank_pattern" not in adalora.settings["config"] and "written back" in adalora.note  # AdaLoRA's end-of-training budget
+    assert "mica" in skipped["lora--llama-3.2-3B-rank32-mica"] and "P_TUNING" in skipped["ptuning--llama-3.2-3B-default"]
+    with pytest.raises(ValueError, match="optimizer 'SGD'"):
+        peft_runs.map_method({"peft_type": "VERA"}, {"optimizer_type": "SGD"})
+
+
+def test_a_run_whose_method_peft_cannot_apply_on_the_meta_device_is_listed_with_why(monkeypatch):
+    def fails(mapped):
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
+
+    monkeypatch.setattr(peft_runs, "_prepared", fails)
+    mapped = peft_runs.Mapped("svd", "OSF", "osf", {}, train={"batch_size": 4, "max_seq_length": 8}, info={})
+    with pytest.raises(ValueError, match="osf: not estimated: peft's init computes on the weights.*Cannot copy out of meta"):
+        peft_runs.compare(mapped)
 
 
 def test_a_folder_without_peft_results_is_a_clear_error(tmp_path, capsys):
@@ -69,7 +102,7 @@ def test_the_command_prints_a_row_per_mapped_run_and_lists_the_rest(tmp_path, ca
     results.mkdir()
     lora = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "bias": "none"}
     runs = {"lora-r8": _made_up(lora, 28 * 8 * (6144 + 4096)), "lora-r8-wrong-count": _made_up(lora, 1),
-            "vera": _made_up({"peft_type": "VERA"}, 1)}
+            "adaption": _made_up({"peft_type": "ADAPTION_PROMPT"}, 1)}
     runs["gc"] = copy.deepcopy(runs["lora-r8"])
     runs["gc"]["run_info"]["train_config"]["use_gc"] = True
     for name, record in runs.items():
@@ -79,7 +112,7 @@ def test_the_command_prints_a_row_per_mapped_run_and_lists_the_rest(tmp_path, ca
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("| ") and line.count("|") > 10]
     assert len(rows) == 1 + 3  # header + the three LoRA runs
-    assert "- vera: VERA: no method of ours computes it" in printed
+    assert "- adaption: ADAPTION_PROMPT: no method of ours computes it" in printed
     table = {r["run"]: r for r in csv.DictReader((out / "table.csv").open())}
     assert sorted(table) == ["gc", "lora-r8", "lora-r8-wrong-count"]
     assert [table[n]["trainable_match"] for n in ("gc", "lora-r8", "lora-r8-wrong-count")] == ["yes", "yes", "NO"]
@@ -118,3 +151,26 @@ def test_the_report_shows_peft_runs_beside_ours_marked_external(tmp_path):
     assert "(PEFT, external)" in (tmp_path / "out" / "tables" / "meta-llama-Llama-3-2-3B-PEFT-external__metamathqa-gsm8k.md").read_text()
     assert file_stem("minilm-l6", "sst2") == "minilm-l6__sst2"  # our names stay as they were
     assert invoke(["report", f"results_dir={ours}", "external=/nonexistent"]) == 2
+
+
+# Runs whose counts differ for a reason outside the mapping (said in the table's note and the report):
+KNOWN_COUNT_GAPS = {
+    "osf--llama-3.2-3B-rank128": "conf/method/osf.yaml's formula leaves out rank_pattern, which PEFT's run sets",
+}
+# Families whose median is outside 5% for a reason the table's notes give
+KNOWN_OUTLIERS = {"osf": "peft 0.21 keeps other OSF buffers",
+                  "boft": "about its fp32 permutation buffers above", "lorafa": "measured as LoRA; no input copy is kept"}
+
+
+@pytest.mark.system
+@needs_shared
+def test_the_whole_table_maps_50_runs_with_peft_s_counts_and_medians_within_5_percent():
+    """All 63 runs through the estimator (minutes): at least 50 rows, each one's counts (the meta
+    model's and the method's formula) equal to PEFT's, every family's median within 5%, but for
+    the gaps listed above."""
+    rows, skipped = peft_runs.run_all(SHARED)
+    assert len(rows) >= 50 and len(rows) + len(skipped) == len(peft_runs.load_results(SHARED))
+    wrong = {r["run"]: (r["trainable_ours"], r["trainable_formula"], r["trainable_peft"]) for r in rows if not r["trainable_match"]}
+    assert set(wrong) <= set(KNOWN_COUNT_GAPS), wrong
+    off = {s["method"]: round(s["median"], 3) for s in peft_runs.summary(rows) if abs(s["median"] - 1) > 0.05}
+    assert set(off) <= set(KNOWN_OUTLIERS), off

@@ -29,6 +29,7 @@ SOURCES = ("hub", "local", "asset", "config")
 FAMILIES = ("encoder", "decoder", "encoder-decoder")
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZE = ("nf4", "fp4", "int8")  # model.quantize: the frozen base's linear layers in 4-bit (NF4, FP4) or 8-bit (LLM.int8) through bitsandbytes
 
 
 def _not_training() -> tuple[str, ...]:
@@ -54,7 +55,7 @@ def known_keys() -> dict[str, frozenset[str]]:
     return {"": frozenset(SCHEMA[""]) | frozenset(GROUPS) | frozenset(SECTIONS), **{s: frozenset(SCHEMA[s]) for s in SECTIONS}}
 
 
-MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size"})
+MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size", "quantize", "double_quant"})
 # Task keys: every kind's, then each kind's own. The split keys (eval_fraction ...) take disjoint
 # parts of one file for train and eval.
 TASK_KEYS = frozenset({"name", "kind", "format", "path", "subset", "train_split", "eval_split", "columns", "metrics",
@@ -227,7 +228,29 @@ def check_model(mcfg: DictConfig) -> None:
         raise ConfigError("model.family", mcfg.get("family"), f"auto or one of {', '.join(FAMILIES)}")
     choice(mcfg, "pooling", "model.pooling", POOLINGS, default="mean")
     choice(mcfg, "dtype", "model.dtype", DTYPES, default="float32")
+    check_quantize(mcfg)
     check_tokenizer(mcfg)
+
+
+def check_quantize(mcfg: DictConfig) -> None:
+    """model.quantize (null, or a bitsandbytes format for the frozen base) and model.double_quant;
+    bitsandbytes must be importable (found without importing it: it imports torch). Whether the
+    method leaves the quantized weights frozen is bench.config.plan's check (it needs the model)."""
+    quantize = mcfg.get("quantize")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError("model.quantize", quantize, f"null (the base at model.dtype) or one of {', '.join(QUANTIZE)} "
+                          "(the frozen base's linear layers in 4-bit NF4/FP4 or 8-bit LLM.int8, through bitsandbytes)")
+    double = mcfg.get("double_quant", False)
+    if not isinstance(double, bool):
+        raise ConfigError("model.double_quant", double, "true or false (4-bit only: quantize the per-block scales too)")
+    if double and quantize not in ("nf4", "fp4"):
+        raise ConfigError("model.double_quant", double, f"false with model.quantize={'null' if quantize is None else quantize} (double quantization is for the 4-bit formats nf4, fp4)")
+    if quantize is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("model.quantize", quantize, "null here: bitsandbytes is not installed "
+                              "(pip install 'bitsandbytes>=0.50.2,<0.51', a dependency of peft-bench)")
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -313,7 +336,11 @@ def check_like_defaults(values: dict, defaults: dict, where: str) -> None:
                 raise ConfigError(f"{where}.{key}", value, f"a section of keys such as {{{', '.join(list(default)[:3])}}}")
             check_like_defaults(value, default, f"{where}.{key}")
             continue
-        if isinstance(default, bool):
+        if isinstance(default, str) and default.startswith("${"):
+            continue  # an interpolation (AdaLoRA's total_step: ${train.max_steps}): its target is checked where it lives
+        if isinstance(default, bool) and where == "method.config":  # peft's union fields (init_weights: true | bat | mini)
+            ok, what = isinstance(value, (bool, str)), "true, false or one of the names peft's config accepts"
+        elif isinstance(default, bool):
             ok, what = isinstance(value, bool), "true or false"
         elif isinstance(default, (int, float)):
             ok, what = _is_number(value), f"a number (the default is {default})"

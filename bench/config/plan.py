@@ -134,6 +134,36 @@ def check_vocab(cfg: DictConfig, config: PretrainedConfig) -> None:
         raise ConfigError("task.vocab_size", wanted, f"at most {vocab}: {cfg.model.name}'s vocabulary")
 
 
+def check_quantized_frozen(cfg: DictConfig, method: Method, meta: torch.nn.Module, head: str) -> None:
+    """A quantized base (model.quantize) is frozen: bitsandbytes' 4- and 8-bit weights take no
+    gradient and no optimizer step. The method is applied to the meta model (bitsandbytes layers,
+    nothing quantized; milliseconds) and refused when it would train one of them (full,
+    last_layers, selective over linear layers ...); what it trains beside them (adapters, soft
+    prompts, biases, norms, the task head) is allowed. Any method, with no list of names."""
+    quantize = cfg.model.get("quantize")
+    if not quantize or not method.trains:
+        return
+    from types import SimpleNamespace
+
+    quantized = {id(p): n for n, p in meta.named_parameters() if type(p).__name__ in ("Params4bit", "Int8Params")}
+    labels = [str(x) for x in (cfg.task.get("labels") or [0, 1])]
+    method_cfg = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
+    if "init" in method_cfg:
+        method_cfg.init = "random"  # a soft prompt's starting values need the tokenizer, and do not matter here
+    task = SimpleNamespace(head=head, label_names=labels, tokenizer=None, num_labels=len(labels))
+    try:
+        applied = method.apply(meta, method_cfg, task)
+    except ConfigError:
+        raise
+    except Exception:  # an init that computes on weights cannot run on the meta device: left to the real apply, where torch refuses a gradient on an integer (quantized) weight
+        return
+    trained = sorted(quantized[id(p)] for p in applied.parameters() if p.requires_grad and id(p) in quantized)
+    if trained:
+        raise ConfigError("model.quantize", quantize, f"null for method {method.name}: it trains {len(trained)} weights that "
+                          f"{quantize} stores frozen in {4 if quantize != 'int8' else 8} bits (such as {trained[0]}); a quantized "
+                          "base takes adapters, soft prompts, biases, norms or a task head (lora, ia3, adapter, prompt_tuning, ...)")
+
+
 def validate(cfg: DictConfig, checked: bool = False) -> Plan:
     """Check everything checkable without weights; returns what was decided on the way.
     `checked`: the plain checks (bench.config.checks) already passed for this very config."""
@@ -152,6 +182,7 @@ def validate(cfg: DictConfig, checked: bool = False) -> Plan:
     head = kind.head_for(family)
     meta = models.meta_model(cfg.model, head, num_labels=len(cfg.task.get("labels") or [0, 1]))
     method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))  # against the model's names and shapes
+    check_quantized_frozen(cfg, method, meta, head)
     device = pick_device(cfg.device)
     return Plan(method=method, kind=kind, family=family, head=head, device=device, speed=resolve_speed(cfg, device))
 

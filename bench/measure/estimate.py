@@ -1,6 +1,8 @@
 """Predict training memory from the config alone (no weights, no training), part by part:
 
-  weights      = sum over parameters of numel x bytes per element (frozen and trainable)
+  weights      = sum over parameters of numel x bytes per element (frozen and trainable), plus
+                 the model's buffers (a method's frozen tensors: VeRA's shared projections,
+                 BOFT's permutations, OSF's kept singular vectors)
   gradients    = trainable parameters x bytes per element (one gradient per trainable weight)
   optimizer    = AdamW: two moments per trainable weight (same dtype) + one fp32 step per tensor
   activations  = what autograd keeps for the backward pass, per block that gradients must cross:
@@ -11,9 +13,10 @@
                  output T x h, plus a language-model head's 3 x T x vocab fp32 copies (the loss
                  upcasts the logits: log-softmax, its gradient, and the softmax backward's output;
                  keeps_logits adds the logits themselves when the loop holds the model's output
-                 through the backward pass), plus each adapter's own copy of its input when its
-                 weights are in another dtype than the frozen layer (peft casts the input: fp32
-                 LoRA/IA3 on a bf16 model). Blocks below the lowest trainable block keep
+                 through the backward pass), plus what each peft adapter layer keeps beyond its
+                 frozen layer (measured, not modelled: see _adapter_saved_bytes; e.g. the fp32
+                 copy of a LoRA layer's input on a bf16 model, DoRA's and IA3's scaled outputs,
+                 the dense rotation BOFT builds per layer). Blocks below the lowest trainable block keep
                  nothing (autograd stops there), unless something at the input trains (a soft
                  prompt, the embeddings), which makes the gradient cross every block. With
                  gradient checkpointing a block keeps only its input (T x h) and one block at a
@@ -36,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.run.generate import soft_prompt
-from bench.measure.figures import tensor_bytes
+from bench.measure.figures import logical_numel, tensor_bytes
 from bench.models.heads import get_head
 
 
@@ -70,25 +73,160 @@ def _blocks_needing_activations(model: nn.Module) -> int:
     return total
 
 
-def _adapter_copies_per_token(model: nn.Module) -> int:
-    """Bytes per token that adapters keep beside the block's own activations: peft casts a layer's
-    input to the adapter's dtype (fp32 adapters on a bf16 model: autocast_adapter_dtype) and the
-    adapter's first op saves that copy for its weight gradient. LoRA: in_features per wrapped layer
-    (its lora_A input); IA3 on a feed-forward layer: in_features (the scaled input). A same-dtype
-    cast is a no-op and the input is one the block keeps anyway, so it adds nothing."""
+def _input_copy_bytes(module: nn.Module) -> int:
+    """The fallback for a layer whose forward cannot run on the meta device: bytes per token of
+    peft's cast of the input to the adapter's dtype (fp32 adapters on a bf16 model) that the
+    adapter's first op saves: LoRA's lora_A input; IA3's scaled input on a feed-forward layer."""
+    base = getattr(module, "base_layer", None)
+    weight = getattr(base, "weight", None)
+    adapters = [w for name in ("lora_A", "ia3_l") for w in (getattr(module, name, None) or {}).values()]
+    if weight is None or not adapters:
+        return 0
+    adapter = adapters[0].weight if hasattr(adapters[0], "weight") else adapters[0]
+    lora = hasattr(module, "lora_A")
+    if adapter.dtype != weight.dtype and (lora or getattr(module, "is_feedforward", False)):
+        return int(getattr(base, "in_features", 0)) * adapter.element_size()
+    return 0
+
+
+class _Held:
+    """A saved tensor as autograd's pack hook hands it over: alive exactly as long as the graph
+    node that saved it (a weak reference tells whether it outlived the forward)."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+
+def _kept_bytes(forward: Any, x: Any, owned: list) -> int:
+    """Bytes of the tensors autograd still holds for the backward pass once forward(x) returns and
+    its output is alive: each storage once, the input and the module's own parameters and buffers
+    left out. Tensors saved by a part of the graph that died (a weight norm computed and detached,
+    as DoRA's) are not counted."""
+    import weakref
+
+    import torch
+
+    skip = {t.untyped_storage()._cdata for t in [x, *owned]}
+    held: list[weakref.ref] = []
+
+    def pack(t: Any) -> _Held:
+        item = _Held(t.detach())  # an alias without its grad_fn: a saved output would otherwise hold its own node in a cycle
+        held.append(weakref.ref(item))
+        return item
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda item: item.tensor):
+        out = forward(x)
+    storages = {}
+    for ref in held:
+        item = ref()
+        if item is not None:
+            storage = item.tensor.untyped_storage()
+            if storage._cdata not in skip:
+                storages[storage._cdata] = storage.nbytes()
+    del out
+    return sum(storages.values())
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """The module on the meta device (shapes, dtypes, requires_grad; no data copied)."""
+    import copy
+    from itertools import chain
+
+    tensors = list(chain(module.parameters(), module.buffers()))
+    if all(t.device.type == "meta" for t in tensors):
+        return module
+    memo: dict[int, Any] = {id(p): nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad) for p in module.parameters()}
+    memo.update({id(b): b.detach().to("meta") for b in module.buffers()})
+    return copy.deepcopy(module, memo)
+
+
+def _adapter_saved_bytes(model: nn.Module, batch_size: int, seq_len: int, dtype: Any) -> int:
+    """What peft's adapter layers keep for the backward pass beyond their frozen layers, measured
+    on the meta device rather than written per method: each wrapped layer (a peft BaseTunerLayer)
+    runs its forward in training mode on a meta input (batch x seq x its input width, the model's
+    dtype; token ids for an embedding) under autograd's saved-tensor hooks, and the bytes its graph
+    still holds (see _kept_bytes) less what its frozen base layer alone holds are added. That
+    covers any method peft ships: LoRA's fp32 input copy on a bf16 model, DoRA's and IA3's scaled
+    outputs, the dense rotation BOFT and OFT-style methods multiply, FourierFT's dense delta, the
+    rows trainable tokens write over a tied output layer. Data-dependent steps run as the meta
+    device allows: torch.nonzero assumes every element is nonzero (WaveFT's index mask; only index
+    sizes change), and a layer that checks its values in training mode (VBLoRA's logits) is measured
+    in eval mode (its dropout masks left out). A layer whose forward still fails (a quantized base)
+    counts only LoRA's or IA3's input copy (_input_copy_bytes). Dropout keeps its mask at the input's
+    dtype, as on the CPU (CUDA's fused kernel keeps one byte an element)."""
+    import torch
+    import torch.fx.experimental._config as fx_config
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     total = 0
     for module in model.modules():
-        base = getattr(module, "base_layer", None)
-        weight = getattr(base, "weight", None)
-        if weight is None:
+        if not isinstance(module, BaseTunerLayer) or getattr(module, "base_layer", None) is None:
             continue
-        adapters = [w for name in ("lora_A", "ia3_l") for w in (getattr(module, name, None) or {}).values()]
-        if not adapters:
-            continue
-        adapter = adapters[0].weight if hasattr(adapters[0], "weight") else adapters[0]
-        lora = hasattr(module, "lora_A")
-        if adapter.dtype != weight.dtype and (lora or getattr(module, "is_feedforward", False)):
-            total += int(getattr(base, "in_features", 0)) * adapter.element_size()
+        try:
+            layer = _meta_copy(module)
+            frozen = layer.get_base_layer()
+            if isinstance(frozen, nn.Embedding):
+                x = torch.zeros(batch_size, seq_len, dtype=torch.long, device="meta")
+            else:
+                width = getattr(frozen, "in_features", None) or frozen.weight.shape[-1]
+                x = torch.empty(batch_size, seq_len, int(width), dtype=dtype, device="meta", requires_grad=True)
+            owned = list(layer.parameters()) + list(layer.buffers())
+            training = layer.training
+            try:
+                with fx_config.patch(meta_nonzero_assume_all_nonzero=True):
+                    for mode in (True, False):  # training mode; eval where a training-mode check reads values
+                        layer.train(mode)
+                        try:
+                            kept = _kept_bytes(layer, x, owned) - _kept_bytes(frozen, x, owned)
+                            break
+                        except RuntimeError:
+                            if not mode:
+                                raise
+            finally:
+                layer.train(training)
+            total += max(kept, 0)
+        except Exception:  # noqa: BLE001 (a forward the meta device cannot run: the dtype-cast copy only)
+            total += batch_size * seq_len * _input_copy_bytes(module)
+    return total
+
+
+def _buffer_bytes(model: nn.Module, params: list) -> int:
+    """The buffers of peft's adapter layers (each once, none that is a parameter's storage): a
+    method's frozen tensors live there (VeRA's shared random projections, BOFT's permutation
+    matrices, OSF's frozen singular vectors). The base model's own (rotary frequencies, position
+    ids) are left out, as before."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    seen = {p.untyped_storage()._cdata for p in params}
+    buffers = {id(b): b for m in model.modules() if isinstance(m, BaseTunerLayer) for b in m.buffers()}.values()
+    return tensor_bytes([b for b in buffers if b.untyped_storage()._cdata not in seen])
+
+
+def weights_bytes(params: list) -> int:
+    """The weights term: each parameter x its bytes per element, except a quantized base's weights
+    (model.quantize), counted from each layer's shape and settings, so that the meta model (built
+    with the same bitsandbytes layers, nothing quantized) predicts what loading will hold:
+      4-bit (nf4, fp4): half a byte a weight + per block of `blocksize` (64) weights one fp32
+        absmax, + the 16-value fp32 code; double quantization: the absmax in one byte each + per 256
+        blocks one fp32 absmax of theirs + their 256-value fp32 code + one fp32 offset;
+      int8 (LLM.int8): a byte a weight + one fp32 scale per output row.
+    Embeddings, norms, biases, the output layer and the adapters count at their own dtype."""
+    total = 0
+    for p in params:
+        kind = type(p).__name__
+        if kind == "Params4bit":
+            n = logical_numel(p)
+            blocks = -(-n // int(p.blocksize))
+            if p.compress_statistics:
+                total += (n + 1) // 2 + blocks + 4 * -(-blocks // 256) + 4 * 256 + 4 + 4 * 16
+            else:
+                total += (n + 1) // 2 + 4 * blocks + 4 * 16
+        elif kind == "Int8Params":
+            total += p.numel() + 4 * p.shape[0]
+        else:
+            total += p.numel() * p.element_size()
     return total
 
 
@@ -121,7 +259,7 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, atten
     blocks = _blocks_needing_activations(model) if trainable else 0
     scores = 2 * batch_size * heads * s * s_k if attention == "eager" else 0
     per_block = (tokens * (8 * h + 2 * kv + 3 * inter) + scores) * element
-    adapters = tokens * _adapter_copies_per_token(model) if blocks else 0
+    adapters = _adapter_saved_bytes(model, batch_size, s, next((p.dtype for p in params if p.is_floating_point()), None)) if blocks else 0
     if gradient_checkpointing and blocks:
         kept = blocks * tokens * h * element + per_block + adapters // max(blocks, 1)
     else:
@@ -129,7 +267,9 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, atten
     # the loss upcasts the logits to fp32 whatever the model's dtype (transformers' causal-LM loss)
     lm_head = tokens * vocab * (3 * 4 + (element if keeps_logits else 0)) if get_head(head).is_lm else 0
     activations = kept + (tokens * h * element if blocks else 0) + (lm_head if trainable else 0)
-    weights = tensor_bytes(params)
+    weights = weights_bytes(params)
+    buffers = _buffer_bytes(model, params)  # a method's frozen tensors (VeRA's projections, BOFT's permutations)
+    weights += buffers
     grads = tensor_bytes(trainable)
     optimizer = 2 * grads + 4 * len(trainable)
     return {
@@ -138,6 +278,8 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, atten
         "gradients_bytes": grads,
         "optimizer_state_bytes": optimizer if trainable else 0,
         "activations_bytes": activations,
+        "buffers_bytes": buffers,  # within weights_bytes
+        "adapter_activations_bytes": adapters,  # within activations_bytes (all blocks' adapters, as if none were checkpointed)
         "total_bytes": weights + grads + (optimizer if trainable else 0) + activations,
         "inputs": {"batch_size": batch_size, "seq_len": seq_len, "virtual_tokens": virtual, "blocks_with_activations": blocks,
                    "bytes_per_element": element, "hidden": h, "intermediate": inter, "heads": heads, "kv_dim": kv, "vocab": vocab,

@@ -3,6 +3,7 @@ allocator peak, or CPU peak RSS above the pre-load baseline), and the memory bre
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,41 @@ import torch
 from torch import nn
 
 
+def logical_numel(p: torch.Tensor) -> int:
+    """A parameter's weights as the model sees them: a bitsandbytes 4-bit weight's data is its packed
+    bytes (two weights a byte); its quant_state keeps the shape it stands for."""
+    shape = getattr(getattr(p, "quant_state", None), "shape", None)
+    return int(math.prod(shape)) if shape is not None else p.numel()
+
+
+def quant_constants(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors a quantized base (bitsandbytes) keeps beside its weights' data, which are not
+    parameters: 4-bit: each layer's per-block absmax and 16-value code (double quantization: the
+    absmax in 8 bits, its own absmax, code and offset); int8: one fp32 scale per row (SCB, which
+    the layer moves from its weight to its state at its first forward). [] for any other model."""
+    found: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if state is not None:
+            tensors = [state.absmax, state.code, getattr(state, "offset", None)]
+            if getattr(state, "state2", None) is not None:
+                tensors += [state.state2.absmax, state.state2.code]
+        elif type(weight).__name__ == "Int8Params":
+            tensors = [getattr(weight, "SCB", None), getattr(getattr(module, "state", None), "SCB", None)]
+        else:
+            continue
+        found.update((id(t), t) for t in tensors if isinstance(t, torch.Tensor))
+    return list(found.values())
+
+
 def param_counts(model: nn.Module) -> dict[str, float]:
-    """Unique parameters (tied weights counted once), after the method is applied."""
+    """Unique parameters (tied weights counted once), after the method is applied; a quantized
+    weight counts the weights it stands for (`logical_numel`)."""
     seen: dict[int, nn.Parameter] = {}
     for p in model.parameters():
         seen[id(p)] = p
-    total = sum(p.numel() for p in seen.values())
+    total = sum(logical_numel(p) for p in seen.values())
     trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
     return {"total": total, "trainable": trainable, "percent": 100.0 * trainable / max(total, 1)}
 
@@ -77,7 +107,7 @@ def breakdown(model: nn.Module, optimizer: torch.optim.Optimizer | None, peak: i
     """Weights, trainable weights, gradients, optimizer state (from its tensors) and the rest of
     the peak (activations, temporaries and allocator/runtime overhead)."""
     params = {id(p): p for p in model.parameters()}.values()
-    weights = tensor_bytes(params)
+    weights = tensor_bytes(params) + tensor_bytes(quant_constants(model))  # a quantized base: its data + its constants
     trainable = tensor_bytes(p for p in params if p.requires_grad)
     # One gradient per trainable weight, alive from the backward pass through the optimizer step (so
     # at the peak); the loop frees them between steps (zero_grad(set_to_none=True), the faster way),

@@ -12,8 +12,7 @@ registered here, at import, as a method like every other (no Python per method).
 
 The count is `sum(per_target over the targeted modules) + once + the task head`. The expressions
 see, per targeted module, `fan_in`, `fan_out` (a linear's features; an embedding's rows and width;
-a norm's width twice), `has_bias` (0/1), `alike` (the targets of its name and shape) and
-`alike_index` (its place among them, in module order); for the model, `hidden`, `layers`, `vocab` and
+a norm's width twice) and `has_bias` (0/1); for the model, `hidden`, `layers`, `vocab` and
 `n_targets`; and every scalar field of the built peft config by its name (so `r` is peft's default
 when the YAML leaves it out; None for an unset option; a list of numbers as a list). Functions: min,
 max, ceil, floor, sqrt, log2, gcd, int, sum, abs, round, len.
@@ -84,7 +83,11 @@ def evaluate(text: Any, names: dict[str, Any], field: str) -> Any:
     unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(names) - set(FUNCTIONS))
     if unknown:
         raise ConfigError(field, text, f"an expression over {', '.join(sorted(names))} (unknown: {', '.join(unknown)})")
-    return eval(compile(tree, field, "eval"), {"__builtins__": {}}, {**FUNCTIONS, **names})  # noqa: S307 (names and operators only, checked above)
+    try:
+        return eval(compile(tree, field, "eval"), {"__builtins__": {}}, {**FUNCTIONS, **names})  # noqa: S307 (names and operators only, checked above)
+    except (ArithmeticError, TypeError, ValueError) as exc:  # 0 as a divisor, None in arithmetic: these settings do not fit the formula
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(names.items()) if k in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+        raise ConfigError(field, text, f"an expression that these settings can evaluate ({type(exc).__name__}: {exc}; {shown})") from None
 
 
 # --------------------------------------------------------------------------- peft's config
@@ -211,10 +214,8 @@ def count(base: nn.Module, method_cfg: DictConfig, task: Any) -> int:
     spec = method_cfg.trainable
     names = _names_of(peft_config)
     modules = targeted(base, peft_config)
-    kinds = [(n.rsplit(".", 1)[-1], tuple(m.weight.shape)) for n, m in modules]  # Lily shares A and B among these
-    total = sum(evaluate(spec.per_target, {**names, **model_names(base, len(modules)), **shape_of(m),
-                                           "alike": kinds.count(kinds[i]), "alike_index": kinds[:i].count(kinds[i])}, "method.trainable.per_target")
-                for i, (_, m) in enumerate(modules)) if spec.get("per_target") is not None else 0
+    total = sum(evaluate(spec.per_target, {**names, **model_names(base, len(modules)), **shape_of(m)}, "method.trainable.per_target")
+                for _, m in modules) if spec.get("per_target") is not None else 0
     total += evaluate(spec.get("once", 0), {**names, **model_names(base, len(modules))}, "method.trainable.once")
     return int(total) + head_params(base)
 
@@ -269,9 +270,21 @@ def apply(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
     from peft import get_peft_model
 
     peft_config = build_config(method_cfg, model, task)
-    wrapped = get_peft_model(model, peft_config)
+    on_meta = any(p.is_meta for p in model.parameters())  # the estimator's model: shapes, no weights
+    if on_meta and moves_the_base(peft_config):
+        peft_config.init_lora_weights = True  # PiSSA's and OLoRA's factors have LoRA's shapes; their values need weights
+    try:
+        wrapped = get_peft_model(model, peft_config)
+    except (NotImplementedError, RuntimeError) as exc:
+        if not on_meta:
+            raise
+        raise ConfigError("method", str(method_cfg.name), f"a method the estimator can apply without weights: {method_cfg.name}'s init "
+                          f"computes on them (peft: {str(exc).splitlines()[0][:120]})") from None
     if moves_the_base(peft_config):  # keep the initial factors: save() writes the task as a LoRA on the original W
         wrapped.bench_initial_factors = {saved_key(n): p.detach().clone() for n, p in wrapped.named_parameters() if ".lora_" in n}
+    for pname, param in wrapped.named_parameters():  # AdaLoRA's rank counter: peft 0.21 re-creates it trainable when it casts
+        if ".ranknum." in f"{pname}.":  # adapters to fp32 on a bf16 model; it is a constant
+            param.requires_grad_(False)
     if (method_cfg.get("optimizer") or {}).get("kind") == "lorafa":  # LoRA-FA trains B only: A stays at its init
         for pname, param in wrapped.named_parameters():
             if "lora_A" in pname:

@@ -3,11 +3,14 @@ from a config at a given size (random weights: valid for speed and memory, never
 
 The task kind says what head it needs (a registered `bench.models.heads.Head`: `classifier`,
 `causal_lm`, `seq2seq_lm`); this module only turns a model config into (model, tokenizer). Hub
-ids stay a plain `from_pretrained` call.
+ids stay a plain `from_pretrained` call. `model.quantize` (nf4, fp4, int8) stores the frozen base's
+linear layers in 4 or 8 bits through bitsandbytes after loading (`quantize`): QLoRA is any adapter
+method on such a base.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +140,13 @@ def load_model(model_cfg: DictConfig, head: str, num_labels: int = 0, tokenizer:
                attention: str = "auto", device: torch.device | None = None) -> nn.Module:
     """Build the model the task kind asked for. Random weights when source=config, built straight
     on `device` (initialising a 1B model on the CPU takes longer than training it on a card).
-    attention: the attention kernel (speed.attention); auto leaves transformers' choice."""
+    attention: the attention kernel (speed.attention); auto leaves transformers' choice.
+    model.quantize: the base's linear layers quantized (bitsandbytes) once loaded, on `device`."""
+    return quantize(_load_model(model_cfg, head, num_labels, tokenizer, attention, device), model_cfg, device)
+
+
+def _load_model(model_cfg: DictConfig, head: str, num_labels: int, tokenizer: PreTrainedTokenizerBase | None,
+                attention: str, device: torch.device | None) -> nn.Module:
     spec = get_head(head)  # a ValueError naming the registered heads for any other name
     dtype = getattr(torch, model_cfg.get("dtype", "float32"))
     kernel = {} if attention == "auto" else {"attn_implementation": attention}
@@ -178,7 +187,126 @@ def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Modu
             if getattr(config, "is_encoder_decoder", False) and not spec.keeps_decoder:
                 model = model.get_encoder()
             model = SequenceClassifier(model, num_labels, "mean").to(dtype)
+    return quantize(model, model_cfg)  # on meta: bitsandbytes layers with their settings, nothing quantized (the estimator counts from them)
+
+
+# --- a quantized base (model.quantize) ----------------------------------------------------------
+
+BLOCKSIZE = 64  # 4-bit: one absmax (scale) per 64 weights, bitsandbytes' and QLoRA's default
+INT8_THRESHOLD = 6.0  # LLM.int8: input columns with an outlier above this go through the matmul in the base's dtype
+KEPT_LINEARS = ("lm_head",)  # the output layer stays at model.dtype, as transformers' bitsandbytes loading keeps it
+
+
+def quantizable(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The linear layers a quantized base stores in 4 or 8 bits: every plain nn.Linear of the base
+    except the output layer (lm_head), the new task head (`head`) and any linear whose weight is
+    shared with another module (tied to the embeddings). Embeddings, norms and biases stay at
+    model.dtype."""
+    uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    return [(name, module) for name, module in model.named_modules()
+            if type(module) is nn.Linear and name.rsplit(".", 1)[-1] not in KEPT_LINEARS
+            and name != "head" and not name.startswith("head.") and uses[id(module.weight)] == 1]
+
+
+def quantized_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The base's bitsandbytes weights (4-bit Params4bit, 8-bit Int8Params), each once."""
+    return list({id(p): p for p in model.parameters() if type(p).__name__ in ("Params4bit", "Int8Params")}.values())
+
+
+def quantize(model: nn.Module, model_cfg: DictConfig, device: torch.device | None = None) -> nn.Module:
+    """Replace the `quantizable` linears by bitsandbytes' Linear4bit (nf4, fp4; blocksize 64, the
+    scales quantized again with model.double_quant) or Linear8bitLt (int8, LLM.int8: int8 weights,
+    one fp32 scale per row), frozen; the bias stays a parameter at model.dtype, the 4-bit layers
+    compute in model.dtype. bitsandbytes quantizes a weight as it moves to a device (`device`, else
+    where the weight is); on the meta device the layers keep their full-size meta weights (names,
+    shapes and settings for the checks and the estimator). Done by hand rather than through
+    transformers' BitsAndBytesConfig, which only applies to from_pretrained (our models built from
+    a config have none) and targets CUDA. The model is marked `is_loaded_in_4bit`/`_8bit`, as
+    transformers marks it, so peft wraps these layers with its bitsandbytes adapters (merging
+    dequantizes, adds and quantizes again)."""
+    kind = model_cfg.get("quantize")
+    if not kind:
+        return model
+    import bitsandbytes as bnb
+
+    _quiet_meta_warning()
+    double = bool(model_cfg.get("double_quant", False))
+    dtype = getattr(torch, model_cfg.get("dtype", "float32"))
+    quantized = False
+    for name, old in quantizable(model):
+        bias = old.bias is not None
+        if kind == "int8":
+            new = bnb.nn.Linear8bitLt(old.in_features, old.out_features, bias=bias, has_fp16_weights=False,
+                                      threshold=INT8_THRESHOLD, device="meta")
+            new.weight = bnb.nn.Int8Params(old.weight.data, requires_grad=False, has_fp16_weights=False)
+        else:
+            new = bnb.nn.Linear4bit(old.in_features, old.out_features, bias=bias, compute_dtype=dtype,
+                                    compress_statistics=double, quant_type=kind, device="meta")
+            new.weight = bnb.nn.Params4bit(old.weight.data, requires_grad=False, compress_statistics=double,
+                                           quant_type=kind, blocksize=BLOCKSIZE)
+            # On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight in place at its first
+            # no-grad forward in eval mode (bf16 scales, double quantization undone; it fails on layers
+            # narrower than 64 inputs): the weights would change layout and size between the first
+            # evaluation and training. One layout for the whole run instead.
+            new.support_avx512bf16_for_cpu = False
+        if bias:
+            new.bias = old.bias
+        where = old.weight.device if device is None or old.weight.device.type == "meta" else device
+        if where.type != "meta":
+            new = new.to(where)  # bitsandbytes quantizes here
+            quantized = True
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent), leaf, new)
+    setattr(model, "is_loaded_in_8bit" if kind == "int8" else "is_loaded_in_4bit", True)
+    if quantized:  # real weights (not the meta model)
+        _own_the_rest(model)
+        _return_freed_memory()
     return model
+
+
+def _own_the_rest(model: nn.Module) -> None:
+    """Copy the weights left at model.dtype (embeddings, norms, biases, the output layer) out of the
+    checkpoint file: from_pretrained maps the safetensors file into memory, and the pages the
+    quantization read stay resident (and in the CPU peak, an RSS) for as long as any tensor still
+    views the mapping. Once nothing does, the file is unmapped and the process holds the quantized
+    base only. (An unquantized base keeps the mapping: its pages are its weights.)"""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.device.type == "cpu" and type(p).__name__ not in ("Params4bit", "Int8Params"):
+                p.data = p.data.clone()
+        for module in model.modules():
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                if buffer is not None and buffer.device.type == "cpu":
+                    setattr(module, name, buffer.clone())
+
+
+def _quiet_meta_warning() -> None:
+    """bitsandbytes logs "quantization state not initialized" when a 4-bit layer without one runs:
+    the estimator runs adapter layers on meta copies (bench.measure.estimate), which have none by
+    design and fail quietly into its fallback. That one message is dropped; bitsandbytes' others stay."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.nn.modules")
+    if not any(getattr(f, "bench_meta", False) for f in logger.filters):
+        drop = logging.Filter()
+        drop.filter = lambda record: "quantization state not initialized" not in record.getMessage()  # type: ignore[method-assign]
+        drop.bench_meta = True  # type: ignore[attr-defined]
+        logger.addFilter(drop)
+
+
+def _return_freed_memory() -> None:
+    """Hand the full-size weights' freed heap back to the OS (glibc keeps freed blocks below its
+    mmap threshold resident), so the CPU peak, measured as RSS, counts the quantized base only."""
+    import ctypes
+    import gc
+    import sys as _sys
+
+    gc.collect()
+    if _sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
 
 
 def local_path_exists(model_cfg: DictConfig) -> bool:

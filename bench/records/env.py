@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
 
 PACKAGES = ("peft-bench", "torch", "transformers", "peft", "hydra-core", "tokenizers", "safetensors",
-            "rouge-score", "scikit-learn", "numpy", "gguf", "wandb")
+            "rouge-score", "scikit-learn", "numpy", "gguf", "wandb", "bitsandbytes")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,7 +22,7 @@ BREAKDOWN = ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activ
 KNOB = "method."  # the prefix of a method-config column: method.r, method.num_virtual_tokens, ...
 NOT_KNOBS = ("name", "lr")  # the method's name is its own column; its lr is train.lr's default, shown as lr_setting
 SHORT = {"r": "r", "target_modules": "", "num_virtual_tokens": "P", "num_layers": "top",  # how a knob reads in a label
-         "lr_setting": "lr", "max_steps": "steps"}  # ("" = the value alone); a key not here reads as itself
+         "lr_setting": "lr", "max_steps": "steps", "base": ""}  # ("" = the value alone); a key not here reads as itself
 PER_MODEL = ("model", "task", "method")  # a label tells apart one model's points on one task
 ACROSS_MODELS = ("task", "method")  # a scale label tells apart the configurations run anywhere on one task
 UNSET = {"target_modules": "default (q,v)"}  # how a knob left at null (the library's default) reads; others stay empty
@@ -76,6 +76,7 @@ def runs_frame(records: list[dict[str, Any]]):
             "point": point_key(cfg), "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
             **{KNOB + k: _knob_value(k, v) for k, v in method_cfg.items() if k not in NOT_KNOBS},
             "lr": _get(trained, "train", "lr"), "max_steps": _get(trained, "train", "max_steps"),
+            "base": _get(cfg, "model", "quantize") or _get(cfg, "model", "dtype") or "float32",  # how the base is stored: nf4 | fp4 | int8 | its dtype
             "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
             "lr_setting": "tuned" if rec.get("selection") else _get(trained, "train", "lr"),  # a knob when set by hand, an outcome when tuned
             "selection": rec.get("selection"), "run_s": run_seconds(run),
@@ -147,7 +148,7 @@ def _labels(frame, leave_out: tuple[str, ...] = (), by: tuple[str, ...] = PER_MO
     that method's runs within one group of `by` (one model and task, or one task across models).
     A knob a run's config lacks (a record written before the knob existed) does not count as a
     different value."""
-    knobs = [k for k in knob_columns(frame) + ["lr_setting", "max_steps"] if k not in leave_out]
+    knobs = [k for k in knob_columns(frame) + ["lr_setting", "max_steps", "base"] if k not in leave_out]
     varying: dict[tuple, list[str]] = {}
     for key, group in frame.groupby(list(by), dropna=False):
         varying[key] = [k for k in knobs if group[k].dropna().astype(str).nunique() > 1]

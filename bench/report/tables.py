@@ -119,7 +119,8 @@ def _record_number(path: tuple[str, ...], spec: str, scale: float = 1.0) -> Call
 
 
 RECORD_COLUMNS = [
-    Column("model", lambda rec: rec["run"]["model"] + (" (random)" if rec["run"].get("random_weights") else ""), "model"),
+    Column("model", lambda rec: rec["run"]["model"] + (" (random)" if rec["run"].get("random_weights") else "")
+           + (f" ({q} base)" if (q := _get(rec["run"], "config", "model", "quantize")) else ""), "model"),  # a quantized base (model.quantize)
     Column("task", lambda rec: rec["run"]["task"], "task"),
     Column("method", _record_method, "method"),
     Column("seed", lambda rec: str(rec["run"].get("seed")), "seed"),

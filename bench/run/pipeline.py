@@ -29,6 +29,7 @@ from bench.measure import figures as measure
 from bench.measure import forgetting
 from bench.measure import inference
 from bench.methods import Method
+from bench.models import sources as models
 from bench.models.heads import get_head
 from bench.records import env
 from bench.records import tracking
@@ -99,6 +100,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     seed_everything(int(cfg.seed))
     ready = prepare(cfg, plan, record, score_base=bool(cfg.forgetting.enabled))  # fills record["data"]
     model, task = ready.model.to(device), ready.task
+    record["model"] = model_section(cfg, model)
     record["params"] = params_section(model, plan)
     artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
     if cfg.keep_artifacts:  # before training: a results_dir that cannot hold them would fail the run at its end
@@ -133,6 +135,18 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if cfg.inference.enabled:
         record["inference"] = inference_section(cfg, plan, ready, model)
     return result.stopped
+
+
+def model_section(cfg: DictConfig, model: nn.Module) -> dict[str, Any]:
+    """The base as loaded: its dtype, its quantization (model.quantize) and what the quantized
+    weights hold: how many linear layers and weights, their stored bytes and their constants'."""
+    dtype, quantize = str(cfg.model.get("dtype", "float32")), cfg.model.get("quantize")
+    quantized = models.quantized_weights(model)
+    return {"name": str(cfg.model.name), "dtype": dtype, "quantize": quantize, "double_quant": bool(cfg.model.get("double_quant", False)),
+            "weights_dtype": quantize or dtype,  # how the base's linear layers are stored
+            "quantized_layers": len(quantized), "quantized_params": sum(measure.logical_numel(p) for p in quantized),
+            "quantized_bytes": measure.tensor_bytes(quantized),
+            "quantization_constants_bytes": measure.tensor_bytes(measure.quant_constants(model))}
 
 
 def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
