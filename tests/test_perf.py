@@ -80,3 +80,20 @@ def test_cost_curve_refuses_a_bare_or_misspelt_argument():
     from bench.cli import invoke
 
     assert invoke(["cost", "results/x"]) == 2 and invoke(["cost", "quick=yes"]) == 2 and invoke(["cost", "train.bsz=3"]) == 2
+
+
+@pytest.mark.system
+def test_step_times_puts_each_method_beside_the_reference_and_peft_s_ratio(tmp_path: Path):
+    """`peft-bench step-times` on tiny-bert: a row per method with its ratio to the LoRA r=32
+    reference, PEFT's published ratio where PEFT ran the method, and a declared refusal as a row."""
+    from bench.cli import invoke
+
+    out = tmp_path / "steps.md"
+    assert invoke(["step-times", "model=tiny-bert", "methods=[oft,prefix_tuning]", "steps=1", "rounds=1", f"output={out}"]) == 0
+    text = out.read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")}
+    assert set(rows) == {"lora r32 (reference)", "oft", "prefix_tuning"}
+    assert " | 1.00 | " in rows["lora r32 (reference)"] and "refused" in rows["prefix_tuning"]
+    if (ROOT.parent / "shared" / "peft-method-comparison" / "results").is_dir():
+        assert "oft-rank32" in rows["oft"]  # PEFT's run and its ratio to lora-rank32 beside ours
+    assert invoke(["step-times", "model=tiny-bert", "methods=[nope]"]) == 2
