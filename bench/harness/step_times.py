@@ -1,7 +1,9 @@
 """Every method's training step time on one model, measured side by side: in one process, each
-method on its own prepared copy of the model, `steps` steps per round, methods in turn round after
-round (so machine noise falls on all alike), the median step (each round's first step left out:
-it allocates the optimizer state). The figure is the ratio to LoRA r=32 on q,v, PEFT's baseline,
+method on its own prepared copy of the model, `steps` steps at a time right beside as many of the
+reference's (LoRA r=32 on q,v, PEFT's baseline), round after round, the median step (each burst's
+first step left out: it allocates the optimizer state). A load that drifts over the minutes the
+whole table takes falls on a method and its adjacent reference alike: the figure is the median over
+rounds of method / adjacent reference,
 beside the ratio PEFT published on Llama-3.2-3B (its run's train_time over lora-rank32's), where
 PEFT ran the method. A benchmark prints figures and asserts nothing.
 
@@ -77,16 +79,23 @@ def verb(opts: DictConfig, cfg: DictConfig | None, extra: list[str]) -> int:
             continue
         prepared[name] = (model, task, cfg_m)
         print(f"prepared {name}", flush=True)
+    ref = next(iter(prepared))
     times: dict[str, list[float]] = {name: [] for name in prepared}
+    ratios: dict[str, list[float]] = {name: [] for name in prepared}
     for name, (model, task, cfg_m) in prepared.items():  # warm-up: first-call allocations
         suite_train(model, task, cfg_m, 2)
     for r in range(int(opts.rounds)):
-        order = list(prepared) if r % 2 == 0 else list(reversed(prepared))
-        for name in order:
-            model, task, cfg_m = prepared[name]
-            times[name] += suite_train(model, task, cfg_m, int(opts.steps) + 1)
+        order = [n for n in prepared if n != ref]
+        order = order if r % 2 == 0 else order[::-1]
+        for name in order:  # each method beside a fresh reference measurement: a drift in the machine's load cancels
+            pair = (ref, name) if r % 2 == 0 else (name, ref)
+            got = {n: statistics.median(suite_train(*prepared[n][:2], prepared[n][2], int(opts.steps) + 1)) for n in pair}
+            times[name].append(got[name])
+            times[ref].append(got[ref])
+            ratios[name].append(got[name] / got[ref])
         print(f"round {r + 1}/{opts.rounds} done", flush=True)
-    text = table(opts, cfg, times, refused, published_ratios(opts.peft_runs))
+    ratios[ref] = [1.0]
+    text = table(opts, cfg, times, ratios, refused, published_ratios(opts.peft_runs))
     print(text)
     if opts.output:
         Path(str(opts.output)).parent.mkdir(parents=True, exist_ok=True)
@@ -95,17 +104,17 @@ def verb(opts: DictConfig, cfg: DictConfig | None, extra: list[str]) -> int:
     return 0
 
 
-def table(opts: DictConfig, cfg: DictConfig, times: dict[str, list[float]], refused: dict[str, str], published: dict[str, tuple[str, float]]) -> str:
-    ref = statistics.median(times["lora r32 (reference)"]) if times.get("lora r32 (reference)") else None
-    lines = [f"Step time per method on {cfg.model.name} (batch {cfg.train.batch_size}, {opts.rounds} rounds x {opts.steps} steps, "
-             f"median; one process, methods in turn), as a ratio to LoRA r=32 on q,v; PEFT's published ratio on "
-             f"Llama-3.2-3B (L40S GPU) where PEFT ran the method. Command: peft-bench step-times "
-             f"model={cfg.model.name} ... (conf/step-times.yaml).", "",
-             "| method | step s | x LoRA r32 | PEFT's run | PEFT's x LoRA r32 |", "|---|---|---|---|---|"]
-    for name, t in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
-        med = statistics.median(t)
+def table(opts: DictConfig, cfg: DictConfig, times: dict[str, list[float]], ratios: dict[str, list[float]], refused: dict[str, str],
+          published: dict[str, tuple[str, float]]) -> str:
+    lines = [f"Step time per method on {cfg.model.name} (batch {cfg.train.batch_size}, {opts.rounds} rounds x {opts.steps} steps; one "
+             f"process; each method timed right beside the reference, LoRA r=32 on q,v, and its ratio the median over rounds of "
+             f"method / adjacent reference), beside PEFT's published ratio on Llama-3.2-3B (L40S GPU) where PEFT ran the method. "
+             f"Command: peft-bench step-times model={cfg.model.name} ... (conf/step-times.yaml).", "",
+             "| method | step s (median) | x LoRA r32 | PEFT's run | PEFT's x LoRA r32 |", "|---|---|---|---|---|"]
+    for name in sorted(times, key=lambda n: statistics.median(ratios[n])):
         run, ratio = published.get(name, ("", None))
-        lines.append(f"| {name} | {med:.3f} | {med / ref:.2f} | {run} | {'' if ratio is None else f'{ratio:.2f}'} |" if ref else f"| {name} | {med:.3f} | | | |")
+        lines.append(f"| {name} | {statistics.median(times[name]):.3f} | {statistics.median(ratios[name]):.2f} | {run} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}'} |")
     for name, why in sorted(refused.items()):
         lines.append(f"| {name} | refused: {why} | | | |")
     return "\n".join(lines)
