@@ -56,7 +56,6 @@ FAMILIES = ("encoder", "decoder", "encoder-decoder")
 OUR_TARGETS = {"mpnet": ["q", "v"]}
 # LN tuning where peft has no mapping (peft's LNTUNING mapping lacks BERT and MPNet): every LayerNorm
 OUR_NORM_TARGETS = {"bert": ["LayerNorm"], "mpnet": ["LayerNorm"]}
-NORMS = (nn.LayerNorm,)
 
 
 # --------------------------------------------------------------------------- the formula's language
@@ -325,20 +324,14 @@ def saved_key(param_name: str) -> str:
 def load(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
     """load_peft; for a type whose config has no modules_to_save field (trainable tokens), the task head
     is named on the loaded config object again, as build_config named it (peft's saved config drops it)."""
-    from peft import PeftConfig, PeftModel
+    from peft import PeftConfig
 
     head = head_modules(task) if task is not None else None
     if not head or "modules_to_save" in config_class(method_cfg.get("peft_type")).__dataclass_fields__:
         return load_peft(model, folder, method_cfg, task)
     config = PeftConfig.from_pretrained(str(folder))
     config.modules_to_save = head
-    if isinstance(model, PeftModel):  # as load_peft: beside the others, made the active one
-        name = f"task{len(model.peft_config)}"
-        model.add_adapter(name, config)
-        model.load_adapter(str(folder), adapter_name=name)
-        model.set_adapter(name)
-        return model
-    return PeftModel.from_pretrained(model, str(folder), config=config)
+    return load_peft(model, folder, method_cfg, task, config=config)
 
 
 def save(model: nn.Module, folder: Path) -> None:
@@ -347,7 +340,6 @@ def save(model: nn.Module, folder: Path) -> None:
     B' = [B, -B0] at the same scale (peft's own conversion, done here because peft's breaks on a
     model with a trained head)."""
     import json
-    import math
 
     import torch
     from safetensors.torch import load_file, save_file

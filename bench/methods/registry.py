@@ -138,17 +138,20 @@ def save_peft(model: nn.Module, folder: Path) -> None:
     (Path(folder) / "README.md").unlink(missing_ok=True)  # peft's model card: not needed to serve the task
 
 
-def load_peft(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any) -> nn.Module:
+def load_peft(model: nn.Module, folder: Path, method_cfg: DictConfig, task: Any, config: Any = None) -> nn.Module:
     """Onto a fresh base: wrap it. Onto a model already wrapped: add the task's adapter beside the
-    others and make it the active one (one base, many tasks)."""
+    others and make it the active one (one base, many tasks). `config`: a peft config to use instead
+    of the folder's saved one (a type whose saved config drops the task head, bench/methods/peft_types.py)."""
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
         name = f"task{len(model.peft_config)}"
+        if config is not None:
+            model.add_adapter(name, config)
         model.load_adapter(str(folder), adapter_name=name)
         model.set_adapter(name)
         return model
-    return PeftModel.from_pretrained(model, str(folder))
+    return PeftModel.from_pretrained(model, str(folder), **({"config": config} if config is not None else {}))
 
 
 def head_modules(task: Any) -> list[str] | None:
