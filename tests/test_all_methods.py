@@ -387,3 +387,22 @@ def test_prompt_lengths_and_inits(cfg_factory, virtual, init):
         assert all(any(torch.equal(v, row) for row in embeddings) for v in prompt[:3])
     logits = _outputs(tuned, task)
     assert logits.shape == (4, 2) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("method", tiered(NAMES, keep=DEFAULT_TIER))
+def test_the_estimator_applies_every_method_on_the_meta_device(cfg_factory, method):
+    """`estimate` and `advise` build the method on a meta tiny-llama (no weights, one application):
+    its trainable count is the real one's, or it refuses with a config error naming why."""
+    from bench.measure.estimate import prepare_meta
+
+    cfg = _cfg(cfg_factory, "tiny-llama", method, 0, "+model.size.vocab_size=30522")  # the tokenizer's: a run resizes to it, the estimator keeps the config's
+    if _refused(cfg):
+        pytest.skip(f"{method} refuses tiny-llama (declared)")
+    try:
+        meta, _ = prepare_meta(cfg)
+    except ConfigError as exc:  # an init that computes on the weights (SVD, QR): said, not guessed
+        assert "estimator can apply without weights" in str(exc)
+        return
+    assert any(p.is_meta for p in meta.parameters())  # the base's weights were never made
+    trainable, _ = _applied_count(cfg)
+    assert param_counts(meta)["trainable"] == trainable

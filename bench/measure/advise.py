@@ -1,7 +1,7 @@
 """Which method fits my model and my memory, and what will it buy?
 
     peft-bench advise model=llama3-8b-config task=dialogsum memory_gib=24 train.batch_size=4
-    peft-bench advise model=smollm2-135m task=sst2 memory_gib=2 format=json
+    peft-bench advise model=smollm2-135m task=sst2 memory_gib=2 format=json methods=[full,lora,ia3]
 
 For each method and its main knob values (LoRA's rank, a soft prompt's length: `KNOB_VALUES`):
 - the predicted peak memory and its parts (bench.measure.estimate, on the meta device: no weights read),
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from bench.config.compose import compose
 from bench.errors import ConfigError
@@ -35,13 +35,16 @@ KNOB_VALUES = {"r": (8, 32), "num_virtual_tokens": (20, 100)}  # a method whose 
 GIB = 2**30
 
 
-def candidates(cfg: DictConfig) -> list[tuple[str, list[str]]]:
-    """(label, method overrides) for every method in conf/method, at each of its main knob values."""
+def candidates(methods: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """(label, method overrides) for every method in conf/method (or those named), at each of its main knob values."""
     from bench.config.checks import method_keys
 
+    known = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "method").glob("*.yaml"))
+    for name in methods or ():
+        if name not in known:
+            raise ConfigError("methods", name, f"method names from conf/method: {', '.join(known)}")
     out = []
-    for path in sorted((Path(__file__).resolve().parents[2] / "conf" / "method").glob("*.yaml")):
-        name = path.stem
+    for name in (n for n in known if methods is None or n in methods):
         if name == "none":
             out.append((name, [f"method={name}"]))
             continue
@@ -109,7 +112,8 @@ def quality(points, task: str, method: str, knob: tuple[str, Any] | None, size: 
             "seeds": int(best["seeds"]), "tuned": bool(best["tuned"]), "point": best["point"], "record_ids": best["ids"][:3]}
 
 
-def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Path, device: str) -> dict[str, Any]:
+def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Path, device: str,
+           methods: list[str] | None = None) -> dict[str, Any]:
     """Every candidate's memory, fit, step time and recorded quality, and the recommendation."""
     from bench.config.plan import model_family
     from bench.measure.estimate import default_seq_len
@@ -125,7 +129,7 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
     seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, model_family(cfg.model))
     budget = int(memory_gib * GIB)
     rows = []
-    for label, overrides in candidates(cfg):
+    for label, overrides in candidates(methods):
         method = overrides[0].split("=", 1)[1]
         try:
             est, switches = fitting(user, overrides, seq_len, budget)
@@ -237,11 +241,16 @@ def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
     device = opts.records_device or ("cuda" if str(cfg.device) in ("auto", "cuda") else "cpu")
     if device not in ("cpu", "cuda"):
         raise ConfigError("records_device", device, "cpu or cuda (whose records give the step time)")
+    methods = opts.get("methods")
+    if methods is not None and not (isinstance(methods, ListConfig) and all(isinstance(m, str) for m in methods)):
+        raise ConfigError("methods", methods, "a list of method names, e.g. [full,lora,ia3], or null for every method")
+    methods = list(methods) if methods is not None else None
+    candidates(methods)  # names checked before any model is built
     from bench.config.checks import check_model, check_task
 
     check_model(cfg.model)
     check_task(cfg.task)
-    out = advise(cfg, overrides, memory, Path(opts.results_dir), device)
+    out = advise(cfg, overrides, memory, Path(opts.results_dir), device, methods)
     print(json.dumps(out, indent=1, default=str) if opts.format == "json" else render(out))
     if opts.output_dir:  # the same advice as files: Markdown, JSON and a page to open beside the dashboard
         folder = Path(opts.output_dir)

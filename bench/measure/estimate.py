@@ -308,7 +308,7 @@ def prepare_meta(cfg: DictConfig) -> tuple[nn.Module, str]:
     meta = models.meta_model(cfg.model, head, num_labels=len(labels))
     method = get_method(cfg.method.name)
     method.check(cfg.method, None)
-    method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg))
+    method.check(cfg.method, Probe(model=meta, family=family, head=head, cfg=cfg, trial_apply=False))  # apply() below is the trial
     method_cfg = OmegaConf.create(OmegaConf.to_container(cfg.method, resolve=True))
     if "init" in method_cfg:
         method_cfg.init = "random"  # the prompt's values do not matter for memory

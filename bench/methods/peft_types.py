@@ -250,6 +250,8 @@ def check(method_cfg: DictConfig, probe: Probe | None) -> None:
                 shape = ", ".join(f"{k}={v}" for k, v in shape_of(module).items())
                 raise ConfigError("method.config", OmegaConf.to_container(method_cfg.get("config") or {}),
                                   f"settings where {rule} for every targeted module ({module_name} of {probe.cfg.model.name} has {shape})")
+    if not probe.trial_apply:  # the estimator applies it next; apply() answers peft's refusal the same way
+        return
     try:  # the meta model: names and shapes, no weights, so peft's shape checks run in milliseconds
         get_peft_model(copy.deepcopy(probe.model), peft_config)
     except ValueError as exc:
@@ -274,6 +276,9 @@ def apply(model: nn.Module, method_cfg: DictConfig, task: Any) -> nn.Module:
         peft_config.init_lora_weights = True  # PiSSA's and OLoRA's factors have LoRA's shapes; their values need weights
     try:
         wrapped = get_peft_model(model, peft_config)
+    except ValueError as exc:  # peft's own refusal of these settings for these shapes
+        raise ConfigError("method.config", OmegaConf.to_container(method_cfg.get("config") or {}),
+                          f"settings that fit this model: peft says: {exc}") from None
     except (NotImplementedError, RuntimeError) as exc:
         if not on_meta:
             raise

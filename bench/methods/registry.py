@@ -40,6 +40,7 @@ class Probe:
     family: str  # encoder | decoder | encoder-decoder
     head: str  # classifier | causal_lm | seq2seq_lm
     cfg: DictConfig
+    trial_apply: bool = True  # False where the caller applies the method to this meta model next (the estimator): one application, not two
 
 
 def _no_check(method_cfg: DictConfig, probe: Probe | None) -> None:
