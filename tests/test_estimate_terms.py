@@ -91,3 +91,83 @@ def test_gradient_checkpointing_keeps_block_inputs_and_one_block():
     block = T * (8 * i["hidden"] + 2 * i["kv_dim"] + 3 * i["intermediate"]) * 4
     assert plain["activations_bytes"] - ckpt["activations_bytes"] == 2 * block - (2 * T * i["hidden"] * 4 + block)
     assert ckpt["inputs"]["gradient_checkpointing"] is True
+
+
+# ---------------------------------------------------------------- several devices (data-parallel), on paper
+PARAMS = 32000 * 32 + 2 * 9280 + 32  # tied embeddings and head once; a block: q 32x32, k and v 16x32, o 32x32, gate and up 64x32, down 32x64, 2 norms of 32; the final norm
+TENSORS = 20  # trainable tensors of full fine-tuning: the embeddings, 9 per block, the final norm (AdamW keeps one fp32 step each)
+
+
+def test_ddp_splits_the_batch_and_every_device_holds_the_model_states_and_a_bucket_copy():
+    """Two devices, the global batch B split in two: one device's activations are those of B / 2
+    examples; its weights, gradients and optimizer state are the whole run's (DDP replicates them);
+    DDP's buckets copy every trainable gradient once (gradient_as_bucket_view=False)."""
+    from bench.measure.estimate import predict_devices
+
+    model, head = _meta("method=full")
+    one = predict(model, head, B, S, attention="sdpa")
+    got = predict_devices(model, head, B, S, 2, attention="sdpa")
+    dp = got["data_parallel"]
+    t = B // 2 * S  # one device's tokens
+    assert got["activations_bytes"] == predict(model, head, B // 2, S, attention="sdpa")["activations_bytes"] \
+        == 2 * t * (8 * 32 + 2 * 16 + 3 * 64) * 4 + t * 32 * 4 + 3 * t * 32000 * 4  # 2 blocks, the embeddings' output, fp32 logit copies
+    assert got["weights_bytes"] == one["weights_bytes"] == PARAMS * 4
+    assert got["gradients_bytes"] == one["gradients_bytes"] == PARAMS * 4
+    assert got["optimizer_state_bytes"] == one["optimizer_state_bytes"] == 2 * PARAMS * 4 + 4 * TENSORS
+    assert dp["ddp_buckets_bytes"] == PARAMS * 4
+    assert dp["ddp_bytes"] == PARAMS * 4 * 3 + (2 * PARAMS * 4 + 4 * TENSORS) + got["activations_bytes"]
+    assert dp["per_device_batch_size"] == 2 and dp["global_batch_size"] == B
+    single = predict_devices(model, head, B, S, 1, attention="sdpa")
+    assert single["data_parallel"] is None and single["total_bytes"] == one["total_bytes"]  # one device: the whole batch, no DDP, no buckets
+
+
+def test_ddp_buckets_hold_the_gradients_in_their_own_dtype():
+    """LoRA r=8 on q and v of a bf16 model: the adapters and their gradients are fp32, so are the buckets."""
+    from bench.measure.estimate import predict_devices
+
+    model, head = _meta("method=lora", "method.target_modules=[q_proj,v_proj]", "model.dtype=bfloat16")
+    dp = predict_devices(model, head, B, S, 2)["data_parallel"]
+    assert dp["ddp_buckets_bytes"] == 2 * ((8 * 32 + 32 * 8) + (8 * 32 + 16 * 8)) * 4  # 2 blocks: q (A 8x32, B 32x8), v (A 8x32, B 16x8)
+
+
+def test_zero_and_fsdp_per_device_figures_are_the_formulas():
+    """Four devices, one example each. ZeRO-1 splits the optimizer state, ZeRO-2 the gradients too,
+    ZeRO-3 / FSDP the weights too and gathers the root unit (the tied embeddings and head, the final
+    norm) and one block at a time. Every figure here divides by 4 exactly."""
+    from bench.measure.estimate import predict_devices
+
+    model, head = _meta("method=full")
+    got = predict_devices(model, head, B, S, 4, attention="sdpa")
+    dp = got["data_parallel"]
+    w, g, o, a = PARAMS * 4, PARAMS * 4, 2 * PARAMS * 4 + 4 * TENSORS, got["activations_bytes"]
+    root, block = (32000 * 32 + 32) * 4, 9280 * 4
+    assert dp["fsdp_gathered_bytes"] == root + block
+    assert dp["zero1_bytes"] == w + g + o // 4 + a == 4_170_368 + 4_170_368 + 2_085_204 + a
+    assert dp["zero2_bytes"] == w + g // 4 + o // 4 + a == 4_170_368 + 1_042_592 + 2_085_204 + a
+    assert dp["fsdp_bytes"] == w // 4 + root + block + g // 4 + o // 4 + a == 1_042_592 + 4_133_248 + 1_042_592 + 2_085_204 + a
+    assert dp["ddp_bytes"] > dp["zero1_bytes"] > dp["zero2_bytes"]
+
+
+def test_fsdp_shards_parameters_not_a_methods_buffers():
+    """VeRA's shared projections are buffers: FSDP replicates them, so they stay whole on every device."""
+    from bench.measure.estimate import predict_devices
+
+    model, head = _meta("method=vera")
+    got = predict_devices(model, head, B, S, 2)
+    dp, buffers = got["data_parallel"], got["buffers_bytes"]
+    params = got["weights_bytes"] - buffers
+    shard = lambda n: -(-n // 2)  # noqa: E731
+    assert buffers == (256 * 32 + 32 * 256) * 4
+    assert dp["fsdp_bytes"] == shard(params) + buffers + dp["fsdp_gathered_bytes"] + shard(got["gradients_bytes"]) \
+        + shard(got["optimizer_state_bytes"]) + got["activations_bytes"]
+
+
+@pytest.mark.parametrize("devices,batch,field", [(0, 4, "devices"), (-1, 4, "devices"), (2.5, 4, "devices"), ("x", 4, "devices"),
+                                                 (True, 4, "devices"), (3, 4, "train.batch_size")])
+def test_a_bad_device_count_or_an_uneven_split_is_refused_naming_the_field(devices, batch, field):
+    from bench.errors import ConfigError
+    from bench.measure.estimate import check_devices
+
+    with pytest.raises(ConfigError) as exc:
+        check_devices(devices, batch)
+    assert exc.value.field == field

@@ -16,6 +16,12 @@ For each method and its main knob values (LoRA's rank, a soft prompt's length: `
 It ends with the recommendation: the methods that fit, on the front of memory against recorded
 quality, above what the untrained model scores (or, where no quality is recorded, those that
 fit, smallest first).
+
+With devices=N (N > 1) the run is data-parallel (DDP) and everything is per device: memory_gib is
+one device's memory, the fit is judged on one device's DDP peak (batch / N examples of
+activations, the full weights, gradients and optimizer state, DDP's gradient buckets), and each
+row adds what ZeRO-1, ZeRO-2 and ZeRO-3 / FSDP would need per device, on paper, and which of them
+fit where plain DDP does not (bench.measure.estimate.data_parallel has the formulas).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bench.config.compose import compose
 from bench.errors import ConfigError
 
 KNOB_VALUES = {"r": (8, 32), "num_virtual_tokens": (20, 100)}  # a method whose YAML has the knob is advised at each value
+SHARDINGS = ("zero1", "zero2", "fsdp")  # the sharded alternatives, on paper: ZeRO-1, ZeRO-2, ZeRO-3 / FSDP full shard
 GIB = 2**30
 
 
@@ -56,27 +63,34 @@ def candidates(methods: list[str] | None = None) -> list[tuple[str, list[str]]]:
     return out
 
 
-def estimate(cfg: DictConfig, seq_len: int) -> dict[str, Any]:
-    """The estimator's parts for this config (meta device), and the parameter counts."""
-    from bench.measure.estimate import predict, prepare_meta
+def estimate(cfg: DictConfig, seq_len: int, devices: int = 1) -> dict[str, Any]:
+    """The estimator's parts for this config (meta device; one device's share of the batch when
+    devices > 1), and the parameter counts."""
+    from bench.measure.estimate import predict_devices, prepare_meta
     from bench.measure.figures import param_counts
 
     model, head = prepare_meta(cfg)
-    out = predict(model, head, int(cfg.train.batch_size), seq_len,
-                  gradient_checkpointing=bool(cfg.speed.get("gradient_checkpointing", False)))
+    out = predict_devices(model, head, int(cfg.train.batch_size), seq_len, devices,
+                          gradient_checkpointing=bool(cfg.speed.get("gradient_checkpointing", False)))
     counts = param_counts(model)  # as every record counts them (tied weights once)
     out["params"], out["trainable"] = int(counts["total"]), int(counts["trainable"])
     return out
 
 
-def fitting(user: list[str], overrides: list[str], seq_len: int, budget: int) -> tuple[dict[str, Any], list[str]]:
-    """The estimate as configured, else with the first switch set that brings it under budget (or
-    the last tried), and the switches it took. A method that refuses the model raises ConfigError."""
+def peak(est: dict[str, Any]) -> int:
+    """One device's predicted peak: the whole run on one device, or one device's under DDP."""
+    return est["total_bytes"] if est["data_parallel"] is None else est["data_parallel"]["ddp_bytes"]
+
+
+def fitting(user: list[str], overrides: list[str], seq_len: int, budget: int, devices: int = 1) -> tuple[dict[str, Any], list[str]]:
+    """The estimate as configured, else with the first switch set that brings one device's peak
+    under budget (or the last tried), and the switches it took. A method that refuses the model
+    raises ConfigError."""
     tries = [[], ["speed.gradient_checkpointing=true"], ["speed.gradient_checkpointing=true", "model.dtype=bfloat16"]]
     est, used = {}, []
     for switches in tries:
-        est, used = estimate(compose(["tracking=none", *user, *overrides, *switches]), seq_len), switches
-        if est["total_bytes"] <= budget:
+        est, used = estimate(compose(["tracking=none", *user, *overrides, *switches]), seq_len, devices), switches
+        if peak(est) <= budget:
             break
     return est, [s.split("=")[0] for s in used]
 
@@ -113,8 +127,9 @@ def quality(points, task: str, method: str, knob: tuple[str, Any] | None, size: 
 
 
 def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Path, device: str,
-           methods: list[str] | None = None) -> dict[str, Any]:
-    """Every candidate's memory, fit, step time and recorded quality, and the recommendation."""
+           methods: list[str] | None = None, devices: int = 1) -> dict[str, Any]:
+    """Every candidate's memory (per device when devices > 1), fit, step time and recorded quality,
+    and the recommendation."""
     from bench.config.plan import model_family
     from bench.measure.estimate import default_seq_len
     from bench.records.store import load_records
@@ -132,7 +147,7 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
     for label, overrides in candidates(methods):
         method = overrides[0].split("=", 1)[1]
         try:
-            est, switches = fitting(user, overrides, seq_len, budget)
+            est, switches = fitting(user, overrides, seq_len, budget, devices)
         except ConfigError as exc:  # the method refuses this model (bitfit on a model without biases)
             rows.append({"candidate": label, "method": method, "overrides": overrides[1:], "fits": False, "refused": str(exc)})
             continue
@@ -140,12 +155,19 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
         rate = flop_rate(records, method, device) if est["trainable"] else None
         step = None
         if rate is not None:
-            tokens = int(cfg.train.batch_size) * seq_len
+            tokens = int(cfg.train.batch_size) // devices * seq_len  # one device's share: its compute, no communication
             step = {"seconds": (4 * est["params"] + 2 * est["trainable"]) * tokens / rate[0], "from_record": rate[1]["run"]["id"],
                     "from_model_params": rate[1]["params"]["total"]}
-        rows.append({"candidate": label, "method": method, "overrides": overrides[1:], "fits": est["total_bytes"] <= budget, "refused": None,
-                     "switches": switches, "peak_bytes": est["total_bytes"],
-                     "parts": {k: est[k] for k in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes")},
+        parts = {k: est[k] for k in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes")}
+        dp = est["data_parallel"]
+        sharded = None
+        if dp is not None:  # DDP's copy of the gradients is a part of one device's peak; the shardings, on paper
+            parts["ddp_buckets_bytes"] = dp["ddp_buckets_bytes"]
+            sharded = {f"{name}_bytes": dp[f"{name}_bytes"] for name in SHARDINGS}
+        fits = peak(est) <= budget
+        fits_with = [] if fits or sharded is None else [name for name in SHARDINGS if sharded[f"{name}_bytes"] <= budget]
+        rows.append({"candidate": label, "method": method, "overrides": overrides[1:], "fits": fits, "refused": None,
+                     "switches": switches, "peak_bytes": peak(est), "parts": parts, "sharded": sharded, "fits_with": fits_with,
                      "trainable": est["trainable"], "params": est["params"], "step_time": step,
                      "quality": quality(points, str(cfg.task.name), method, knob, est["params"])})
     fit = [r for r in rows if r["fits"] and r["trainable"]]  # a method that trains nothing is the baseline, not advice
@@ -163,11 +185,16 @@ def advise(cfg: DictConfig, user: list[str], memory_gib: float, records_dir: Pat
             front.append(r["candidate"])
             best = good(r)
     recommended = front or [r["candidate"] for r in sorted(fit, key=lambda r: r["peak_bytes"])]
+    how = ("memory: bench.measure.estimate on the meta device; step time: (4N + 2T) FLOPs per token at the rate the largest "
+           "measured model of the method reached on this device; quality: the recorded point of the nearest measured size")
+    if devices > 1:
+        how += (f"; {devices} devices: per device, DDP's gradient buckets counted (gradient_as_bucket_view=False), the step time "
+                "one device's share without communication, ZeRO/FSDP on paper (bench.measure.estimate.data_parallel)")
     return {"model": str(cfg.model.name), "task": str(cfg.task.name), "memory_gib": memory_gib, "batch_size": int(cfg.train.batch_size),
+            "devices": devices, "per_device_batch_size": int(cfg.train.batch_size) // devices,
             "seq_len": seq_len, "dtype": str(cfg.model.get("dtype", "float32")), "device": device, "records": str(records_dir),
             "candidates": rows, "recommended": recommended,
-            "how": "memory: bench.measure.estimate on the meta device; step time: (4N + 2T) FLOPs per token at the rate the largest "
-                   "measured model of the method reached on this device; quality: the recorded point of the nearest measured size"}
+            "sharded_only": [r["candidate"] for r in rows if r.get("fits_with") and r["trainable"]], "how": how}
 
 
 def _gib(n: float) -> str:
@@ -175,24 +202,40 @@ def _gib(n: float) -> str:
 
 
 def render(out: dict[str, Any]) -> str:
-    lines = [f"{out['model']} on {out['task']}: batch {out['batch_size']} x {out['seq_len']} tokens, {out['dtype']}, "
-             f"{out['memory_gib']:g} GiB on {out['device']}", "",
-             "| candidate | fits | with | peak GiB | weights / grads / optim / act GiB | trainable | step s (predicted) | recorded quality (nearest size) |",
-             "|---|---|---|---|---|---|---|---|"]
+    """The advice as a Markdown table; with several devices, per device, with the DDP buckets and
+    the sharded peaks (on paper) as columns."""
+    n = out.get("devices", 1)
+    if n == 1:
+        title = (f"{out['model']} on {out['task']}: batch {out['batch_size']} x {out['seq_len']} tokens, {out['dtype']}, "
+                 f"{out['memory_gib']:g} GiB on {out['device']}")
+        header = ["candidate", "fits", "with", "peak GiB", "weights / grads / optim / act GiB"]
+    else:
+        title = (f"{out['model']} on {out['task']}: batch {out['batch_size']} on {n} devices ({out['per_device_batch_size']} per device) "
+                 f"x {out['seq_len']} tokens, {out['dtype']}, {out['memory_gib']:g} GiB per device on {out['device']}; "
+                 f"per device, DDP; ZeRO / FSDP on paper")
+        header = ["candidate", "fits (DDP)", "with", "peak GiB per device (DDP)", "weights / grads / optim / act / DDP buckets GiB",
+                  "ZeRO-1 / ZeRO-2 / ZeRO-3-FSDP GiB (on paper)", "fits with"]
+    header += ["trainable", "step s (predicted)", "recorded quality (nearest size)"]
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in out["candidates"]:
         if r["refused"]:
-            lines.append(f"| {r['candidate']} | refused | | | {r['refused'][:140]} | | | |")
+            lines.append(f"| {r['candidate']} | refused | | | {r['refused'][:140]} |" + " |" * (len(header) - 5))
             continue
-        p = r["parts"]
-        parts = " / ".join(_gib(p[k]) for k in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes"))
         q = r["quality"]
         qtext = "" if q is None else (f"{q['metric']} {q['mean']:.3f}" + (f" ± {q['ci95']:.3f}" if q["ci95"] is not None else "")
                                       + f" ({q['model']}, {q['seeds']} seed{'s' if q['seeds'] != 1 else ''}, {'tuned' if q['tuned'] else 'untuned'})")
         step = f"{r['step_time']['seconds']:.2f}" if r["step_time"] else ""
-        lines.append(f"| {r['candidate']} | {'yes' if r['fits'] else 'no'} | {', '.join(r['switches'])} | {_gib(r['peak_bytes'])} | {parts} | "
-                     f"{r['trainable']:,} | {step} | {qtext} |")
-    lines += ["", f"Recommended (fit, on the memory-quality front): {', '.join(out['recommended']) or 'nothing fits'}",
-              f"How: {out['how']}. Records: {out['records']}."]
+        cells = [r["candidate"], "yes" if r["fits"] else "no", ", ".join(r["switches"]), _gib(r["peak_bytes"]),
+                 " / ".join(_gib(v) for v in r["parts"].values())]  # weights, grads, optim, act (and DDP's buckets)
+        if n > 1:
+            cells += [" / ".join(_gib(r["sharded"][f"{name}_bytes"]) for name in SHARDINGS), ", ".join(r["fits_with"])]
+        cells += [f"{r['trainable']:,}", step, qtext]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Recommended (fit, on the memory-quality front): {', '.join(out['recommended']) or 'nothing fits'}"]
+    if out.get("sharded_only"):
+        lines.append("Fit only when sharded (on paper): " + ", ".join(
+            f"{r['candidate']} ({', '.join(r['fits_with'])})" for r in out["candidates"] if r["candidate"] in out["sharded_only"]))
+    lines.append(f"How: {out['how']}. Records: {out['records']}.")
     return "\n".join(lines)
 
 
@@ -207,8 +250,9 @@ def html_view(out: dict[str, Any]) -> str:
     names = [r["candidate"] for r in shown]
     traces = [{"type": "bar", "name": part.replace("_bytes", "").replace("_", " "), "x": names,
                "y": [r["parts"][part] / GIB for r in shown]}
-              for part in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes")]
-    layout = {"barmode": "stack", "title": f"Predicted peak (GiB) against {out['memory_gib']:g} GiB", "yaxis": {"title": "GiB"},
+              for part in (shown[0]["parts"] if shown else ())]
+    per = " per device (DDP)" if out.get("devices", 1) > 1 else ""
+    layout = {"barmode": "stack", "title": f"Predicted peak{per} (GiB) against {out['memory_gib']:g} GiB", "yaxis": {"title": "GiB"},
               "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": out["memory_gib"], "y1": out["memory_gib"],
                           "line": {"color": "red", "dash": "dash"}}], "height": 480}
     lines = render(out).splitlines()  # the terminal's table, cell for cell
@@ -247,10 +291,12 @@ def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
     methods = list(methods) if methods is not None else None
     candidates(methods)  # names checked before any model is built
     from bench.config.checks import check_model, check_task
+    from bench.measure.estimate import check_devices
 
+    devices = check_devices(opts.devices, cfg.train.batch_size)  # an integer >= 1 dividing the global batch
     check_model(cfg.model)
     check_task(cfg.task)
-    out = advise(cfg, overrides, memory, Path(opts.results_dir), device, methods)
+    out = advise(cfg, overrides, memory, Path(opts.results_dir), device, methods, devices)
     print(json.dumps(out, indent=1, default=str) if opts.format == "json" else render(out))
     if opts.output_dir:  # the same advice as files: Markdown, JSON and a page to open beside the dashboard
         folder = Path(opts.output_dir)

@@ -27,7 +27,13 @@ for any size, e.g. an 8B Llama config on a laptop. Activations are an estimate: 
 to save (SDPA keeps less than eager attention), and the CPU peak also holds temporaries and the
 allocator's slack; the record keeps the prediction beside the measurement so the gap is visible.
 
+With devices=N the run is data-parallel (DDP): each device keeps the activations of its share of
+the batch and holds the full weights, gradients and optimizer state plus DDP's gradient buckets; what ZeRO-1,
+ZeRO-2 and ZeRO-3 / FSDP sharding would need per device is computed beside it, on paper
+(data_parallel has the formulas).
+
     peft-bench estimate model=llama3-8b-config method=lora train.batch_size=4 estimate.seq_len=512
+    peft-bench estimate model=llama3-8b-config method=full task=dialogsum train.batch_size=8 devices=4
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from bench.errors import ConfigError
 from bench.run.generate import soft_prompt
 from bench.measure.figures import logical_numel, tensor_bytes
 from bench.models.heads import get_head
@@ -287,6 +294,102 @@ def predict(model: nn.Module, head: str, batch_size: int, seq_len: int, *, atten
     }
 
 
+def check_devices(devices: Any, batch_size: Any) -> int:
+    """`devices` is an integer >= 1 that divides the global batch train.batch_size (DDP gives every
+    device the same number of examples): refused naming the field before any model is built."""
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ConfigError("devices", devices, "an integer >= 1 (data-parallel devices; 1 = one device, no DDP)")
+    from bench.config.schema import check_value
+
+    check_value("train", "batch_size", batch_size)  # an integer >= 1, refused as the run refuses it
+    if batch_size % devices:
+        raise ConfigError("train.batch_size", batch_size, f"a multiple of devices={devices} (the global batch is split evenly across the devices)")
+    return devices
+
+
+def _unit_weights(model: nn.Module) -> tuple[int, int]:
+    """(the weights outside every transformer block, the largest block's weights), parameters only:
+    the units FSDP gathers when each block is its own unit (transformer_auto_wrap_policy, or
+    fully_shard per block) and the rest (embeddings, final norm, head) is the root unit. A model
+    without a list of blocks is one unit: all of it is outside."""
+    from bench.methods.selective import block_stacks
+
+    params = {id(p): p for p in model.parameters()}
+    in_blocks: set[int] = set()
+    largest = 0
+    for _, blocks in block_stacks(model):
+        for block in blocks:
+            mine = {id(p): p for p in block.parameters()}
+            in_blocks |= set(mine)
+            largest = max(largest, weights_bytes(list(mine.values())))
+    outside = weights_bytes([p for i, p in params.items() if i not in in_blocks])
+    return outside, largest
+
+
+def _shard(n: int, devices: int) -> int:
+    """One device's part of n bytes split across the devices (ZeRO pads to equal parts: the ceiling)."""
+    return -(-n // devices)
+
+
+def data_parallel(model: nn.Module, est: dict[str, Any], devices: int) -> dict[str, Any]:
+    """One device's memory when `devices` devices train data-parallel, from `est`, the prediction for
+    one device's share of the batch (predict at train.batch_size / devices). W weights (P of them
+    parameters, the rest a method's buffers), G gradients, O optimizer state, A activations, N devices:
+
+      ddp    = W + G + O + A + G      DistributedDataParallel: every device holds the full weights,
+                                      gradients and optimizer state; the second G is DDP's gradient
+                                      buckets. Its reducer allocates buckets of bucket_cap_mb = 25 MiB
+                                      (the first 1 MiB) that hold every trainable gradient once, in the
+                                      gradient's dtype (the all-reduce's), beside the .grad tensors.
+                                      We assume PyTorch's default gradient_as_bucket_view=False; True
+                                      makes the gradients views of the buckets and removes this copy.
+
+    What sharding would save, on paper (we run none of it), partitioned as ZeRO does (Rajbhandari et
+    al., 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models", sec. 5: P_os,
+    P_os+g, P_os+g+p), each part split into N equal shards (a shard is ceil(x / N)):
+
+      zero1  = W + G + O/N + A                    optimizer state partitioned (ZeRO stage 1)
+      zero2  = W + G/N + O/N + A                  + gradients partitioned (ZeRO stage 2)
+      fsdp   = P/N + (W - P) + U + G/N + O/N + A  + parameters partitioned (ZeRO stage 3, FSDP
+                                                  FULL_SHARD), U the gathered full weights: the root
+                                                  unit (embeddings, final norm, head; FSDP keeps it
+                                                  gathered from forward through backward) and one
+                                                  transformer block at a time (_unit_weights).
+                                                  Buffers are not sharded (W - P stays whole).
+
+    Like the paper's model-state count, the sharded figures leave out communication buffers
+    (DeepSpeed's reduce and all-gather buckets, FSDP's prefetch of the next block) and the
+    unsharded gradient of a gathered unit before its reduce-scatter."""
+    w, g, o, a = est["weights_bytes"], est["gradients_bytes"], est["optimizer_state_bytes"], est["activations_bytes"]
+    params = w - est["buffers_bytes"]
+    root, block = _unit_weights(model)
+    gathered = root + block
+    n = devices
+    return {
+        "devices": n,
+        "per_device_batch_size": est["inputs"]["batch_size"],
+        "global_batch_size": est["inputs"]["batch_size"] * n,
+        "ddp_buckets_bytes": g,
+        "ddp_bytes": w + g + o + a + g,
+        "zero1_bytes": w + g + _shard(o, n) + a,
+        "zero2_bytes": w + _shard(g, n) + _shard(o, n) + a,
+        "fsdp_bytes": _shard(params, n) + (w - params) + gathered + _shard(g, n) + _shard(o, n) + a,
+        "fsdp_gathered_bytes": gathered,  # within fsdp_bytes: the root unit's and the largest block's full weights
+        "assumes": "DDP with gradient_as_bucket_view=False (buckets copy every gradient); ZeRO/FSDP on paper: model states "
+                   "partitioned as in Rajbhandari et al. 2020, one block gathered at a time, no communication buffers",
+    }
+
+
+def predict_devices(model: nn.Module, head: str, batch_size: int, seq_len: int, devices: int = 1, **options: Any) -> dict[str, Any]:
+    """predict() for one device's share of the global batch (batch_size / devices examples), with
+    `data_parallel` holding the per-device DDP peak and the sharded alternatives when devices > 1
+    (None on one device: nothing is replicated, no buckets)."""
+    check_devices(devices, batch_size)
+    est = predict(model, head, batch_size // devices, seq_len, **options)
+    est["data_parallel"] = data_parallel(model, est, devices) if devices > 1 else None
+    return est
+
+
 def default_seq_len(cfg: DictConfig, family: str) -> int:
     """The longest training sequence the task allows (its kind says how long), used when estimate.seq_len is null."""
     from bench.tasks import get_kind
@@ -316,13 +419,15 @@ def prepare_meta(cfg: DictConfig) -> tuple[nn.Module, str]:
     return method.apply(meta, method_cfg, task), head
 
 
-def estimate_config(cfg: DictConfig) -> dict[str, Any]:
-    """Build the model on the meta device, apply the method, predict. No data, no weights."""
+def estimate_config(cfg: DictConfig, devices: int = 1) -> dict[str, Any]:
+    """Build the model on the meta device, apply the method, predict (per device when devices > 1:
+    see data_parallel). No data, no weights."""
     from bench.config.plan import model_family
 
+    check_devices(devices, cfg.train.batch_size)
     prepared, head = prepare_meta(cfg)
     seq_len = int(cfg.estimate.seq_len) if cfg.estimate.get("seq_len") else default_seq_len(cfg, model_family(cfg.model))
-    out = predict(prepared, head, int(cfg.train.batch_size), seq_len)
+    out = predict_devices(prepared, head, int(cfg.train.batch_size), seq_len, devices)
     out["model"], out["method"], out["dtype"] = str(cfg.model.name), str(cfg.method.name), str(cfg.model.get("dtype", "float32"))
     return out
 
@@ -334,13 +439,28 @@ def _gib(n: int) -> str:
 
 
 def verb(opts: DictConfig, cfg: DictConfig | None, overrides: list[str]) -> int:
-    """`peft-bench estimate` (the run's keys; estimate.seq_len sets the tokens per example)."""
+    """`peft-bench estimate` (the run's keys; estimate.seq_len sets the tokens per example, devices=N
+    the data-parallel devices: conf/estimate.yaml)."""
     assert cfg is not None
-    est = estimate_config(cfg)
-    i = est["inputs"]
-    print(f"{est['model']} + {est['method']} ({est['dtype']}, AdamW), batch {i['batch_size']} x {i['seq_len']} tokens"
+    devices = check_devices(opts.devices, cfg.train.batch_size)  # before any model is built
+    est = estimate_config(cfg, devices)
+    i, dp = est["inputs"], est["data_parallel"]
+    batch = f"batch {i['batch_size']}" if dp is None else f"batch {dp['global_batch_size']} on {devices} devices ({i['batch_size']} per device)"
+    print(f"{est['model']} + {est['method']} ({est['dtype']}, AdamW), {batch} x {i['seq_len']} tokens"
           + (f" + {i['virtual_tokens']} virtual" if i["virtual_tokens"] else ""))
-    for key in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes", "total_bytes"):
+    if dp is not None:
+        print("  per device, DDP (every device holds the full weights, gradients and optimizer state):")
+    for key in ("weights_bytes", "gradients_bytes", "optimizer_state_bytes", "activations_bytes"):
         print(f"  {key.replace('_bytes', ''):<16} {_gib(est[key]):>12}")
+    if dp is None:
+        print(f"  {'total':<16} {_gib(est['total_bytes']):>12}")
+    else:
+        print(f"  {'ddp buckets':<16} {_gib(dp['ddp_buckets_bytes']):>12}   (a copy of the gradients; DDP's gradient_as_bucket_view=True would remove it)")
+        print(f"  {'total (DDP)':<16} {_gib(dp['ddp_bytes']):>12}")
+        print(f"  sharded across {devices} devices, per device (on paper: we run none of these):")
+        print(f"  {'zero1':<16} {_gib(dp['zero1_bytes']):>12}   optimizer state / {devices}")
+        print(f"  {'zero2':<16} {_gib(dp['zero2_bytes']):>12}   + gradients / {devices}")
+        print(f"  {'zero3 / fsdp':<16} {_gib(dp['fsdp_bytes']):>12}   + weights / {devices}, + {_gib(dp['fsdp_gathered_bytes'])} gathered "
+              "(embeddings and head, one block)")
     print(f"  trainable weights {_gib(est['trainable_weights_bytes'])}; activations kept for {i['blocks_with_activations']} blocks")
     return 0
