@@ -175,7 +175,7 @@ def test_an_interrupted_single_run_says_so_in_one_line_and_exits_130(tmp_path: P
     assert record["run"]["status"] == "cancelled" and record["run"]["error"] == f"interrupted ({why})"
     text = log.read_text()
     after = [line for line in text[text.index("train 40/100000"):].split("\n")[1:] if line and not line.startswith("train ")]
-    assert after == [f"run cancelled ({why}): its cancelled record is {path}"]  # progress lines aside
+    assert after == [f"run cancelled ({why}): its record is {path}"]  # progress lines aside
     assert "Traceback" not in log.read_text()
 
 

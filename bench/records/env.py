@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -49,4 +50,12 @@ def describe(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
+        "slurm_job": slurm_job(),
     }
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in: `<array job>_<task>` for a sweep point (squeue's and
+    scancel's name for it), the job id for a single job, None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")

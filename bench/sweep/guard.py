@@ -10,8 +10,8 @@ sweep. So:
   from the points sweeper's setup): pid + start time (a reused pid is not the sweep) + hostname;
 - every job process that is not the sweep (`watch_sweep`, from the app) refuses to start a point
   for a sweep that is gone or stopping, and follows it: once it is gone, the job cancels its
-  running point (SIGTERM: the point records itself `cancelled`) and exits. A job on another host
-  (a cluster node) cannot see the sweep's pid and does not follow it;
+  running point (SIGTERM: the point records itself `cancelled`) and exits. A SLURM job does not
+  follow it, even on the sweep's host: it belongs to the cluster, and finishes with its record;
 - SIGINT or SIGTERM sent to the sweep alone is passed on to its running points at once; the sweep
   waits for their `cancelled` records, then exits with 130. Meanwhile no job process exits or
   raises KeyboardInterrupt (a job ignores SIGINT: the sweep passes it on): joblib takes a dead
@@ -145,6 +145,8 @@ def _watched() -> str | None:
     a marked sweep, and on another host."""
     owner, _, host = os.environ.get(MARK, "").partition("@")
     if not owner or host != socket.gethostname() or owner.split("-")[0] == str(os.getpid()):
+        return None
+    if os.environ.get("SLURM_JOB_ID"):  # a cluster's job outlives the login that submitted it (bench.sweep.slurm)
         return None
     return owner
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-_signal: int | None = None  # the first SIGINT/SIGTERM this process got, None before any
+_signal: int | None = None  # the first SIGINT/SIGTERM/SIGUSR2 this process got, None before any
 _recording = False  # the run is writing its cancelled record: check() raises nothing more
 
 
@@ -35,11 +35,28 @@ def _handle(signum: int, frame: Any) -> None:
     raise _interrupt(signum)
 
 
+TIME_LIMIT = "SIGUSR2"  # a scheduler's warning that the job's time limit is near (SLURM's --signal=USR2@s, which submitit sets)
+
+
 def install() -> None:
-    """SIGINT (Ctrl-C) and SIGTERM (kill, a cluster's pre-emption, a sweep passing a signal on)
-    become one KeyboardInterrupt: the run records itself as cancelled."""
+    """SIGINT (Ctrl-C) and SIGTERM (kill, scancel, a sweep passing a signal on) become one
+    KeyboardInterrupt: the run records itself as cancelled. SIGUSR2 does too, and the run records
+    itself `timeout`: its relaunch runs it again."""
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGUSR2, _handle)
+
+
+def status_of(exc: KeyboardInterrupt) -> str:
+    """The record's status for this interrupt: `timeout` for the time-limit warning, and for the
+    SIGTERM of a SLURM job that reached its limit (bench.sweep.slurm.job_timed_out), else `cancelled`."""
+    if str(exc) == TIME_LIMIT:
+        return "timeout"
+    if str(exc) == "SIGTERM":
+        from bench.sweep.slurm import job_timed_out
+
+        return "timeout" if job_timed_out() else "cancelled"
+    return "cancelled"
 
 
 def check() -> None:

@@ -58,13 +58,13 @@ def child_main(spec_path: str, result_path: str) -> None:
     parent_pid = int(spec["parent_pid"])
     interrupts.install()
     die_with_parent(parent_pid)
-    interrupted = False
+    interrupted, why = False, None
     try:
         path = run(OmegaConf.create(spec["cfg"]), spec["sweep"], int(spec["threads"]))["run"].get("path")
     except KeyboardInterrupt as exc:
-        path, interrupted = getattr(exc, "record_path", None), True
+        path, interrupted, why = getattr(exc, "record_path", None), True, str(exc)
     if os.getppid() == parent_pid:
-        write_atomic(Path(result_path), {"path": path})
+        write_atomic(Path(result_path), {"path": path, "signal": why})  # the signal names the status of a point stopped before its record began
     else:  # the parent died (a killed sweep): nobody reads the result, so the folder goes (else the next sweep removes it)
         shutil.rmtree(Path(spec_path).parent, ignore_errors=True)
     if interrupted:
@@ -96,7 +96,8 @@ def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[s
             except subprocess.TimeoutExpired:
                 child.kill()
             raise
-        path = json.loads(result.read_text()).get("path") if result.is_file() else None
+        result_of = json.loads(result.read_text()) if result.is_file() else {}
+        path = result_of.get("path")
     if path is not None:
         record = json.loads(Path(path).read_text())
         record["run"]["path"] = path
@@ -106,7 +107,13 @@ def run_isolated(cfg: DictConfig, sweep: str | None, threads: int = 0) -> dict[s
     if code == -signal.SIGKILL:
         how += " (SIGKILL: the kernel's out-of-memory killer, or kill -9)"
     # The kernel's OOM killer is the usual sender of SIGKILL; SIGINT/SIGTERM before the child's handler was set is a cancel.
-    status = "oom" if code == -signal.SIGKILL else "cancelled" if code in (-signal.SIGINT, -signal.SIGTERM, 130) else "failed"
+    status = ("oom" if code == -signal.SIGKILL else "cancelled" if code in (-signal.SIGINT, -signal.SIGTERM, 130)
+              else "timeout" if code == -signal.SIGUSR2 else "failed")
+    if result_of.get("signal") is not None:  # stopped by a signal before its record began: SIGUSR2 is a time limit
+        status = interrupts.status_of(KeyboardInterrupt(result_of["signal"]))
+        how += f" ({result_of['signal'] or 'SIGINT'})"
+    if status == "timeout":
+        how += ": the cluster's time limit"
     record["tracking"] = None
     record["run"]["path"] = str(finish(record, Path(cfg.results_dir), status, f"run process {how} before writing its record"))
     return record
