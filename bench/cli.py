@@ -52,6 +52,7 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("perf", "the harness's own cost: the suite's loop against a bare loop and HF Trainer", "bench.harness.perf:verb", "perf"),
     Verb("cost", "the cost curve: step time and memory against model size and sequence length", "bench.harness.cost:verb", "cost"),
     Verb("gpu", "the GPU benchmark preset and its table (smoke=true checks it on the CPU)", "bench.harness.gpu:verb", "gpu"),
+    Verb("data-parallel", "the same run with 1, 2, ... processes (DistributedDataParallel) and their table", "bench.harness.data_parallel:verb", "data-parallel"),
     Verb("benchmark", "the trade-off benchmark preset and its tables (memory measured vs predicted, inference)", "bench.harness.benchmark:verb", "benchmark"),
     Verb("badinput", "how fast every bad input is refused (each must exit 2 naming its field)", "bench.harness.badinput:verb", "badinput"),
     Verb("step-times", "every method's training step time side by side, as a ratio to LoRA, beside PEFT's published ratios", "bench.harness.step_times:verb", "step-times"),

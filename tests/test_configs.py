@@ -190,7 +190,7 @@ def test_slurm_launcher_config_composes_to_submitit_and_sets_each_points_threads
 
     cfg = make_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher._target_ == "hydra_plugins.peft_bench_slurm.SlurmLauncher" and launcher.partition == "gpu"  # submitit's, mended
     assert entry.cores_for_job(launcher) == launcher.cpus_per_task == 8
 
 

@@ -24,6 +24,7 @@ def test_gpu_benchmark_smoke_preset_runs_on_the_cpu_into_records(tmp_path: Path)
     rows = [line for line in benchmark.splitlines() if line.startswith(("| llama-h32-l2", "| tiny-t5"))]
     assert len(rows) == 6 and not any("failed" in r for r in rows)
     assert "bf16 matmul peak measured in each point: n/a" in proc.stdout
+    assert "Data-parallel cell (2 GPUs): skipped: it needs 2 CUDA devices" in benchmark  # it runs only where torch sees 2 GPUs
     assert (tmp_path / "gpu-smoke.md").is_file()
     records = load_records(tmp_path)
     assert len(records) == 6 and {r["run"]["method"] for r in records} == {"full", "lora", "prompt_tuning"}

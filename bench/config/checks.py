@@ -55,7 +55,8 @@ def known_keys() -> dict[str, frozenset[str]]:
     return {"": frozenset(SCHEMA[""]) | frozenset(GROUPS) | frozenset(SECTIONS), **{s: frozenset(SCHEMA[s]) for s in SECTIONS}}
 
 
-MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size", "quantize", "double_quant"})
+MODEL_KEYS = frozenset({"name", "source", "path", "arch", "tokenizer", "family", "pooling", "dtype", "size", "quantize", "double_quant",
+                        "head_dropout"})  # head_dropout: optional (+model.head_dropout=0.0), the new classification head's dropout; 0.1 when absent
 # Task keys: every kind's, then each kind's own. The split keys (eval_fraction ...) take disjoint
 # parts of one file for train and eval.
 TASK_KEYS = frozenset({"name", "kind", "format", "path", "subset", "train_split", "eval_split", "columns", "metrics",
@@ -227,6 +228,9 @@ def check_model(mcfg: DictConfig) -> None:
     if mcfg.get("family") not in (None, "auto", *FAMILIES):
         raise ConfigError("model.family", mcfg.get("family"), f"auto or one of {', '.join(FAMILIES)}")
     choice(mcfg, "pooling", "model.pooling", POOLINGS, default="mean")
+    if mcfg.get("head_dropout") is not None:
+        number_in(mcfg, "head_dropout", "model.head_dropout", 0.0, 1.0, "the new classification head's dropout; 0 = off, "
+                  "which makes a data-parallel run's curve equal the single process's", high_open=True)
     choice(mcfg, "dtype", "model.dtype", DTYPES, default="float32")
     check_quantize(mcfg)
     check_tokenizer(mcfg)
@@ -360,6 +364,17 @@ def check_across_knobs(cfg: DictConfig) -> None:
     if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
     check_validation(cfg)
+    check_world_size(cfg)
+
+
+def check_world_size(cfg: DictConfig) -> None:
+    """Data-parallel: every process takes an equal slice of every batch, so the batch divides."""
+    world, batch = cfg.train.get("world_size", 1), cfg.train.batch_size
+    if world > 1 and batch % world:
+        below = batch - batch % world
+        nearest = f"{below} or {below + world}" if below else str(world)
+        raise ConfigError("train.batch_size", batch, f"a multiple of train.world_size={world} (each of the {world} processes "
+                          f"takes an equal slice of every batch: {nearest})")
 
 
 def check_validation(cfg: DictConfig) -> None:

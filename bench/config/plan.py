@@ -164,6 +164,20 @@ def check_quantized_frozen(cfg: DictConfig, method: Method, meta: torch.nn.Modul
                           "base takes adapters, soft prompts, biases, norms or a task head (lora, ia3, adapter, prompt_tuning, ...)")
 
 
+def check_data_parallel(cfg: DictConfig, method: Method) -> None:
+    """train.world_size > 1 needs training to split (a method that trains nothing has none) and,
+    on CUDA, a GPU for each process. Every method that trains was tried data-parallel (2 processes
+    on tiny-llama: the same curve as one process); one that cannot refuses in its own `check`."""
+    world = int(cfg.train.get("world_size", 1))
+    if world == 1:
+        return
+    if not method.trains:
+        raise ConfigError("train.world_size", world, f"1 for method {method.name}: it trains nothing, so there is no training to split across processes")
+    gpus = torch.cuda.device_count()
+    if pick_device(cfg.device).type == "cuda" and gpus < world:
+        raise ConfigError("train.world_size", world, f"at most {gpus}: each process trains on a GPU of its own, and torch sees {gpus} here")
+
+
 def validate(cfg: DictConfig, checked: bool = False) -> Plan:
     """Check everything checkable without weights; returns what was decided on the way.
     `checked`: the plain checks (bench.config.checks) already passed for this very config."""
@@ -172,6 +186,7 @@ def validate(cfg: DictConfig, checked: bool = False) -> Plan:
     check_device(cfg)
     method = get_method(cfg.method.name)
     method.check(cfg.method, None)  # the method's own fields first
+    check_data_parallel(cfg, method)
     kind = get_kind(cfg.task.kind)
     config = architecture(cfg.model)
     family = model_family(cfg.model, config)

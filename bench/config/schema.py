@@ -101,6 +101,7 @@ SCHEMA: dict[str, dict[str, Knob]] = {
     "train": {
         "max_steps": Knob("int", low=1, what="optimizer steps", trains_only=True),
         "batch_size": Knob("int", low=1, what="examples per micro-batch"),
+        "world_size": Knob("int", low=1, what="processes training data-parallel, each on its slice of every batch; 1 = one process"),
         "group_by_length": Knob("bool"),
         "grad_accum_steps": Knob("int", low=1, what="micro-batches per optimizer step"),
         "lr": Knob("number", low=0.0, high=10.0, low_open=True, what="peak learning rate", trains_only=True),

@@ -96,6 +96,9 @@ def cases(data: Path) -> list[tuple[list[str], str]]:
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "method=none,full"], "hydra.launcher.n_jobs"),
         (["results_dir=/proc/peft-bench-cannot-write-here"], "results_dir"),
         (["keep_artifacts=yes"], "keep_artifacts"),
+        (["train.world_size=0"], "train.world_size"),
+        (["train.world_size=3", "train.batch_size=16"], "train.batch_size"),  # each process takes an equal slice of the batch
+        (["model=tiny-bert", "method=none", "train.world_size=2"], "train.world_size"),  # refused before torchrun starts
     ]
 
 

@@ -96,16 +96,22 @@ def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, floa
     """Mean ROUGE-1/2/L/Lsum F-measure (stemmer on), best reference per metric."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    each = rouge_per_example(predictions, references)
+    n = max(len(predictions), 1)
+    return {key: sum(each[key]) / n for key in ROUGE_KEYS}
+
+
+def rouge_per_example(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
+    """Each example's ROUGE-1/2/L/Lsum F-measure (the paired comparisons resample them: bench.report.paired)."""
     from rouge_score import rouge_scorer  # imported here: config validation stays fast
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
-    totals = {key: 0.0 for key in ROUGE_KEYS}
+    out: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for pred, refs in zip(predictions, references):
         scores = scorer.score_multi([_split_sentences(r) for r in refs], _split_sentences(pred))
         for key in ROUGE_KEYS:
-            totals[key] += scores[key].fmeasure
-    n = max(len(predictions), 1)
-    return {key: totals[key] / n for key in ROUGE_KEYS}
+            out[key].append(scores[key].fmeasure)
+    return out
 
 
 def classification(predictions: list[int], labels: list[int], num_labels: int) -> dict[str, float | int | bool]:

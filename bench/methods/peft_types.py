@@ -374,6 +374,14 @@ def knobs_of(spec: DictConfig) -> str:
     return f"`config.*`: any field of peft's {spec.peft_type} config" + (f" (set here: {set_here})" if set_here else "")
 
 
+def skipping(rule: str | None) -> Callable[[DictConfig], bool] | None:
+    """about.skips_parameters (an expression over the built peft config's fields, such as
+    `module_dropout > 0`) as the registry's `skips_parameters`; None where the YAML has none."""
+    if rule is None:
+        return None
+    return lambda method_cfg: bool(evaluate(rule, _names_of(build_config(method_cfg, None, None)), "about.skips_parameters"))
+
+
 def register_yaml(path: Path) -> None:
     spec = OmegaConf.load(path)
     about = spec.get("about") or {}
@@ -382,7 +390,7 @@ def register_yaml(path: Path) -> None:
              can_merge=bool(spec.get("can_merge", False)), summary=str(about.get("summary", "")), knobs=knobs_of(spec),
              examples=examples, refuses=tuple(str(r) for r in about.get("refuses") or ()),
              golden={m: tuple(v) for m, v in (about.get("golden") or {}).items()},
-             source=str(path), optimizer=make_optimizer, step_hook=step_hook)(apply)
+             source=str(path), optimizer=make_optimizer, step_hook=step_hook, skips_parameters=skipping(about.get("skips_parameters")))(apply)
 
 
 def discover() -> None:

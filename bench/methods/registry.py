@@ -75,6 +75,10 @@ class Method:
     # The loop's two hooks (bench/run/train.py), for optimizer-side variants and per-step work:
     optimizer: Callable[..., Any] | None = None  # (model, method cfg, lr, weight_decay, betas) -> an optimizer, or None for AdamW
     step_hook: Callable[[nn.Module, DictConfig, int], None] | None = None  # after each optimizer step, with the step number
+    # Whether a training step may leave some trainable parameters out of the loss (LyCORIS's module_dropout skips a
+    # whole layer's update): data-parallel training then looks for them every step (DDP's find_unused_parameters).
+    # A method that cannot train data-parallel at all refuses in its own `check` (probe.cfg.train.world_size).
+    skips_parameters: Callable[[DictConfig], bool] | None = None
 
 
 METHODS: dict[str, Method] = {}

@@ -60,6 +60,16 @@ class Head:
         """Tokens an LM loss averages over: a causal model predicts every label but the first."""
         return len(labels) - 1 if self.lm_labels == "shifted" else len(labels)
 
+    def scored_per_example(self, labels: Any) -> Any:
+        """A batch's loss averages over label positions; how many each example holds (a tensor of
+        label ids, -100 = not scored): a classifier's one label, an LM's scored tokens (a causal
+        model's first label left out). Data-parallel training weighs each rank's loss by them."""
+        if not self.is_lm:
+            return (labels != -100).long()
+        if self.lm_labels == "shifted":
+            labels = labels[:, 1:]
+        return (labels != -100).sum(1)
+
 
 HEADS: dict[str, Head] = {}
 

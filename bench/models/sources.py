@@ -31,6 +31,9 @@ class ClassifierOutput:
     logits: torch.Tensor
 
 
+HEAD_DROPOUT = 0.1  # the new classification head's dropout where the model's config leaves model.head_dropout out
+
+
 class SequenceClassifier(nn.Module):
     """A pretrained backbone + a new linear head, pooled the way the backbone was trained.
 
@@ -39,7 +42,7 @@ class SequenceClassifier(nn.Module):
     decoder classifiers pool the last real token. One small module covers every family.
     """
 
-    def __init__(self, backbone: nn.Module, num_labels: int, pooling: str, dropout: float = 0.1):
+    def __init__(self, backbone: nn.Module, num_labels: int, pooling: str, dropout: float = HEAD_DROPOUT):
         super().__init__()
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # BERT's pooler is never used here: its weights would count as trainable yet get no gradient
@@ -173,7 +176,8 @@ def _load_model(model_cfg: DictConfig, head: str, num_labels: int, tokenizer: Pr
             return backbone
     if getattr(backbone.config, "is_encoder_decoder", False) and not spec.keeps_decoder:
         backbone = backbone.get_encoder()  # classify from the encoder of a T5-style model
-    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean")).to(dtype)  # the new head in the weights' dtype
+    dropout = float(model_cfg.get("head_dropout", HEAD_DROPOUT))
+    return SequenceClassifier(backbone, num_labels, model_cfg.get("pooling", "mean"), dropout).to(dtype)  # the new head in the weights' dtype
 
 
 def meta_model(model_cfg: DictConfig, head: str, num_labels: int = 2) -> nn.Module:

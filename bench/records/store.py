@@ -55,6 +55,7 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("train", "diverge_factor"): 10.0,
     ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
     ("model", "quantize"): None, ("model", "double_quant"): False,
+    ("train", "world_size"): 1,
 }
 
 

@@ -40,7 +40,7 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
           external: Path | None = None) -> dict[str, Any]:
     """Everything the report writes, from the records under results_dirs (and PEFT's, with
     `external`); returns what it made."""
-    from bench.report import dashboard, plots, wandb_log  # matplotlib and plotly load only when files are written
+    from bench.report import dashboard, paired, plots, wandb_log  # matplotlib and plotly load only when files are written
 
     records = read(results_dirs, sweep, external)
     runs = runs_frame(records)
@@ -53,6 +53,7 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
         return {"records": len(records), "points": 0, "files": files, "plots": drawn}
     points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
     files = write_tables(runs, points, output_dir)
+    files += paired.write_all(records, runs, points, output_dir)  # which differences are real (per-example scores)
     drawn = plots.draw_all(points, output_dir / "plots", runs)
     files += [p for paths in drawn.values() for p in paths]
     files.append(dashboard.write(runs, points, drawn, output_dir / "dashboard.html"))

@@ -24,10 +24,12 @@ from bench.config.compose import check_command_line
 from bench.errors import ConfigError
 from bench.records.store import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
 from bench.records.store import role
+from bench.run import distributed  # torch-free at import: the launch is read before torch loads
 from bench.report.tables import markdown_table
 from bench.sweep import signals as interrupts
 from bench.sweep.supervise import cores_for_job, run_isolated  # torch-free: before the plain checks
 from bench.sweep.guard import watch_sweep
+from bench.sweep.slurm import quiet_job_signals
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[2] / "conf"), config_name="config")  # absolute: the same under python -m bench and the peft-bench script
@@ -38,25 +40,36 @@ def app(cfg: DictConfig) -> str | None:
         try:  # every check that needs no torch, before torch loads: a bad value answers in about half a second
             if (cfg.get("tune") or {}).get("enabled") is True:  # trials and finals are a sweep's points: a single run cannot hold them
                 raise ConfigError("tune.enabled", True, "false for a single run: add -m (the tuning stage is a sweep)")
+            distributed.adopt_launch(cfg)  # under torchrun: train.world_size is the number of processes it started
             preflight.check(cfg)
             check_results_dir(cfg.results_dir)  # before any work: a record that cannot be written would lose it
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
+        if int(cfg.train.world_size) > 1 and not distributed.launched():
+            sys.exit(launch_data_parallel(cfg))
     from bench.run.pipeline import refused_again, run  # torch loads after the plain checks passed
 
     if hydra_cfg.mode != RunMode.MULTIRUN:
         interrupts.install()
+        main = distributed.is_main()  # a data-parallel run's other ranks print nothing: rank 0 reports the run
+        threads = distributed.threads_per_process() if distributed.launched() else cores_for_job(None)
         try:
-            record = run(cfg, None, cores_for_job(None), checked=True)
+            record = run(cfg, None, threads, checked=True)
         except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
+            if main:
+                print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as exc:  # one line, not the traceback of wherever the run was
+            if not main:
+                sys.exit(130)
             path = getattr(exc, "record_path", None)
-            where = f"its cancelled record is {path}" if path else "it stopped before its record began, so nothing was written"
-            print(("\n" if sys.stderr.isatty() else "") + f"run cancelled ({str(exc) or 'Ctrl-C'}): {where}", file=sys.stderr)
+            where = f"its record is {path}" if path else "it stopped before its record began, so nothing was written"
+            status = interrupts.status_of(exc)  # timeout: a cluster's time limit; else cancelled
+            print(("\n" if sys.stderr.isatty() else "") + f"run {status} ({str(exc) or 'Ctrl-C'}): {where}", file=sys.stderr)
             sys.exit(130)
+        if not main:
+            return None
         status = record["run"]["status"]
         print(f"\n{record['run']['id']}: {status}" + (f" ({record['run']['error']})" if record["run"]["error"] else ""))
         print(markdown_table([record]))
@@ -67,6 +80,7 @@ def app(cfg: DictConfig) -> str | None:
         return None
 
     watch_sweep()  # a joblib worker or submitit job: no point for a sweep that is gone, and die with it
+    quiet_job_signals()  # a SLURM job: its point records scancel and the time limit; the job waits for that record
     sweep = str(hydra_cfg.sweep.dir)
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
@@ -103,6 +117,21 @@ def app(cfg: DictConfig) -> str | None:
     return str(record["run"]["path"])
 
 
+def launch_data_parallel(cfg: DictConfig) -> int:
+    """train.world_size=N in a plain process: every check here, once, the model's architecture on
+    the meta device and the method's refusals included (no weights load), so a refusal exits 2
+    before any process starts; then this very command again under torchrun with N processes
+    (bench.run.distributed.relaunch), whose exit code is the run's."""
+    from bench.config.plan import validate  # torch loads here: the plain checks passed
+
+    try:
+        validate(cfg, checked=True)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    return distributed.relaunch(int(cfg.train.world_size), sys.argv[1:])
+
+
 def print_tracking(record: dict[str, Any]) -> None:
     """Where the W&B copy went, and how to upload it when it is offline."""
     tracked = record.get("tracking")
@@ -119,6 +148,8 @@ def print_tracking(record: dict[str, Any]) -> None:
 def run_app(args: list[str]) -> None:
     """The `run` verb: the Hydra app over these arguments (Hydra reads sys.argv)."""
     try:
+        if distributed.launched() and ("-m" in args or "--multirun" in args):  # every rank would run the whole sweep
+            raise ConfigError("-m", "under torchrun", "a single run: a sweep runs each point in one process (launch it without torchrun)")
         preflight.check_overrides([a for a in args if not a.startswith("-")])  # a misspelt key (method.rr=8) is named with the valid ones, before Hydra composes
         check_command_line(args)  # model=nonexistent, +hydra.foo=bar: one line, not Hydra's traceback or silence
     except ConfigError as exc:

@@ -5,6 +5,7 @@ runs in its own process (bench.sweep.supervise)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -34,6 +35,7 @@ from bench.models.heads import get_head
 from bench.records import env
 from bench.records import tracking
 from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, study_key, umask, write_record
+from bench.run import distributed
 from bench.run import speed
 from bench.run.prepare import Prepared, load_base, prepare
 from bench.run.progress import progress
@@ -70,6 +72,7 @@ def new_record(cfg: DictConfig, sweep: str | None) -> dict[str, Any]:
             "status": "running",
             "error": None,
             "random_weights": cfg.model.source == "config",
+            "world_size": int(cfg.train.get("world_size", 1)),  # processes that trained it data-parallel (1: one process)
             "role": role(cfg),  # trial (scored on validation) | final (tuned lr) | run (lr as configured)
             "study": study_key(plain),  # the point that trials and finals share
             "config": plain,
@@ -96,14 +99,15 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if int(cfg.threads) > 0 or threads > 0:
         torch.set_num_threads(int(cfg.threads) or threads)
     device, method = plan.device, plan.method
+    main = distributed.is_main()  # rank 0 (a plain run's one process) evaluates, measures and records; other ranks only train
     record["env"] = env.describe(device)
-    seed_everything(int(cfg.seed))
-    ready = prepare(cfg, plan, record, score_base=bool(cfg.forgetting.enabled))  # fills record["data"]
+    seed_everything(int(cfg.seed))  # the same seed on every rank: the same head and adapter draws, the same batches
+    ready = prepare(cfg, plan, record, score_base=bool(cfg.forgetting.enabled) and main)  # fills record["data"]
     model, task = ready.model.to(device), ready.task
     record["model"] = model_section(cfg, model)
     record["params"] = params_section(model, plan)
     artifact_dir = Path(cfg.results_dir) / "artifacts" / record["run"]["id"]
-    if cfg.keep_artifacts:  # before training: a results_dir that cannot hold them would fail the run at its end
+    if cfg.keep_artifacts and main:  # before training: a results_dir that cannot hold them would fail the run at its end
         check_artifact_room(cfg.results_dir, saved_tensor_bytes(model))
 
     def evaluate() -> dict[str, Any]:
@@ -112,18 +116,25 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
 
     # The memory peak is reset just before training and read right after it (before the final
     # evaluation); a method that trains nothing is measured over its evaluation instead.
-    flops = count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak
+    flops = count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak (every rank: peaks measured alike)
     peak_reset = measure.reset_peak(device)
     should_stop = trial_pruner(cfg, record, task)
     if method.trains:
-        result = train(model, task, cfg, device, evaluate, on_step=tracker.log_step, should_stop=should_stop)
+        # Data-parallel, rank 0 alone evaluates (periodically and at the end), with the unwrapped
+        # model on the whole eval split; the other ranks wait for it at their next step.
+        result = train(model, task, cfg, device, evaluate if main else None, on_step=tracker.log_step, should_stop=should_stop)
         memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="train")
+        peaks = distributed.gather(memory["peak_bytes"])  # every rank's training peak, in rank order (a plain run: its own)
+        if not main:
+            return None  # this rank's part is done: rank 0 records the run
         quality = evaluate()
-    else:
+    else:  # (never data-parallel: validation refuses train.world_size > 1 for a method that trains nothing)
         result = TrainResult(optimizer=None)
         quality = evaluate()
         memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="eval")
-    record["memory"] = memory_section(memory, model, plan.head, result, int(cfg.train.batch_size))
+        peaks = [memory["peak_bytes"]]
+    memory["peak_bytes_per_rank"] = peaks
+    record["memory"] = memory_section(memory, model, plan.head, result, int(cfg.train.batch_size), int(cfg.train.get("world_size", 1)))
     record["speed"] = speed_section(cfg, result, model, ready.load_s, flops, device)
     record["quality"] = {**quality, "main_metric": task.main_metric}
     tracker.log_final(len(result.step_times_s), quality)
@@ -164,13 +175,20 @@ def trial_pruner(cfg: DictConfig, record: dict[str, Any], task: Task) -> Callabl
     return None
 
 
-def memory_section(memory: dict[str, Any], model: nn.Module, head: str, result: TrainResult, batch_size: int) -> dict[str, Any]:
+def memory_section(memory: dict[str, Any], model: nn.Module, head: str, result: TrainResult, batch_size: int,
+                   world_size: int = 1) -> dict[str, Any]:
     """The measured peak with its breakdown, and beside it the estimator's prediction from the
-    config and the longest batch."""
+    config and the longest batch. Data-parallel: rank 0's peak against the estimator's one device
+    of world_size under DDP (its share of the batch, and DDP's gradient buckets)."""
     peak = memory["peak_bytes"]
     memory["breakdown"] = measure.breakdown(model, result.optimizer, peak)
-    predicted = estimate.predict(model, head, batch_size, result.max_seq_len or 1)
-    predicted["peak_ratio"] = peak / predicted["total_bytes"] if predicted["total_bytes"] else None
+    if world_size > 1:
+        predicted = estimate.predict_devices(model, head, batch_size, result.max_seq_len or 1, world_size)
+        total = predicted["data_parallel"]["ddp_bytes"]
+    else:
+        predicted = estimate.predict(model, head, batch_size, result.max_seq_len or 1)
+        total = predicted["total_bytes"]
+    predicted["peak_ratio"] = peak / total if total else None
     memory["estimate"] = predicted
     return memory
 
@@ -290,23 +308,31 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0, checked: bo
     """Validate, run and record. A ConfigError is raised before anything is written unless the run
     is part of a sweep, where it becomes a failed record so the sweep goes on. `checked`: the
     caller ran the plain checks already (bench.run.app, before torch loaded); they run once. An interrupt
-    (Ctrl-C, or SIGTERM once bench.sweep.signals.install is set) writes a `cancelled` record, then goes on up."""
+    (Ctrl-C, or SIGTERM once bench.sweep.signals.install is set) writes a `cancelled` record (SIGUSR2, a
+    cluster's time-limit warning: `timeout`), then goes on up."""
     results_dir = Path(cfg.results_dir)
     record = new_record(cfg, sweep)
     try:
+        distributed.check_launch(cfg)  # train.world_size > 1: this process must be one of that many torchrun processes
         plan = validate(cfg, checked=checked)
     except ConfigError as exc:
         if sweep is None:
             raise
         record["run"]["refused"] = True  # a property of the config, not of this attempt: a relaunch skips it (refused_again)
         return conclude(record, results_dir, tracking.start(cfg, record), "failed", f"{REFUSED_PREFIX}{exc}")
+    if not distributed.is_main():
+        return train_other_rank(cfg, record, plan, threads)
     tracker = tracking.start(cfg, record)
     try:
+        if distributed.launched():  # join a data-parallel run (on CUDA: this rank's GPU)
+            plan = dataclasses.replace(plan, device=distributed.init(plan.device))
         stopped = execute(cfg, record, plan, tracker, threads)  # the pruner's reason, if it stopped a trial
         interrupts.check()  # a signal whose interrupt was swallowed is a cancel, never a success
     except KeyboardInterrupt as exc:
         interrupts.recording()
-        conclude(record, results_dir, tracker, "cancelled", f"interrupted ({str(exc) or 'Ctrl-C'})")
+        status = interrupts.status_of(exc)
+        why = f"the cluster's time limit ({str(exc) or 'Ctrl-C'})" if status == "timeout" else f"interrupted ({str(exc) or 'Ctrl-C'})"
+        conclude(record, results_dir, tracker, status, why)
         exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
@@ -317,7 +343,24 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0, checked: bo
     except Exception as exc:  # a failed run is a row with its reason
         record["run"]["traceback"] = traceback.format_exc(limit=8)
         return conclude(record, results_dir, tracker, "failed", f"{type(exc).__name__}: {exc}")
+    finally:
+        distributed.finish()  # leave a data-parallel run's process group (a plain run: nothing)
     return conclude(record, results_dir, tracker, "pruned" if stopped else "success", stopped)
+
+
+def train_other_rank(cfg: DictConfig, record: dict[str, Any], plan: Plan, threads: int) -> dict[str, Any]:
+    """A data-parallel run's rank other than 0: it trains its slices and writes nothing (no record,
+    no tracker, no artifacts). A loss that diverged diverged on every rank alike, so rank 0 records
+    it and this rank ends quietly; any other error goes up, and torchrun then stops the run (rank 0
+    records it as failed or cancelled)."""
+    try:
+        plan = dataclasses.replace(plan, device=distributed.init(plan.device))
+        execute(cfg, record, plan, tracking.Tracker(), threads)
+    except NonFiniteLoss:
+        pass
+    finally:
+        distributed.finish()
+    return record
 
 
 def refused_again(cfg: DictConfig, digest: str) -> tuple[Path, str] | None:

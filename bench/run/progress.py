@@ -36,8 +36,11 @@ class LineProgress:
             self._print()
 
 
-def progress(total: int, desc: str, every: int | None = None) -> tqdm | LineProgress:
-    """A bar on a terminal; otherwise a line about every tenth of the way (or every `every`)."""
+def progress(total: int, desc: str, every: int | None = None, quiet: bool = False) -> tqdm | LineProgress:
+    """A bar on a terminal; otherwise a line about every tenth of the way (or every `every`).
+    quiet: nothing at all (a data-parallel run's ranks other than 0: one progress line per run)."""
+    if quiet:
+        return tqdm(total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
     return LineProgress(total, desc, every or max(1, total // 10))

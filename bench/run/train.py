@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 from bench.sweep import signals as interrupts
 
 from bench.methods import get_method
+from bench.models.heads import get_head
+from bench.run import distributed
 from bench.run import speed
 from bench.run.progress import progress
 from bench.tasks import Task
@@ -133,12 +135,18 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
           should_stop: Callable[[int, dict[str, Any]], str | None] | None = None) -> TrainResult:
     """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
     on_step gets each curve point as it is made (a tracker's live curves); should_stop gets each
-    periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None."""
+    periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None.
+
+    Data-parallel (bench.run.distributed): every rank draws the same global batches and trains on
+    its slice through DistributedDataParallel; each curve point's loss is the mean over the ranks
+    (the global batch's), and the result's counts are totals over the ranks. Only rank 0 is given
+    `evaluate` (the caller's choice): it evaluates the unwrapped model while the others wait."""
     tcfg = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return TrainResult(optimizer=None)
     method = get_method(str(cfg.method.name))
+    head = get_head(task.head)
     betas = (float(tcfg.adam_beta1), float(tcfg.adam_beta2))
     optimizer = method.optimizer(model, cfg.method, float(tcfg.lr), float(tcfg.weight_decay), betas) if method.optimizer else None
     if optimizer is None:  # AdamW over the trainable parameters (a method's variant, LoRA+ or LoRA-FA, brings its own)
@@ -146,14 +154,17 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
                                       **({"fused": True} if speed.fused_adamw(cfg, device) else {}))
     if speed.settings(cfg)["gradient_checkpointing"]:
         speed.enable_gradient_checkpointing(model)
-    step_model = torch.compile(model) if speed.settings(cfg)["compile"] else model  # the same parameters, compiled forward
+    skips = method.skips_parameters is not None and method.skips_parameters(cfg.method)
+    ddp_model = distributed.wrap(model, device, find_unused=skips)  # DistributedDataParallel under torchrun, else the model itself
+    step_model = torch.compile(ddp_model) if speed.settings(cfg)["compile"] else ddp_model  # the same parameters, compiled forward
     max_steps = int(tcfg.max_steps)
     warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
+    # The global batches, the same on every rank; each rank trains on its slice (distributed.shard)
     data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate, bool(tcfg.get("group_by_length", False)))
     accum = int(tcfg.grad_accum_steps)
     result = TrainResult(optimizer=optimizer)
-    bar = progress(max_steps, "train", every=int(tcfg.log_every))
+    bar = progress(max_steps, "train", every=int(tcfg.log_every), quiet=not distributed.is_main())
     factor = float(tcfg.get("diverge_factor", 0) or 0)
     losses: list[float] = []  # every step's loss, for the divergence rule
     model.train()
@@ -162,17 +173,21 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
         t0 = time.perf_counter()
         loss_sum = 0.0
-        for _ in range(accum):
-            batch = {k: v.to(device) for k, v in next(data).items()}
+        for micro in range(accum):
+            whole = next(data)  # the global micro-batch: the same on every rank
+            batch = {k: v.to(device) for k, v in distributed.shard(whole).items()}  # this rank's slice (a plain run: all of it)
+            weight = distributed.loss_weight(whole, head)  # this slice's share of the whole batch's loss (a plain run: 1)
+            if ddp_model is not model:  # all-reduce the gradients once per step, with the last micro-batch (nanoGPT's way)
+                ddp_model.require_backward_grad_sync = micro == accum - 1  # type: ignore[assignment]
             with speed.autocast(cfg, device):
-                loss = step_model(**batch).loss
+                loss = step_model(**batch).loss * weight
             (loss / accum).backward()
             loss_sum += float(loss.detach())
             result.samples += int(batch["input_ids"].shape[0])
             result.real_tokens += int(batch["attention_mask"].sum())
             result.padded_tokens += int(batch["attention_mask"].numel())
             result.max_seq_len = max(result.max_seq_len, int(batch["input_ids"].shape[1]))
-        loss_value = loss_sum / accum
+        loss_value = distributed.mean(loss_sum / accum, device)  # the global batch's loss: every rank sees the same value
         losses.append(loss_value)
         reason = divergence(losses, factor)
         if reason is not None:
@@ -188,7 +203,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         result.step_times_s.append(dt)
         point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
         if evaluate is not None and int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0 and step < max_steps:
-            point["eval"] = evaluate()
+            point["eval"] = {k: v for k, v in evaluate().items() if k != "per_example"}  # the final evaluation keeps them, a curve point does not
             model.train()
         result.curve.append(point)
         if on_step is not None:
@@ -201,4 +216,5 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
                 break
     bar.close()
     result.wall_s = time.perf_counter() - start
+    result.samples, result.real_tokens, result.padded_tokens = distributed.total([result.samples, result.real_tokens, result.padded_tokens], device)
     return result

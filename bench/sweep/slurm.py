@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import subprocess
-from pathlib import Path
 from typing import Any
 
 
@@ -98,17 +97,6 @@ def squeue_watcher() -> Any:
             return info
 
     return SqueueWatcher(delay_s=60)
-
-
-def record_lost_job(config: Any, hydra_context: Any, overrides: list[str], status: str, reason: str) -> str:
-    """The record of a point whose job never wrote one: `cancelled` (a relaunch runs it again),
-    or `failed` where the job itself raised."""
-    from bench.run.pipeline import finish, new_record
-
-    cfg = hydra_context.config_loader.load_sweep_config(config, overrides)
-    record = new_record(cfg, str(config.hydra.sweep.dir))
-    record["tracking"] = None
-    return str(finish(record, Path(str(cfg.results_dir)), status, reason))
 
 
 def squeue_states(job_ids: list[str]) -> dict[str, str]:

@@ -33,7 +33,7 @@ def cores_for_job(launcher: Any) -> int:
         n_jobs = int(launcher.get("n_jobs") or -1)
         parallel = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)  # joblib: -1 = all cpus
         return max(1, cores // parallel)
-    if "submitit" in target and launcher.get("cpus_per_task"):
+    if ("submitit" in target or "slurm" in target) and launcher.get("cpus_per_task"):  # hydra_plugins.peft_bench_slurm too
         return int(launcher.cpus_per_task)
     return 0
 

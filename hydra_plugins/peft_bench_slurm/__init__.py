@@ -61,13 +61,22 @@ class SlurmLauncher(SubmititSlurmLauncher):
         status = "timeout" if "timed-out" in why or state == "TIMEOUT" else "failed" if isinstance(exc, FailedJobError) else "cancelled"
         assert self.config is not None and self.hydra_context is not None
         from bench.sweep.callbacks import POINTER
-        from bench.sweep.slurm import record_lost_job
 
         pointer = Path(str(self.config.hydra.sweep.dir)) / str(idx) / POINTER
         if pointer.is_file():  # the point's run wrote its record before the job ended
             path = pointer.read_text().strip()
         else:
-            path = record_lost_job(self.config, self.hydra_context, overrides, status,
-                                   f"SLURM job {job.job_id} ended as {state} without a result ({why})")
+            path = self._record_lost_job(overrides, status, f"SLURM job {job.job_id} ended as {state} without a result ({why})")
         print(f"job {job.job_id} ({' '.join(overrides)}): {state}; record {path}", flush=True)
         return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=path)
+
+    def _record_lost_job(self, overrides: List[str], status: str, reason: str) -> str:
+        """The record of a point whose job never wrote one: `cancelled` or `timeout` (a relaunch
+        runs it again), or `failed` where the job itself raised."""
+        from bench.run.pipeline import finish, new_record
+
+        assert self.config is not None and self.hydra_context is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        record = new_record(cfg, str(self.config.hydra.sweep.dir))
+        record["tracking"] = None
+        return str(finish(record, Path(str(cfg.results_dir)), status, reason))
