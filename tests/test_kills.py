@@ -150,7 +150,7 @@ def test_a_signal_to_the_sweep_alone_reaches_its_running_points_at_once(tmp_path
     assert [r["run"]["status"] for r in records] == ["cancelled"] * running
     why = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
     assert all(r["run"]["error"] == f"interrupted ({why})" for r in records)
-    assert f"sweep stopped by {signal.Signals(sig).name}: {running} running point(s) recorded as cancelled" in log.read_text()
+    assert f"sweep stopped by {signal.Signals(sig).name}: {running} running point(s) got the signal" in log.read_text()
     assert len(load_records(results)) == running  # no point started after the signal
     # What is left is the sweep's stop mark (jobs start nothing while it waits); the next sweep removes it.
     assert owned_folders(family) == [sweepguard.stop_mark(sweep_owner)]

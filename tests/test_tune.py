@@ -87,6 +87,27 @@ def test_select_takes_the_best_mean_validation_score_and_never_a_pruned_or_diver
     assert tune.select([trial_record(1e-3, None, status="failed", error="diverged: x")], "accuracy", "grid")["chosen_lr"] is None
 
 
+def test_a_rate_whose_trials_predicted_one_class_is_never_chosen_over_one_that_learned():
+    """The yes/no task of issue 29: both full fine-tuning trials at 5e-5 answered "yes" to every row
+    (accuracy = the majority, 0.657) and won the tie; a rate that learned anything now ranks first."""
+    def stuck(lr: float, seed: int = 0) -> dict:
+        rec = trial_record(lr, 0.657, seed=seed)
+        rec["quality"].update(constant_predictions=True, majority_baseline=0.657)
+        return rec
+
+    def learner(lr: float, score: float) -> dict:
+        rec = trial_record(lr, score)
+        rec["quality"].update(constant_predictions=False, majority_baseline=0.657)
+        return rec
+
+    sel = tune.select([stuck(5e-5), stuck(5e-5, seed=1), learner(2e-4, 0.640), learner(1e-3, 0.700)], "accuracy", "grid")
+    assert sel["chosen_lr"] == 1e-3 and sel["constant_lrs"] == [5e-5] and not sel["none_learned"]
+    sel = tune.select([stuck(5e-5), learner(2e-4, 0.640)], "accuracy", "grid")  # 0.657 > 0.640, and still ranked last
+    assert sel["chosen_lr"] == 2e-4 and sel["majority_lrs"] == [5e-5, 2e-4]
+    sel = tune.select([stuck(5e-5), stuck(2e-4)], "accuracy", "grid")  # nothing learned: said, and the smaller rate kept
+    assert sel["none_learned"] and sel["chosen_lr"] == 5e-5
+
+
 def fake_stage(tmp_path: Path, val_best: float, eval_best: float, diverge: bool = False):
     """A launcher that writes records without training: a trial's validation score peaks at
     val_best, and what the reported split would say peaks at eval_best."""

@@ -283,9 +283,13 @@ def write_all(records: list[dict[str, Any]], runs: Any, points: Any, out: Path) 
         if group["random_weights"].astype(bool).all():
             continue  # cost only: no quality to compare
         result = point_tests(records, runs, group, higher_is_better(str(group["main_metric"].iloc[0]), default=True))
-        if result is None:
-            continue
         stem = file_stem(model, task)
+        if result is None:
+            table = out / "tables" / f"{stem}.md"
+            if table.is_file() and (group["seeds"] > 0).sum() >= 2:
+                table.write_text(table.read_text() + "\nNo paired comparisons: fewer than two points kept every example's score "
+                                 "(quality.per_example, in records since it was added); their reruns will have them.\n")
+            continue
         path = out / "tables" / f"{stem}__paired.md"
         path.write_text(markdown(result, f"{model} on {task}"))
         table = out / "tables" / f"{stem}.md"

@@ -275,6 +275,8 @@ def lr_sensitivity(trials, points=None) -> Figure | None:
             ax.fill_between(mean.index, done.min().values, done.max().values, color=color, alpha=0.15)
         pruned = group[group["status"] == "pruned"]
         ax.scatter(pruned["lr"], pruned["score"], marker="x", color=color, s=45)
+        stuck = group[(group["status"] == "success") & group["constant_predictions"].eq(True)]  # learned only the class prior
+        ax.scatter(stuck["lr"], stuck["score"], marker="s", facecolors="none", edgecolors=color, s=90, zorder=4)
         chosen = points[points["study"].isin(group["study"]) & points["tuned"].astype(bool)] if points is not None else []
         for _, final in (chosen.iterrows() if len(chosen) else []):
             if final["lr"] in mean.index:
@@ -282,7 +284,12 @@ def lr_sensitivity(trials, points=None) -> Figure | None:
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (log scale)")
     ax.set_ylabel(f"validation {_metric(ok)} (split carved from train; band: seeds' range)")
-    ax.set_title(_title(ok, "Learning-rate sensitivity") + "\n* chosen lr, x pruned trial (at its last score)")
+    ax.set_title(_title(ok, "Learning-rate sensitivity") + "\n* chosen lr, x pruned trial (at its last score), "
+                 "open square: one class predicted for every row (ranked last)")
+    base = ok["majority_baseline"].dropna() if "majority_baseline" in ok else []
+    if len(base) and _metric(ok) == "accuracy":  # what always answering the majority class scores
+        ax.axhline(float(base.iloc[0]), color="grey", linestyle=":", linewidth=1)
+        ax.annotate("majority class", (ax.get_xlim()[0], float(base.iloc[0])), fontsize=7, color="grey", va="bottom")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: the low rates' x marks fill the plot
     fig.tight_layout()

@@ -258,7 +258,8 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
     full = tuned[trains_everything(tuned)]
     full_lr = float(full["lr"].iloc[0]) if len(full) else None
     metric = tuned["main_metric"].dropna().iloc[0] if tuned["main_metric"].notna().any() else "score"
-    headers = ["method", f"validation {metric} by lr (p = pruned, at its last score; f = failed)", "chosen lr", "x full's lr",
+    headers = ["method", f"validation {metric} by lr (p = pruned, at its last score; f = failed; c = every trial predicted one class, "
+               "ranked last; r = random weights, cost only)", "chosen lr", "x full's lr",
                "trials (pruned, failed)", "trial steps", "tuning s", "final run s", "tuning / final run"]
     rows = []
     for _, p in tuned.sort_values(["method", "trainable"], na_position="last").iterrows():
@@ -266,9 +267,13 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
         mine = trials[trials["study"] == p["study"]] if len(trials) else trials
         cells = []
         for lr, group in sorted(mine.groupby("lr"), key=lambda kv: kv[0]) if len(mine) else []:
-            ok = group[group["status"] == "success"]["score"].dropna()
+            done = group[group["status"] == "success"]
+            ok = done["score"].dropna()
             if len(ok):
-                cells.append(f"{lr:.3g}: {ok.mean():.3f}")
+                stuck = "c" if done["constant_predictions"].eq(True).all() else ""
+                cells.append(f"{lr:.3g}: {ok.mean():.3f}{stuck}")
+            elif len(done) and done["random_weights"].astype(bool).all():
+                cells.append(f"{lr:.3g}: r")
             elif (group["status"] == "pruned").any():
                 cells.append(f"{lr:.3g}: {group['score'].dropna().mean():.3f}p" if group["score"].notna().any() else f"{lr:.3g}: p")
             else:

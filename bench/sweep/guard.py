@@ -133,7 +133,8 @@ def _stop_sweep(signum: int, frame: Any) -> None:
         proc.kill()
     if _folder is not None:  # the basic launcher: the point ran in this process's folder
         shutil.rmtree(_folder, ignore_errors=True)
-    print(f"sweep stopped by {signal.Signals(signum).name}: {len(points)} running point(s) recorded as cancelled",
+    print(f"sweep stopped by {signal.Signals(signum).name}: {len(points)} running point(s) got the signal; each records "
+          "itself as cancelled once its run has begun (one still loading writes nothing and reruns on the relaunch)",
           file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -117,14 +117,23 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
     over its successful trials (a pruned or failed trial is never chosen), every lr tried, and what
     the trials cost in run time. chosen_lr is None when no trial succeeded."""
     by_lr: dict[float, list[float]] = {}
+    constant: dict[float, list[bool]] = {}  # per lr: whether each successful trial predicted one class for every example
+    majority: dict[float, list[bool]] = {}  # ... and whether it scored at or below always answering the majority class
     for rec in trials:
         lr = float(rec["run"]["config"]["train"]["lr"])
         by_lr.setdefault(lr, [])
-        if rec["run"]["status"] == "success":
-            by_lr[lr].append(float(rec["quality"][metric]))
+        if rec["run"]["status"] == "success" and (rec.get("quality") or {}).get(metric) is not None:
+            q = rec["quality"]
+            by_lr[lr].append(float(q[metric]))
+            constant.setdefault(lr, []).append(bool(q.get("constant_predictions")))
+            base = q.get("majority_baseline")
+            majority.setdefault(lr, []).append(base is not None and q.get("accuracy") is not None and float(q["accuracy"]) <= float(base))
     means = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v}
-    # the best mean in the metric's direction (bench.measure.metrics); a tie goes to the smaller lr
-    chosen = max(means, key=lambda lr: (metrics.goodness(metric, means[lr]), -lr)) if means else None
+    stuck = sorted(lr for lr, flags in constant.items() if flags and all(flags))  # learned only the class prior
+    # The best mean in the metric's direction (bench.measure.metrics); a rate whose every trial predicted
+    # one class is ranked after every rate that learned anything (a constant answer can tie or beat a
+    # poor learner on accuracy, and it is no choice); a tie goes to the smaller lr.
+    chosen = max(means, key=lambda lr: (lr not in stuck, metrics.goodness(metric, means[lr]), -lr)) if means else None
     first = trials[0]["run"]["config"] if trials else {}
     return {
         "split": "validation",
@@ -138,6 +147,9 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         "pruned": sum(r["run"]["status"] == "pruned" for r in trials),
         "failed": sum(r["run"]["status"] not in ("success", "pruned") for r in trials),
         "chosen_lr": chosen,
+        "constant_lrs": stuck,  # rates whose every trial predicted one class: ranked last
+        "majority_lrs": sorted(lr for lr, flags in majority.items() if flags and all(flags)),  # no better than the majority class
+        "none_learned": bool(means) and all(lr in stuck for lr in means),
         "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
     }
 
@@ -238,8 +250,15 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
                 f"no finals run for this point: widen or move the range (tune.lr_span, tune.lrs)")
             continue
         lr = selection["chosen_lr"]
+        flags = ""
+        if selection["constant_lrs"]:
+            flags += f"; constant predictions (one class for every row) at lr {', '.join(f'{x:g}' for x in selection['constant_lrs'])}: ranked last"
+        if selection["majority_lrs"]:
+            flags += f"; at or below the majority class at lr {', '.join(f'{x:g}' for x in selection['majority_lrs'])}"
+        if selection["none_learned"]:
+            flags += "; NO trial learned beyond the class prior: its finals will not either (move tune.lrs or train longer)"
         log(f"tuning: {_label(p['base'])}: chose lr {lr:g} from {selection['lrs']} "
-            f"({selection['metric']} on {selection['validation_examples']} validation rows; trials took {selection['cost_s']:.0f} s)")
+            f"({selection['metric']} on {selection['validation_examples']} validation rows; trials took {selection['cost_s']:.0f} s){flags}")
         selection_override = "selection={" + ",".join(f"{k}:{_value(v)}" for k, v in selection.items()) + "}"
         final_jobs += [p["base"] + [f"validation.examples={int(p['cfg'].tune.val_examples)}", f"train.lr={lr!r}",
                                     f"seed={s}", selection_override] for s in p["seeds"]]
