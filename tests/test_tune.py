@@ -310,3 +310,52 @@ def test_validation_dialogues_carved_from_dialogsums_training_file_are_scored_ag
     assert [_references(cfg.task, row) for row in scored] == [[row["summary"]] for row in scored]
     test_row = {"dialogue": "x", "summary1": "a", "summary2": "b", "summary3": "c"}
     assert _references(cfg.task, test_row) == ["a", "b", "c"]  # the reported split keeps every reference
+
+
+def test_a_trial_killed_mid_search_is_run_again_before_the_choice_and_finals_name_their_trials(tmp_path: Path):
+    """The best rate's trial is killed outright (an oom record, as after kill -9): the stage runs it
+    again before choosing, so it chooses what a clean search chooses; the finals name the trials."""
+    root = write_tsv_task(tmp_path)
+    jobs = [["seed=0", "method=lora", "task=sst2", f"data_root={root}", "model=tiny-bert", "tune.lrs=[0.0001,0.001,0.01]",
+             "tune.val_examples=10", "tune.max_steps=4"]]
+    launch, launched = fake_stage(tmp_path / "records", val_best=0.001, eval_best=0.001)
+    killed: list[str] = []
+
+    def kill_once(batch: list[list[str]]) -> list[str]:
+        paths = launch(batch)
+        for job, path in zip(batch, paths):
+            if "train.lr=0.001" in job and "validation.score_on=validation" in job and not killed:
+                rec = json.loads(Path(path).read_text())
+                rec["run"].update(status="oom", error="run process killed by signal 9 (SIGKILL: the kernel's out-of-memory killer, or kill -9)")
+                rec["quality"] = {}
+                Path(path).write_text(json.dumps(rec))
+                killed.append(path)
+        return paths
+
+    lines: list[str] = []
+    tune.run_tuning(jobs, make_cfg, kill_once, log=lines.append)
+    assert killed and any("killed before their verdict" in line for line in lines)
+    trials = [job for job in launched if "validation.score_on=validation" in job]
+    assert sum("train.lr=0.001" in job for job in trials) == 2  # run again, once
+    final = [job for job in launched if job not in trials]
+    assert len(final) == 1 and "train.lr=0.001" in final[0]  # the clean search's choice
+    selection = make_cfg(final[0]).selection
+    assert len(selection.trial_ids) == 3 and Path(killed[0]).stem not in list(selection.trial_ids)
+
+
+def test_the_report_leaves_out_finals_whose_search_was_replaced():
+    """Two searches of one study chose different rates (a trial rerun after a kill): one tuned row,
+    the newest search's; the older finals are named as left out."""
+    import pandas as pd
+
+    from bench.report.frames import stale_finals
+
+    def final(i: int, lr: float, started: str, trial_ids: list[str]) -> dict:
+        return {"id": f"f{i}", "role": "final", "study": "s", "started_at": started,
+                "selection": {"chosen_lr": lr, "lrs": [1e-4, 1e-3], "trial_ids": trial_ids, "trials": 2, "mode": "grid"}}
+
+    runs = pd.DataFrame([final(0, 1e-4, "2026-01-01T00:00:00", ["a", "b"]), final(1, 1e-4, "2026-01-01T00:01:00", ["a", "b"]),
+                         final(2, 1e-3, "2026-01-02T00:00:00", ["a", "c"]), final(3, 1e-3, "2026-01-02T00:01:00", ["a", "c"]),
+                         {"id": "t", "role": "trial", "study": "s", "started_at": "2026-01-01", "selection": None}])
+    assert sorted(stale_finals(runs)) == ["f0", "f1"]
+    assert stale_finals(runs[runs["id"].isin(["f0", "f1", "t"])]) == []  # one search: nothing stale

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from bench.errors import ConfigError
 from bench.records.store import load_records
-from bench.report.frames import points_frame, runs_frame
+from bench.report.frames import points_frame, runs_frame, stale_finals
 from bench.report.tables import markdown_table, write_runs_csv, write_tables
 
 
@@ -51,6 +51,11 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
         drawn = plots.draw_all(None, output_dir / "plots", runs)
         files = [write_runs_csv(runs, output_dir / "tables")] + [p for paths in drawn.values() for p in paths]  # where write_tables puts it
         return {"records": len(records), "points": 0, "files": files, "plots": drawn}
+    stale = stale_finals(runs)  # finals of a search that was replaced: never a second tuned row
+    if stale:
+        print(f"report: {len(stale)} tuned final(s) left out: their search was replaced by a newer one (another lr or other trials): "
+              f"{', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}", file=sys.stderr)
+        runs = runs[~runs["id"].isin(stale)]
     points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
     files = write_tables(runs, points, output_dir)
     files += paired.write_all(records, runs, points, output_dir)  # which differences are real (per-example scores)

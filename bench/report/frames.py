@@ -176,6 +176,28 @@ def t_quantile_975(df: int) -> float:
     return float(t.ppf(0.975, df))
 
 
+def stale_finals(runs) -> list[str]:
+    """The ids of tuned finals whose search was replaced: within one study (a point's trials and
+    finals), finals whose selection chose differently (another lr, or other trials: a killed trial
+    rerun, a record edited) from the newest search's finals. Such a final is provenance of a search
+    that no longer stands: the report leaves it out and says so, never a second tuned row."""
+    import json
+
+    finals = runs[(runs["role"] == "final") & runs["study"].notna()]
+    stale: list[str] = []
+    for _, group in finals.groupby("study"):
+        def search(sel: Any) -> str:
+            sel = sel or {}
+            return json.dumps({k: sel.get(k) for k in ("chosen_lr", "lrs", "trial_ids", "trials", "mode")}, sort_keys=True, default=str)
+
+        keys = group["selection"].map(search)
+        if keys.nunique() < 2:
+            continue
+        newest = keys[group["started_at"].astype(str).idxmax()]  # the search of the latest final
+        stale += group.loc[keys != newest, "id"].tolist()
+    return stale
+
+
 def points_frame(runs):
     """One row per point: seeds counted, the score's mean and 95% t-interval half-width over
     successful seeds, cost figures averaged over them; a point with no success keeps its reason."""

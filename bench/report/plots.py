@@ -276,7 +276,7 @@ def lr_sensitivity(trials, points=None) -> Figure | None:
         pruned = group[group["status"] == "pruned"]
         ax.scatter(pruned["lr"], pruned["score"], marker="x", color=color, s=45)
         stuck = group[(group["status"] == "success") & group["constant_predictions"].eq(True)]  # learned only the class prior
-        ax.scatter(stuck["lr"], stuck["score"], marker="s", facecolors="none", edgecolors=color, s=90, zorder=4)
+        ax.scatter(stuck["lr"], stuck["score"], marker="s", facecolors=(0, 0, 0, 0), edgecolors=color, s=90, zorder=4)
         chosen = points[points["study"].isin(group["study"]) & points["tuned"].astype(bool)] if points is not None else []
         for _, final in (chosen.iterrows() if len(chosen) else []):
             if final["lr"] in mean.index:

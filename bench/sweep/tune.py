@@ -151,6 +151,7 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         "majority_lrs": sorted(lr for lr, flags in majority.items() if flags and all(flags)),  # no better than the majority class
         "none_learned": bool(means) and all(lr in stuck for lr in means),
         "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
+        "trial_ids": sorted(str(r["run"]["id"]) for r in trials),  # which trials chose it: a rerun trial makes a new search
     }
 
 
@@ -233,7 +234,15 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         trial_jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={order[i]!r}"])
                       for i in range(max((len(o) for _, o in orders), default=0))
                       for p, order in orders if i < len(order) for s in p["trial_seeds"]]
-        for (p, _), path in zip(trial_jobs, launch([job for _, job in trial_jobs])):
+        paths = launch([job for _, job in trial_jobs])
+        for _ in range(max_attempts(tuned) - 1):  # a trial killed outright (kill -9, the OOM killer) is retried before choosing
+            again = [i for i, path in enumerate(paths) if _killed(_read(path))]
+            if not again:
+                break
+            log(f"tuning: {len(again)} trial(s) killed before their verdict; running them again before choosing")
+            for i, path in zip(again, launch([trial_jobs[i][1] for i in again])):
+                paths[i] = path
+        for (p, _), path in zip(trial_jobs, paths):
             p["records"].append(path)
     else:
         _tpe(tuned, launch)
@@ -263,6 +272,20 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         final_jobs += [p["base"] + [f"validation.examples={int(p['cfg'].tune.val_examples)}", f"train.lr={lr!r}",
                                     f"seed={s}", selection_override] for s in p["seeds"]]
     return launch(final_jobs)
+
+
+def max_attempts(plans: list[dict[str, Any]]) -> int:
+    """How often a point may fail before a relaunch skips it (the sweep's max_attempts, default 3)."""
+    return int(plans[0]["cfg"].get("max_attempts") or 3) if plans else 1
+
+
+def _killed(rec: dict[str, Any] | None) -> bool:
+    """A trial that ended without a verdict on its rate: killed outright (oom: SIGKILL) or its process
+    died; a diverged or pruned trial, or a config refusal, is a verdict and never retried."""
+    if rec is None:
+        return True
+    run = rec["run"]
+    return run["status"] == "oom" or (run["status"] == "failed" and str(run.get("error") or "").startswith("run process"))
 
 
 def _label(overrides: list[str]) -> str:
