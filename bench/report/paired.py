@@ -249,7 +249,8 @@ def _cell(c: Comparison | None) -> str:
     if c is None:
         return "(itself)"
     verdict = "**differs**" if c.distinguishable else "cannot tell"
-    return f"{c.diff:+.3f} [{c.low:+.3f}, {c.high:+.3f}] {verdict}"
+    diff = 0.0 if round(c.diff, 3) == 0 else c.diff  # no "-0.000"
+    return f"{diff:+.3f} [{c.low:+.3f}, {c.high:+.3f}] {verdict}"
 
 
 def markdown(result: dict[str, Any], title: str) -> str:
