@@ -183,13 +183,13 @@ def stale_finals(runs) -> list[str]:
     that no longer stands: the report leaves it out and says so, never a second tuned row."""
     import json
 
+    def search(sel: Any) -> str:  # what a search chose and from which trials
+        sel = sel or {}
+        return json.dumps({k: sel.get(k) for k in ("chosen_lr", "lrs", "trial_ids", "trials", "mode")}, sort_keys=True, default=str)
+
     finals = runs[(runs["role"] == "final") & runs["study"].notna()]
     stale: list[str] = []
     for _, group in finals.groupby("study"):
-        def search(sel: Any) -> str:
-            sel = sel or {}
-            return json.dumps({k: sel.get(k) for k in ("chosen_lr", "lrs", "trial_ids", "trials", "mode")}, sort_keys=True, default=str)
-
         keys = group["selection"].map(search)
         if keys.nunique() < 2:
             continue

@@ -65,7 +65,7 @@ def app(cfg: DictConfig) -> str | None:
                 sys.exit(130)
             path = getattr(exc, "record_path", None)
             where = f"its record is {path}" if path else "it stopped before its record began, so nothing was written"
-            status = interrupts.status_of(exc)  # timeout: a cluster's time limit; else cancelled
+            status = getattr(exc, "status", None) or interrupts.status_of(exc)  # timeout: a cluster's time limit; else cancelled
             print(("\n" if sys.stderr.isatty() else "") + f"run {status} ({str(exc) or 'Ctrl-C'}): {where}", file=sys.stderr)
             sys.exit(130)
         if not main:

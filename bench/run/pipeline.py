@@ -334,6 +334,7 @@ def run(cfg: DictConfig, sweep: str | None = None, threads: int = 0, checked: bo
         why = f"the cluster's time limit ({str(exc) or 'Ctrl-C'})" if status == "timeout" else f"interrupted ({str(exc) or 'Ctrl-C'})"
         conclude(record, results_dir, tracker, status, why)
         exc.record_path = record["run"]["path"]  # type: ignore[attr-defined]  # the isolated child reports it
+        exc.status = status  # type: ignore[attr-defined]  # the single run's one line names it (asked of SLURM once)
         raise
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         return conclude(record, results_dir, tracker, "oom", f"{type(exc).__name__}: {exc}")

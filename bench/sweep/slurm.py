@@ -98,9 +98,3 @@ def squeue_watcher() -> Any:
 
     return SqueueWatcher(delay_s=60)
 
-
-def squeue_states(job_ids: list[str]) -> dict[str, str]:
-    """{job id: state} from squeue (tests and docs use it to watch a sweep's jobs)."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(job_ids)],
-                         capture_output=True, text=True, check=False).stdout
-    return dict(line.split("|", 1) for line in out.split())
