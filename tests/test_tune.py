@@ -359,3 +359,77 @@ def test_the_report_leaves_out_finals_whose_search_was_replaced():
                          {"id": "t", "role": "trial", "study": "s", "started_at": "2026-01-01", "selection": None}])
     assert sorted(stale_finals(runs)) == ["f0", "f1"]
     assert stale_finals(runs[runs["id"].isin(["f0", "f1", "t"])]) == []  # one search: nothing stale
+
+
+# ---------------------------------------------------------------- successive halving, its cost, the validation noise
+def test_halving_rungs_grow_by_the_reduction_below_the_trials_budget():
+    cfg = make_cfg(["tune.pruner=halving"])
+    assert tune.rungs(cfg.tune, 250) == [28, 84]  # 250 / 3^2 rounded up, then x 3 while below 250
+    assert tune.rungs(make_cfg(["tune.min_steps=10", "tune.reduction=2"]).tune, 100) == [10, 20, 40, 80]
+
+
+def test_the_halving_pruner_stops_a_clearly_worse_rate_at_its_first_rung_and_lets_a_better_one_go_on(tmp_path: Path):
+    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=27",
+                    "train.batch_size=4", "validation.examples=16", "validation.score_on=validation", "tune.pruner=halving",
+                    "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"])
+    plain = json.loads(json.dumps(dict(__import__("omegaconf").OmegaConf.to_container(cfg, resolve=True))))
+    study = tune.study_key(plain)
+    assert tune.rungs(cfg.tune, 27) == [3, 9]
+    assert tune.HalvingPruner(cfg, study, "accuracy").should_stop(3, {"accuracy": 0.1}) is None  # the first trial: nothing to compare with
+    for i, score in enumerate((0.9, 0.8, 0.7)):  # three finished siblings, scored at both rungs
+        write_atomic(tmp_path / f"20260101-000000-{i}-tiny-bert-embedded-sentiment-lora-s0-x.json",
+                     trial_record(1e-3 * (i + 1), score, steps=27, study=study,
+                                  curve=[{"step": s, "eval": {"accuracy": score}} for s in (3, 9)]))
+    worse = tune.HalvingPruner(cfg, study, "accuracy")
+    assert worse.should_stop(3, {"accuracy": 0.6}).startswith("stopped at rung 0 (step 3)")
+    better = tune.HalvingPruner(cfg, study, "accuracy")
+    assert better.should_stop(3, {"accuracy": 0.95}) is None and better.should_stop(9, {"accuracy": 0.95}) is None
+    assert set(better.passed) == {"completed_rung_0", "completed_rung_1"}  # its passed rungs are kept between scores
+    second = tune.HalvingPruner(cfg, study, "accuracy")  # 4 scored at rung 0: the best 1/3 (one trial) goes on
+    assert second.should_stop(3, {"accuracy": 0.85}).startswith("stopped at rung 0")
+    assert tune.HalvingPruner(cfg, study, "accuracy").should_stop(2, {"accuracy": 0.0}) is None  # before the first rung: never
+
+
+def test_halving_trials_train_the_finals_budget_and_are_scored_only_at_their_rungs(tmp_path: Path):
+    root = write_tsv_task(tmp_path)
+    jobs = [["seed=0", "method=lora", "task=sst2", f"data_root={root}", "model=tiny-bert", "tune.lrs=[0.0001,0.001,0.01]",
+             "tune.val_examples=10", "tune.pruner=halving", "train.max_steps=27"]]
+    launch, launched = fake_stage(tmp_path / "records", val_best=0.001, eval_best=0.001)
+    tune.run_tuning(jobs, make_cfg, launch, log=lambda line: None)
+    trials = [job for job in launched if "validation.score_on=validation" in job]
+    assert len(trials) == 3 and all("train.max_steps=27" in t and "train.eval_every=3" in t for t in trials)
+    final = [job for job in launched if job not in trials]
+    assert make_cfg(final[0]).selection.pruner == "halving"
+    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path / 'real'}", "train.max_steps=27",
+                    "train.eval_every=3", "train.batch_size=4", "validation.examples=16", "validation.score_on=validation",
+                    "tune.pruner=halving", "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"])
+    rec = run(cfg)
+    assert rec["run"]["status"] == "success" and [p["step"] for p in rec["curve"] if "eval" in p] == [3, 9]
+    with pytest.raises(ConfigError, match="tune.min_steps"):
+        tune.run_tuning([jobs[0] + ["tune.min_steps=27"]], make_cfg, launch, log=lambda line: None)
+
+
+def test_a_tuned_final_records_what_its_tuning_cost_in_final_runs_and_the_validation_noise(tmp_path: Path):
+    selection = ("selection={split:validation,validation_examples:16,metric:accuracy,mode:grid,trials:2,trial_steps:4,"
+                 "lrs:[0.001,0.01],chosen_lr:0.001,cost_s:30.0,validation_se:0.05}")
+    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=4", "train.lr=0.001",
+                    "train.batch_size=4", "validation.examples=16", "eval.max_examples=8", "inference.enabled=false",
+                    "forgetting.enabled=false", "keep_artifacts=false", selection])
+    rec = run(cfg)
+    seconds = tune.run_seconds(rec["run"])
+    assert rec["run"]["role"] == "final" and rec["selection"]["cost_ratio"] == pytest.approx(30.0 / seconds, rel=0.01)
+    jsonschema.validate(rec, json.loads((ROOT / "bench" / "records" / "schema.json").read_text()))
+
+
+def test_the_validation_noise_is_the_bootstrap_standard_error_of_the_chosen_trials_score():
+    import math
+
+    from bench.report import paired
+
+    rec = trial_record(1e-3, 0.8)
+    rec["run"]["seed"] = 0
+    rec["quality"]["per_example"] = {"predictions": [1] * 80 + [0] * 20, "references": [1] * 100}  # accuracy 0.8 on 100 rows
+    se = paired.standard_error(rec, "accuracy")
+    assert se == pytest.approx(math.sqrt(0.8 * 0.2 / 100), rel=0.15)  # the binomial standard error, 0.04
+    assert paired.standard_error(trial_record(1e-3, 0.8), "accuracy") is None  # kept no predictions: no figure
+    assert tune.select([rec, trial_record(1e-2, 0.5)], "accuracy", "grid")["validation_se"] == pytest.approx(se, abs=1e-5)

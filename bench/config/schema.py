@@ -83,6 +83,7 @@ ATTENTION = ("auto", "sdpa", "eager")
 PRECISIONS = ("fp32", "bf16")
 SCORE_ON = ("eval", "validation")
 TUNE_MODES = ("grid", "tpe")
+TUNE_PRUNERS = ("median", "halving")  # the tuning stage's early stopping (bench/sweep/tune.py)
 
 # Section "" is the top level. Groups (model, task, method, tracking) are checked by their own kinds.
 SCHEMA: dict[str, dict[str, Knob]] = {
@@ -147,6 +148,9 @@ SCHEMA: dict[str, dict[str, Knob]] = {
         "trial_seeds": Knob("int", low=1, what="seeds per trial learning rate"),
         "prune": Knob("bool"),
         "prune_startup_trials": Knob("int", low=1, what="finished trials before the pruner stops any"),
+        "pruner": Knob("choice", choices=TUNE_PRUNERS),
+        "reduction": Knob("int", low=2, what="halving: 1/reduction of the trials go on at each rung"),
+        "min_steps": Knob("int", low=1, nullable=True, what="halving: null = the finals' steps / reduction^2"),
         "sampler_seed": Knob("int", low=0, what="TPE's seed"),
     },
     "estimate": {

@@ -316,7 +316,8 @@ def point_runs(results_dir: str | Path, digest: str) -> list[tuple[Path, dict[st
 # final found for the same point and lr under another search (a wider grid, longer trials, another
 # validation split) is stale provenance, so the point runs again. Scores and cost are left out: a
 # trial rerun after a crash changes them without changing the search.
-SEARCH_KEYS = ("split", "validation_examples", "metric", "mode", "trial_steps", "lrs")
+SEARCH_KEYS = ("split", "validation_examples", "metric", "mode", "trial_steps", "lrs", "pruner")
+SEARCH_DEFAULTS = {"pruner": "median"}  # keys added later, at what the records before them did
 
 
 def same_search(run: dict[str, Any], selection: dict[str, Any] | None) -> bool:
@@ -324,7 +325,7 @@ def same_search(run: dict[str, Any], selection: dict[str, Any] | None) -> bool:
     if not selection:
         return True
     found = (run.get("config") or {}).get("selection") or {}
-    return all(found.get(key) == selection.get(key) for key in SEARCH_KEYS)
+    return all(found.get(key, SEARCH_DEFAULTS.get(key)) == selection.get(key, SEARCH_DEFAULTS.get(key)) for key in SEARCH_KEYS)
 
 
 def find_success(results_dir: str | Path, digest: str, final: bool = False, selection: dict[str, Any] | None = None) -> Path | None:

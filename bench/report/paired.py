@@ -187,6 +187,19 @@ def cd_diagram(result: dict[str, Any], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def standard_error(record: dict[str, Any], metric: str, n_boot: int = 1000, seed: int = 0) -> float | None:
+    """The standard error of one run's score over its evaluation examples (a bootstrap of the
+    examples), from the per-example predictions or scores it kept; None when it kept none."""
+    arrays, gold, labels = _arrays([record], metric)
+    if not arrays:
+        return None
+    each = next(iter(arrays.values()))
+    n = next(iter(each.values())).shape[0]
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)
+    draws = values({k: v[None, :] for k, v in each.items()}, metric, gold, labels, np.zeros((n_boot, 1), dtype=int), counts)
+    return float(np.std(draws, ddof=1))
+
+
 # --------------------------------------------------------------------------- the report's section
 def _arrays(recs: list[dict[str, Any]], metric: str) -> tuple[dict[int, dict[str, np.ndarray]], np.ndarray | None, int]:
     """{seed: per-example arrays} of one point's successful runs that kept them, the gold labels

@@ -34,7 +34,7 @@ from bench.models import sources as models
 from bench.models.heads import get_head
 from bench.records import env
 from bench.records import tracking
-from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, study_key, umask, write_record
+from bench.records.store import REFUSED_PREFIX, SCHEMA_VERSION, check_artifact_room, config_hash, find_refusal, role, run_seconds, study_key, umask, write_record
 from bench.run import distributed
 from bench.run import speed
 from bench.run.prepare import Prepared, load_base, prepare
@@ -87,6 +87,9 @@ def finish(record: dict[str, Any], results_dir: Path, status: str, error: str | 
     record["run"]["status"] = status
     record["run"]["error"] = error
     record["run"]["finished_at"] = datetime.now(timezone.utc).isoformat()
+    selection = record.get("selection")
+    if status == "success" and isinstance(selection, dict) and selection.get("cost_s") is not None and run_seconds(record["run"]):
+        selection["cost_ratio"] = round(float(selection["cost_s"]) / float(run_seconds(record["run"]) or 1.0), 3)  # tuning's cost in units of this final
     return write_record(results_dir, record)
 
 
@@ -122,7 +125,8 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if method.trains:
         # Data-parallel, rank 0 alone evaluates (periodically and at the end), with the unwrapped
         # model on the whole eval split; the other ranks wait for it at their next step.
-        result = train(model, task, cfg, device, evaluate if main else None, on_step=tracker.log_step, should_stop=should_stop)
+        result = train(model, task, cfg, device, evaluate if main else None, on_step=tracker.log_step, should_stop=should_stop,
+                       eval_at=eval_steps(cfg, record))
         memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="train")
         peaks = distributed.gather(memory["peak_bytes"])  # every rank's training peak, in rank order (a plain run: its own)
         if not main:
@@ -169,9 +173,17 @@ def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
 
 
 def trial_pruner(cfg: DictConfig, record: dict[str, Any], task: Task) -> Callable[[int, dict[str, Any]], str | None] | None:
-    """A tuning trial's median pruner (its should_stop), or None for every other run."""
+    """A tuning trial's pruner (its should_stop: tune.pruner's median or successive halving), or None for every other run."""
     if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune"):
-        return tune.MedianPruner(cfg, record["run"]["study"], task.main_metric).should_stop
+        return tune.pruner_for(cfg, record["run"]["study"], task.main_metric).should_stop
+    return None
+
+
+def eval_steps(cfg: DictConfig, record: dict[str, Any]) -> set[int] | None:
+    """The steps a successive-halving trial is scored at (its rungs, bench.sweep.tune.rungs), or None:
+    every train.eval_every steps. Scoring only where the pruner decides keeps a trial's cost to its training."""
+    if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune") and str(cfg.tune.get("pruner") or "median") == "halving":
+        return set(tune.rungs(cfg.tune, int(cfg.train.max_steps)))
     return None
 
 

@@ -132,10 +132,11 @@ def length_grouped(order: list[int], features: list[dict], batch_size: int, gen:
 def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
           evaluate: Callable[[], dict[str, Any]] | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None,
-          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None) -> TrainResult:
+          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None, eval_at: set[int] | None = None) -> TrainResult:
     """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
     on_step gets each curve point as it is made (a tracker's live curves); should_stop gets each
     periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None.
+    eval_at: the steps to evaluate at instead of every train.eval_every (a halving trial's rungs).
 
     Data-parallel (bench.run.distributed): every rank draws the same global batches and trains on
     its slice through DistributedDataParallel; each curve point's loss is the mean over the ranks
@@ -202,7 +203,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         dt = time.perf_counter() - t0
         result.step_times_s.append(dt)
         point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
-        if evaluate is not None and int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0 and step < max_steps:
+        due = step in eval_at if eval_at is not None else int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0
+        if evaluate is not None and due and step < max_steps:
             point["eval"] = {k: v for k, v in evaluate().items() if k != "per_example"}  # the final evaluation keeps them, a curve point does not
             model.train()
         result.curve.append(point)

@@ -8,7 +8,11 @@ like any sweep point; a trial the pruner stops is a `pruned` row and a diverged 
 and neither is ever chosen. The engine is Optuna: its GridSampler (grid mode: every learning rate
 of a log grid, which draws the sensitivity plot) or its seeded TPESampler (tpe mode), and its
 MedianPruner, which each trial consults at its periodic validation scores against the trials of
-its point that have finished (read from their records).
+its point that have finished (read from their records), or (tune.pruner=halving) its
+SuccessiveHalvingPruner: every trial is given the finals' budget and scored at rungs of
+min_steps x reduction^k steps, and goes on past a rung only while it is among the best
+1/reduction of the trials scored there, so the rates that survive are judged at the budget the
+finals train (short trials favour high rates) and the rest stop after a few dozen steps.
 
 `run_tuning` holds the orchestration and takes the two things it needs from Hydra as callables
 (compose a job's config, launch jobs), so it is tested without Hydra."""
@@ -111,8 +115,68 @@ class MedianPruner:
         return None
 
 
+def rungs(tune_cfg: Any, trial_steps: int) -> list[int]:
+    """Successive halving's rungs: min_steps x reduction^k below the trial's budget (the steps where
+    a trial is scored and may be stopped). min_steps null = trial_steps / reduction^2, rounded up."""
+    eta = int(tune_cfg.get("reduction") or 3)
+    first = int(tune_cfg.get("min_steps") or math.ceil(trial_steps / eta ** 2))
+    out, step = [], first
+    while step < trial_steps:
+        out.append(step)
+        step *= eta
+    return out
+
+
+class HalvingPruner(MedianPruner):
+    """Optuna's SuccessiveHalvingPruner (asynchronous successive halving, Li et al. 2020) for one
+    trial in its own process: the point's finished trials (from their records) are the competitors
+    at each rung, the trial's own passed rungs are kept between its scores, and Optuna decides."""
+
+    def __init__(self, cfg: DictConfig, study: str, metric: str) -> None:
+        super().__init__(cfg, study, metric)
+        self.rungs = rungs(cfg.tune, self.max_steps)
+        self.eta = int(cfg.tune.reduction)
+        self.passed: dict[str, float] = {}  # Optuna's completed_rung_<k> marks of this trial, kept across scores
+
+    def should_stop(self, step: int, scores: dict[str, Any]) -> str | None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.history.append((step, float(scores[self.metric])))
+        if not self.rungs or step < self.rungs[0]:
+            return None
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=self.rungs[0], reduction_factor=self.eta)
+        study = optuna.create_study(direction=metrics.direction(self.metric), pruner=pruner)
+        lr = optuna.distributions.FloatDistribution(1e-12, 1e3, log=True)
+        finished = self.finished_trials()
+        for rec in finished:
+            curve = {p["step"]: float(p["eval"][self.metric]) for p in rec.get("curve") or [] if self.metric in (p.get("eval") or {})}
+            done = rec["run"]["status"] == "success"
+            marks = {f"completed_rung_{k}": curve[s] for k, s in enumerate(self.rungs) if s in curve}  # scored at a rung = passed it or stopped there
+            study.add_trial(optuna.trial.create_trial(
+                params={"lr": float(rec["run"]["config"]["train"]["lr"])}, distributions={"lr": lr},
+                value=float(rec["quality"][self.metric]) if done else None, intermediate_values=curve, system_attrs=marks,
+                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED))
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"lr": 1.0}, distributions={"lr": lr},
+                                                  intermediate_values=dict(self.history), system_attrs=dict(self.passed)))
+        me = study.get_trials(deepcopy=False)[-1]
+        stop = pruner.prune(study, me)
+        self.passed = {k: v for k, v in study.get_trials(deepcopy=False)[-1].system_attrs.items() if k.startswith("completed_rung_")}
+        if stop:
+            rung = len(self.passed) - 1
+            scored = sum(f"completed_rung_{rung}" in (t.system_attrs or {}) for t in study.get_trials(deepcopy=False))
+            return (f"stopped at rung {rung} (step {step}): validation {self.metric} {self.history[-1][1]:.4f} is not among the best "
+                    f"1/{self.eta} of the {scored} trials scored there")
+        return None
+
+
+def pruner_for(cfg: DictConfig, study: str, metric: str) -> MedianPruner:
+    """The trial's pruner, as tune.pruner names it."""
+    return (HalvingPruner if str(cfg.tune.get("pruner") or "median") == "halving" else MedianPruner)(cfg, study, metric)
+
+
 # ---------------------------------------------------------------- choosing, from the trials' records
-def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+def select(trials: list[dict[str, Any]], metric: str, mode: str, pruner: str = "median") -> dict[str, Any]:
     """The `selection` section of the finals: the learning rate with the best mean validation score
     over its successful trials (a pruned or failed trial is never chosen), every lr tried, and what
     the trials cost in run time. chosen_lr is None when no trial succeeded."""
@@ -152,7 +216,20 @@ def select(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         "none_learned": bool(means) and all(lr in stuck for lr in means),
         "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
         "trial_ids": sorted(str(r["run"]["id"]) for r in trials),  # which trials chose it: a rerun trial makes a new search
+        "pruner": pruner,
+        "validation_se": validation_se(trials, metric, chosen),  # the chosen score's standard error at this validation size: the noise
     }
+
+
+def validation_se(trials: list[dict[str, Any]], metric: str, lr: float | None) -> float | None:
+    """The standard error of the chosen rate's validation score, from its trials' per-example
+    predictions or scores (a bootstrap over the validation rows): two rates closer than about twice
+    this cannot be told apart on this validation set. None when no such trial kept them."""
+    from bench.report import paired
+
+    mine = [r for r in trials if r["run"]["status"] == "success" and lr is not None and float(r["run"]["config"]["train"]["lr"]) == lr]
+    ses = [se for se in (paired.standard_error(r, metric) for r in mine) if se is not None]
+    return round(sum(ses) / len(ses), 5) if ses else None
 
 
 # ---------------------------------------------------------------- the orchestration
@@ -208,6 +285,11 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         trains = cfg.method.name not in NOT_TRAINING
         steps = int(cfg.tune.max_steps or cfg.train.max_steps)
         every = int(cfg.tune.eval_every or max(1, steps // 4))
+        if trains and cfg.tune.prune and str(cfg.tune.get("pruner") or "median") == "halving":
+            marks = rungs(cfg.tune, steps)  # a trial is scored at its rungs only (bench.run.pipeline.eval_steps)
+            if not marks:
+                raise ConfigError("tune.min_steps", cfg.tune.min_steps, f"a number of steps below the trials' {steps} (the first rung of successive halving)")
+            every = marks[0]
         base = _without(overrides, FINAL_SETS)
         trial = _without(overrides, TRIAL_SETS) + [f"validation.examples={int(cfg.tune.val_examples)}", "validation.score_on=validation",
                         f"train.max_steps={steps}", f"train.eval_every={every}", "forgetting.enabled=false",
@@ -253,7 +335,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
             final_jobs += [p["overrides"] + [f"seed={s}"] for s in p["seeds"]]
             continue
         records = [_read(path) for path in p["records"]]
-        selection = select([r for r in records if r is not None], p["metric"], mode)
+        selection = select([r for r in records if r is not None], p["metric"], mode, str(p["cfg"].tune.get("pruner") or "median"))
         if selection["chosen_lr"] is None:  # every trial pruned, diverged or failed: their rows say why
             log(f"tuning: {_label(p['base'])}: no trial succeeded ({selection['pruned']} pruned, {selection['failed']} failed); "
                 f"no finals run for this point: widen or move the range (tune.lr_span, tune.lrs)")
@@ -266,8 +348,9 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
             flags += f"; at or below the majority class at lr {', '.join(f'{x:g}' for x in selection['majority_lrs'])}"
         if selection["none_learned"]:
             flags += "; NO trial learned beyond the class prior: its finals will not either (move tune.lrs or train longer)"
+        noise = f", standard error {selection['validation_se']:.4f}" if selection["validation_se"] is not None else ""
         log(f"tuning: {_label(p['base'])}: chose lr {lr:g} from {selection['lrs']} "
-            f"({selection['metric']} on {selection['validation_examples']} validation rows; trials took {selection['cost_s']:.0f} s){flags}")
+            f"({selection['metric']} on {selection['validation_examples']} validation rows{noise}; trials took {selection['cost_s']:.0f} s){flags}")
         selection_override = "selection={" + ",".join(f"{k}:{_value(v)}" for k, v in selection.items()) + "}"
         final_jobs += [p["base"] + [f"validation.examples={int(p['cfg'].tune.val_examples)}", f"train.lr={lr!r}",
                                     f"seed={s}", selection_override] for s in p["seeds"]]
