@@ -57,6 +57,7 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("badinput", "how fast every bad input is refused (each must exit 2 naming its field)", "bench.harness.badinput:verb", "badinput"),
     Verb("step-times", "every method's training step time side by side, as a ratio to LoRA, beside PEFT's published ratios", "bench.harness.step_times:verb", "step-times"),
     Verb("peft-runs", "hold the memory estimator against PEFT's published GPU runs", "bench.harness.peft_runs:verb", "peft-runs"),
+    Verb("wandb-workspace", "a saved W&B workspace for a project's runs: quality against cost, speed bars, knobs, curves", "bench.report.wandb_workspace:verb", "wandb-workspace", ("project",)),
 )}
 
 

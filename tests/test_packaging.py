@@ -14,7 +14,14 @@ from conftest import ROOT
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 
-OPTIONAL = {"datasets": "task format hub only; refused with a ConfigError naming task.format when absent"}
+OPTIONAL = {"datasets": "task format hub only; refused with a ConfigError naming task.format when absent",
+            "mlflow": "the [mlflow] extra: tracking=mlflow is refused naming `tracking` and the install command when absent",
+            "mkdocs": "the [docs] extra: peft-bench docs site=true names the package and the install command when absent"}
+
+
+def test_every_optional_library_is_an_extra():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "mlflow-skinny" in {_name(r) for r in extras["mlflow"]} and "mkdocs" in {_name(r) for r in extras["docs"]}
 
 
 def _name(requirement: str) -> str:

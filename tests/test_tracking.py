@@ -155,3 +155,17 @@ def test_flat_figures_keeps_scalars_and_drops_lists():
     flat = tracking.flat_figures(record)
     assert flat["params/trainable"] == 5 and flat["memory/breakdown/weights_bytes"] == 10 and flat["storage/bytes"] == 3
     assert "storage/files" not in flat and not any(k.startswith("curve") for k in flat)
+
+
+def test_both_trackers_name_a_curve_point_alike_and_wandb_mode_leaves_mlflow_alone(monkeypatch):
+    """step_row is the one naming of a curve point (W&B and MLflow, and the W&B workspace's panels
+    read it); WANDB_MODE=disabled turns W&B off, not MLflow."""
+    from omegaconf import OmegaConf
+
+    point = {"step": 3, "loss": 0.5, "lr": 1e-3, "step_time_s": 0.1, "eval": {"accuracy": 0.75, "main_metric": "accuracy"}}
+    assert tracking.step_row(point) == {"train/loss": 0.5, "train/lr": 1e-3, "train/step_time_s": 0.1, "eval/accuracy": 0.75}
+    assert tracking.step_row(point, log_quality=False) == {"train/loss": 0.5, "train/lr": 1e-3, "train/step_time_s": 0.1}
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr(tracking, "MlflowTracker", lambda cfg, record: "an MLflow tracker")
+    assert tracking.start(OmegaConf.create({"tracking": {"name": "mlflow"}}), {}) == "an MLflow tracker"
+    assert type(tracking.start(OmegaConf.create({"tracking": {"name": "wandb", "mode": "auto"}}), {})) is tracking.Tracker

@@ -201,6 +201,14 @@ def check_tracking(cfg: DictConfig) -> None:
     if tcfg.name == "wandb":
         choice(tcfg, "mode", "tracking.mode", tracking.MODES)
         number_in(tcfg, "init_timeout", "tracking.init_timeout", 0.0, 3600.0, "seconds W&B may take to start", low_open=True)
+    if tcfg.name == "mlflow":
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:  # an optional extra: refused here, before any model loads, not after training
+            raise ConfigError("tracking", "mlflow", f"an installed tracker; MLflow is not installed: {tracking.MLFLOW_INSTALL} (or tracking=wandb, tracking=none)")
+        for key in ("tracking_uri", "experiment"):
+            if not isinstance(tcfg.get(key), str) or not tcfg.get(key).strip():
+                raise ConfigError(f"tracking.{key}", tcfg.get(key), "a non-empty string")
 
 
 # ---------------------------------------------------------------- the model

@@ -153,6 +153,11 @@ SCHEMA: dict[str, dict[str, Knob]] = {
         "min_steps": Knob("int", low=1, nullable=True, what="halving: null = the finals' steps / reduction^2"),
         "sampler_seed": Knob("int", low=0, what="TPE's seed"),
     },
+    "adaptive_seeds": {
+        "enabled": Knob("bool"),
+        "max_seeds": Knob("int", low=2, what="the most seeds a point runs"),
+        "reference": Knob("str", what="a method name, the one every point is compared with (full, say)"),
+    },
     "estimate": {
         "seq_len": Knob("int", low=1, nullable=True, what="null = the task's longest input"),
     },

@@ -32,9 +32,9 @@ READ_VERSIONS = (1, 2)  # the versions the loaders accept
 # Keys that change where results go or how they are shown, not what is measured.
 # `tune` drives the sweeper (which trials and finals to launch), and `selection` reports how a final's
 # lr was chosen: the run itself is fixed by train.lr and validation.*, which are identity.
-# `max_attempts` only decides whether a relaunch retries a failed point.
+# `max_attempts` only decides whether a relaunch retries a failed point; `adaptive_seeds` how many seeds a sweep launches.
 NON_IDENTITY_KEYS = ("results_dir", "data_root", "tracking", "keep_artifacts", "experiment", "force", "cache_data",
-                     "tune", "selection", "max_attempts")
+                     "tune", "selection", "max_attempts", "adaptive_seeds")
 CLAIMS = ".claims"  # results_dir/.claims/<config hash>.lock: the lock a sweep holds while it runs that point
 PROBE_BYTES = 1 << 20  # the probe is larger than any record, so a small `ulimit -f` or a nearly full disk shows
 FALLBACK = "peft-bench-unwritten"  # $TMPDIR/<this>: where a record goes when results_dir refuses it
@@ -251,7 +251,7 @@ def record_problem(data: Any) -> str | None:
 
 def load_records(results_dir: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """Every record (*.json, recursively) under results_dir, each run once: temp files, the
-    hidden folders (.claims/), the tracker's folders (W&B keeps a copy of each record) and repeated
+    hidden folders (.claims/), the trackers' folders (W&B and MLflow keep a copy of each record) and repeated
     run ids are skipped. A file
     that is not a readable record (not UTF-8, not JSON, cut short, without the run's names) is
     left out; `skipped` receives one "path: why" line for each. Other tools' JSON (`is_other_json`)
@@ -259,7 +259,7 @@ def load_records(results_dir: str | Path, skipped: list[str] | None = None) -> l
     out, seen = [], set()
     for path in sorted(Path(results_dir).rglob("*.json")):
         parts = path.relative_to(results_dir).parts
-        if any(part.startswith(".") for part in parts) or "wandb" in parts[:-1]:
+        if any(part.startswith(".") for part in parts) or "wandb" in parts[:-1] or "mlflow-artifacts" in parts[:-1]:
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -20,8 +20,11 @@ A file under results_dir that is not a readable record is skipped with one line 
 The package, in the order it depends (nothing depends back):
   frames     records -> runs -> points (pandas), model sizes, the Pareto front
   tables     one renderer for Markdown, CSV and the dashboard's rows
+  paired     the paired bootstrap over seeds and examples, groups, the critical-difference diagram
   plots      matplotlib figures      dashboard   the HTML page      wandb_log   the W&B mirror
   cli        the `report` verb, which builds them all
+  docs       the documentation's generated pages and the site (the `docs` verb)
+  wandb_workspace   a saved W&B workspace for a project the suite logged to (the `wandb-workspace` verb)
 """
 
 from bench.report.cli import build, read

@@ -36,6 +36,19 @@ def read(results_dirs: list[Path], sweep: str | None = None, external: Path | No
     return [r for r in records if r["run"].get("sweep") == sweep or r["run"].get("source")] if sweep else records
 
 
+def seeds_outcome(results_dir: Path) -> dict[str, Any]:
+    """What a sweep with adaptive_seeds.enabled decided per point (bench.sweep.seeds), or {}."""
+    import json
+
+    from bench.sweep.seeds import FILE
+
+    try:
+        data = json.loads((Path(results_dir) / FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, to_wandb: bool = False,
           external: Path | None = None) -> dict[str, Any]:
     """Everything the report writes, from the records under results_dirs (and PEFT's, with
@@ -58,10 +71,11 @@ def build(results_dirs: list[Path], output_dir: Path, sweep: str | None = None, 
         runs = runs[~runs["id"].isin(stale)]
     points = points_frame(runs[runs["role"] != "trial"])  # trials are scored on validation: they are never a table's rows
     files = write_tables(runs, points, output_dir)
-    files += paired.write_all(records, runs, points, output_dir)  # which differences are real (per-example scores)
+    decided = {k: v for d in results_dirs for k, v in seeds_outcome(d).items()}  # adaptive_seeds: how many seeds each point ran, and why it stopped
+    files += paired.write_all(records, runs, points, output_dir, decided)  # which differences are real (per-example scores)
     drawn = plots.draw_all(points, output_dir / "plots", runs)
     files += [p for paths in drawn.values() for p in paths]
-    files.append(dashboard.write(runs, points, drawn, output_dir / "dashboard.html"))
+    files.append(dashboard.write(runs, points, drawn, output_dir / "dashboard.html", records=records))
     made = {"records": len(records), "points": len(points), "files": files, "plots": drawn}
     if to_wandb:
         made["wandb"] = wandb_log.log_report(runs, points, drawn, output_dir)

@@ -220,6 +220,20 @@ def _arrays(recs: list[dict[str, Any]], metric: str) -> tuple[dict[int, dict[str
     return out, gold, labels
 
 
+def compare_records(a: list[dict[str, Any]], b: list[dict[str, Any]], metric: str, names: tuple[str, str] = ("a", "b"),
+                    n_boot: int = N_BOOT) -> Comparison | None:
+    """Two points' successful runs (their records) compared on the seeds both ran, from the
+    per-example predictions or scores they kept; None when they share no such seed."""
+    arrays_a, gold_a, labels_a = _arrays(a, metric)
+    arrays_b, gold_b, labels_b = _arrays(b, metric)
+    seeds = sorted(set(arrays_a) & set(arrays_b))
+    if not seeds:
+        return None
+    stack = lambda arrays: {key: np.stack([arrays[s][key] for s in seeds]) for key in arrays[seeds[0]]}  # noqa: E731
+    gold = gold_a if gold_a is not None else gold_b
+    return compare(stack(arrays_a), stack(arrays_b), metric, gold, max(labels_a, labels_b), names, n_boot=n_boot)
+
+
 def point_tests(records: list[dict[str, Any]], runs: Any, points: Any, higher_is_better: bool = True) -> dict[str, Any] | None:
     """For one model and task: each point against the reference (full fine-tuning where it ran) and
     against the best, on the seeds every compared point ran; groups where three or more ran.
@@ -285,7 +299,20 @@ def markdown(result: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_all(records: list[dict[str, Any]], runs: Any, points: Any, out: Path) -> list[Path]:
+def seeds_section(decided: dict[str, Any], model: str, task: str) -> str:
+    """The points of this model and task that a sweep gave seeds until decided (adaptive_seeds): how many ran and why each stopped."""
+    mine = {k: v for k, v in sorted(decided.items()) if k.startswith(f"{model}/{task}/")}
+    if not mine:
+        return ""
+    lines = ["", "Seeds until decided (adaptive_seeds; the sweep's own comparison, on the seeds it had when it stopped):", "",
+             "| point | against | seeds | stopped | difference [95% interval] |", "|---|---|---|---|---|"]
+    for name, v in mine.items():
+        diff = f"{v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" if "difference" in v else ""
+        lines.append(f"| {name} | {v.get('against', '')} | {v.get('seeds', '')} | {v.get('stopped', '')} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(records: list[dict[str, Any]], runs: Any, points: Any, out: Path, decided: dict[str, Any] | None = None) -> list[Path]:
     """Per model and task with two or more points that kept per-example scores: the paired section
     (tables/<model>__<task>__paired.md, linked from the comparison table) and, with three or
     more, the critical-difference diagram (plots/<model>__<task>__cd.png). Random weights: none."""
@@ -305,7 +332,7 @@ def write_all(records: list[dict[str, Any]], runs: Any, points: Any, out: Path) 
                                  "(quality.per_example, in records since it was added); their reruns will have them.\n")
             continue
         path = out / "tables" / f"{stem}__paired.md"
-        path.write_text(markdown(result, f"{model} on {task}"))
+        path.write_text(markdown(result, f"{model} on {task}") + seeds_section(decided or {}, str(model), str(task)))
         table = out / "tables" / f"{stem}.md"
         if table.is_file():
             table.write_text(table.read_text() + f"\nWhich differences are real (paired over seeds and examples): {path.name}.\n")

@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report.frames import MIB, file_stem, having, higher_is_better, natural_key, pareto_front, scored as _scored, trains_everything  # noqa: E402
+from bench.report.frames import (CONSTANT, MIB, file_stem, having, higher_is_better, natural_key, pareto_front,  # noqa: E402
+                                 scored as _scored, trains_everything)
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
                    ("optimizer_state_bytes", "optimizer state"), ("activations_and_other_bytes", "activations + other"))
@@ -40,6 +41,50 @@ def _full_lines(ax, scored) -> None:
         ax.axhline(full["score_mean"], color="black", linestyle=("--", ":", "-.")[i % 3], label=f"full fine-tuning{rest} ({full['score_mean']:.3f})")
         if full["score_ci95"] is not None and full["score_ci95"] == full["score_ci95"]:
             ax.axhspan(full["score_mean"] - full["score_ci95"], full["score_mean"] + full["score_ci95"], color="black", alpha=0.08)
+
+
+def baseline(points, metric: str) -> tuple[float, str] | None:
+    """The score a run that learned nothing but the class prior gets, for a classification metric:
+    accuracy's majority-class share of the eval split (records' quality.majority_baseline), MCC's
+    0; None for other metrics, or when the records do not hold the share."""
+    if metric == "mcc" and (points["kind"] == "classification").any():
+        return 0.0, "constant predictions (MCC 0)"
+    known = points["majority_baseline"].dropna() if "majority_baseline" in points else []
+    if metric == "accuracy" and len(known):
+        return float(known.iloc[0]), f"majority class ({float(known.iloc[0]):.3f})"
+    return None
+
+
+def _draw_baseline(ax, points, metric: str) -> None:
+    """The baseline as a grey dotted line, named, with the y axis stretched to hold it."""
+    line = baseline(points, metric)
+    if line is None:
+        return
+    value, text = line
+    ax.axhline(value, color="grey", linestyle=":", linewidth=1.2, label=text)
+    low, high = ax.get_ylim()
+    pad = 0.03 * ((high - low) or 1.0)
+    ax.set_ylim(min(low, value - pad), max(high, value + pad))
+
+
+def log_floor(values) -> float:
+    """Where a zero sits on a log axis: a decade below the smallest positive value (1 if none)."""
+    import math
+
+    positive = [float(v) for v in values if v == v and v > 0]
+    return 10.0 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1.0
+
+
+def _mark_floor(ax, floor: float, what: str) -> None:
+    """A dotted line at the floor that zero-cost points are drawn on, and what it means."""
+    ax.axvline(floor, color="grey", linestyle=":", linewidth=1)
+    ax.annotate(f"{what} = 0 (drawn at this floor)", (floor, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                textcoords="offset points", fontsize=7, color="grey", rotation=90, va="top")
+
+
+def _constant(frame):
+    """The rows flagged for constant predictions (every example given one label)."""
+    return frame[frame["flags"].fillna("").astype(str).str.contains(CONSTANT, regex=False)] if "flags" in frame else frame.iloc[:0]
 
 
 def _pretty(method: str) -> str:
@@ -71,7 +116,8 @@ def rank_vs_score(points) -> Figure | None:
     ax.set_xticks(ranks, [str(r) for r in ranks])
     ax.set_xlabel("rank r (log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI over seeds)")
-    ax.set_title(_title(points, "Score vs rank"))
+    ax.set_title(_title(points, f"{_metric(points)} vs rank"))
+    _draw_baseline(ax, scored, _metric(points))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -86,26 +132,35 @@ def pareto(points, cost: str, xlabel: str, scale: float = 1.0) -> Figure | None:
     labelled (offsets alternate along the cost axis so neighbours do not overlap; labels may run
     past the axes rather than be cut)."""
     scored = _scored(points)
-    scored = scored[scored[cost].notna() & (scored[cost] > 0)]
+    scored = scored[scored[cost].notna() & (scored[cost] >= 0)]
     if len(scored) < 2:
         return None
     front = set(pareto_front(scored, cost))
+    floor = log_floor(scored[cost] / scale)  # a zero cost (method=none's parameters) sits here instead of vanishing
+    x = lambda frame: (frame[cost] / scale).where(frame[cost] > 0, floor)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8, 5))
     on = scored[scored["point"].isin(front)].sort_values(cost)
     off = scored[~scored["point"].isin(front)]
-    ax.errorbar(off[cost] / scale, off["score_mean"], yerr=_yerr(off), fmt="o", color="tab:gray", alpha=0.7, capsize=3, label="dominated")
-    ax.errorbar(on[cost] / scale, on["score_mean"], yerr=_yerr(on), fmt="o", color="tab:red", capsize=3, label="Pareto front")
-    ax.step(on[cost] / scale, on["score_mean"], where="post", color="tab:red", alpha=0.6)
+    ax.errorbar(x(off), off["score_mean"], yerr=_yerr(off), fmt="o", color="tab:gray", alpha=0.7, capsize=3, label="dominated")
+    ax.errorbar(x(on), on["score_mean"], yerr=_yerr(on), fmt="o", color="tab:red", capsize=3, label="Pareto front")
+    ax.step(x(on), on["score_mean"], where="post", color="tab:red", alpha=0.6)
+    stuck = _constant(scored)
+    if len(stuck):
+        ax.scatter(x(stuck), stuck["score_mean"], marker="s", s=120, facecolors=(0, 0, 0, 0), edgecolors="black", zorder=4,
+                   label="constant predictions (one label for every example)")
     for i, (_, row) in enumerate(scored.sort_values(cost).iterrows()):
         dx, dy = OFFSETS[i % len(OFFSETS)]
-        ax.annotate(row["label"], (row[cost] / scale, row["score_mean"]), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                    ha="left" if dx > 0 else "right", annotation_clip=False)
+        ax.annotate(row["label"], (row[cost] / scale if row[cost] > 0 else floor, row["score_mean"]), textcoords="offset points",
+                    xytext=(dx, dy), fontsize=8, ha="left" if dx > 0 else "right", annotation_clip=False)
     ax.set_xscale("log")
+    if (scored[cost] == 0).any():
+        _mark_floor(ax, floor, xlabel.split(" (")[0])
     ax.margins(x=0.12, y=0.08)  # room for the labels of the cheapest and the dearest points
     ax.set_xlabel(xlabel)
     higher = higher_is_better(scored)  # the front runs up (higher is better) or down (lower is better) from the cheapest point
-    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI{'' if higher else '; lower is better'})")
-    ax.set_title(_title(points, f"{xlabel.split(' (')[0]} vs score"))
+    ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI; {'higher' if higher else 'lower'} is better)")
+    ax.set_title(_title(points, f"{xlabel.split(' (')[0]} vs {_metric(points)}"))
+    _draw_baseline(ax, scored, _metric(points))
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right" if higher else "upper right")
     fig.tight_layout()
@@ -128,7 +183,8 @@ def prompt_length(points) -> Figure | None:
     ax.set_xlabel("prompt length (virtual tokens, log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
     title = _pretty(pt["method"].iloc[0]).capitalize() if not several else "Prompt methods"
-    ax.set_title(f"{title}: score vs prompt length on {points['task'].iloc[0]}")
+    ax.set_title(f"{title}: {_metric(points)} vs prompt length on {points['task'].iloc[0]}")
+    _draw_baseline(ax, pt, _metric(points))
     ax.grid(alpha=0.3)
     ax.legend(title="model")
     fig.tight_layout()
@@ -168,6 +224,7 @@ def prompt_scale(points) -> Figure | None:
     ax.set_xscale("log")
     ax.set_xlabel("model parameters (log scale)")
     ax.set_ylabel(f"{_metric(points)} (mean ± 95% CI)")
+    _draw_baseline(ax, scored, _metric(points))
     ax.set_title(f"Prompt tuning and the other methods across model sizes on {points['task'].iloc[0]}\n"
                  "(solid: encoders, dashed: decoders; a line joins one family's sizes)")
     ax.grid(alpha=0.3, which="both")
@@ -247,6 +304,7 @@ def curves(runs) -> Figure | None:
     score_ax.set_ylabel(f"dev {metric} (mean over seeds; shade: min to max)")
     loss_ax.set_xlabel("optimizer step")
     loss_ax.set_ylabel("training loss (running mean of 25 steps, mean over seeds)")
+    _draw_baseline(score_ax, ok, metric)
     for ax in (score_ax, loss_ax):
         ax.grid(alpha=0.3)
     score_ax.legend(fontsize=7, ncol=2)

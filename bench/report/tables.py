@@ -1,11 +1,10 @@
 """The report's tables, from one renderer: a table is a list of Columns (header, the cell's text,
-the value it sorts by), and the same columns render as Markdown, CSV and the dashboard's HTML rows.
+the value it sorts by), and the same columns render as Markdown, CSV and the dashboard's cells.
 Two specs use it: one row per record (what a sweep prints) and one row per point (the comparison)."""
 
 from __future__ import annotations
 
 import csv
-import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,21 +63,10 @@ def write_csv(path: Path, headers: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def html_rows(columns: list[Column], rows: list[Any], failed: Callable[[Any], bool]) -> list[dict[str, Any]]:
-    """The dashboard's rows: each one's <tr> (the same texts as Markdown and CSV), the values its
-    columns sort by, and the lower-cased text the free-text filter searches."""
-    out = []
-    for row in rows:
-        texts = [c.text(row) for c in columns]
-        cells = "".join(("<td>" if c.sort else '<td class="text">') + html.escape(t) + "</td>" for c, t in zip(columns, texts))
-        sort = {c.key: (c.sort(row) if c.sort else t) for c, t in zip(columns, texts)}
-        out.append({"html": ('<tr class="failed">' if failed(row) else "<tr>") + cells + "</tr>", "sort": sort,
-                    "search": " ".join(texts).lower()})
-    return out
-
-
-def html_headers(columns: list[Column]) -> str:
-    return "".join(f'<th data-key="{html.escape(c.key)}">{html.escape(c.header)}</th>' for c in columns)
+def cells(columns: list[Column], rows: list[Any]) -> list[list[tuple[str, Any]]]:
+    """The dashboard's cells: per row, each column's text (the same as Markdown and CSV) and the
+    value it sorts by (a number, or the text)."""
+    return [[(t := c.text(row), c.sort(row) if c.sort else t) for c in columns] for row in rows]
 
 
 # ---------------------------------------------------------------- one row per record
@@ -197,10 +185,41 @@ def _forgetting_columns(points) -> list[Column]:
     return [column(m) for m in measures]
 
 
+def metrics_of(points) -> list[str]:
+    """Every quality metric the points hold: the main metrics first (in the points' order), then
+    the others the records scored (accuracy, F1, MCC; ROUGE-1/2/L/Lsum), in QUALITY_KEYS' order."""
+    mains = list(dict.fromkeys(str(m) for m in points["main_metric"].dropna()))
+    held = [k for k in QUALITY_KEYS if f"q_{k}" in points and points[f"q_{k}"].notna().any()]
+    return mains + [k for k in held if k not in mains]
+
+
+def metric_value(point, metric: str) -> float | None:
+    """A point's mean score on `metric` (None: not scored, or random weights: cost only)."""
+    value = point["score_mean"] if point["main_metric"] == metric else point.get(f"q_{metric}")
+    return None if point["random_weights"] or _missing(value) else float(value)
+
+
+def metric_text(point, metric: str) -> str:
+    """The cell: the main metric as mean ± 95% CI (score_text), another metric as its mean."""
+    if point["main_metric"] == metric:
+        return score_text(point)
+    return "" if point["random_weights"] else _num(metric_value(point, metric), ".3f")
+
+
+def metric_columns(points) -> list[Column]:
+    """A column per metric, named by it: a main metric's cells carry the interval over seeds."""
+    def column(metric: str) -> Column:
+        main_here = set(points.loc[points["main_metric"] == metric, "point"])
+        scored_here = {p["point"] for _, p in points.iterrows() if metric_value(p, metric) is not None} | main_here
+        spread = "" if not main_here else " ± 95% CI" if scored_here <= main_here else "; ± 95% CI where it is the main metric"
+        header = f"{metric} (mean{spread})"
+        return Column(header, lambda p: metric_text(p, metric), f"q_{metric}", lambda p: metric_value(p, metric))
+    return [column(m) for m in metrics_of(points)]
+
+
 def point_columns(points, where: str) -> list[Column]:
     """The comparison's columns for `where` ("tables": one model and task per table; "dashboard":
     every point in one table, with its model and task)."""
-    metric = points["main_metric"].dropna().iloc[0] if where == "tables" and points["main_metric"].notna().any() else "score"
     columns = [
         Column("model", lambda p: p["model"] + (" (random)" if p["random_weights"] else ""), "model", where="dashboard"),
         Column("task", lambda p: p["task"], "task", where="dashboard"),
@@ -215,7 +234,7 @@ def point_columns(points, where: str) -> list[Column]:
         number("activations MiB", "activations_and_other_bytes", ",.0f", MIB, key="activations_mib"),
         number("step s", "step_time_s", ".3f"),
         number("tokens/s", "tokens_per_s", ",.0f"),
-        Column(f"{metric} (mean ± 95% CI)", score_text, "score_mean", lambda p: None if p["random_weights"] or _missing(p["score_mean"]) else float(p["score_mean"])),
+        *metric_columns(points),
         Column("seeds", lambda p: str(p["seeds"]), "seeds", lambda p: int(p["seeds"])),
         number("latency b1 ms", "latency_b1_s", ".2f", 1e-3, key="latency_ms"),
         Column("unmerged / merged", lambda p: _num(_merge_ratio(p), ".2f"), "merge_ratio", _merge_ratio),

@@ -133,9 +133,13 @@ def launch_data_parallel(cfg: DictConfig) -> int:
 
 
 def print_tracking(record: dict[str, Any]) -> None:
-    """Where the W&B copy went, and how to upload it when it is offline."""
+    """Where the tracker's copy went (W&B: and how to upload it when it is offline; MLflow: its store)."""
     tracked = record.get("tracking")
     if not tracked:
+        return
+    if tracked.get("backend") == "mlflow":
+        print(f"MLflow: not tracked ({tracked['error']})" if tracked.get("error") else
+              f"MLflow: run {tracked.get('run_id')} in experiment {tracked.get('experiment')} of {tracked.get('tracking_uri')}")
         return
     if tracked.get("error"):
         print(f"W&B: not tracked ({tracked['error']})")

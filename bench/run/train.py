@@ -210,7 +210,7 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         result.curve.append(point)
         if on_step is not None:
             on_step(point)
-        bar.set_postfix_str(f"loss {loss_value:.4f} step {statistics.median(result.step_times_s[-20:]):.2f}s")
+        bar.set_postfix_str(f"loss {loss_value:.4f}, step time (median of last 20): {statistics.median(result.step_times_s[-20:]):.2f} s")
         bar.update(1)
         if should_stop is not None and "eval" in point:
             result.stopped = should_stop(step, point["eval"])

@@ -267,9 +267,11 @@ Compose = Callable[[list[str]], DictConfig]
 Launch = Callable[[list[list[str]]], list[str | None]]  # jobs -> each job's record path
 
 
-def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Callable[[str], None] = print) -> list[str | None]:
+def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Callable[[str], None] = print,
+               finals_out: list[list[str]] | None = None) -> list[str | None]:
     """Trials for every point (in parallel across points, as the launcher allows), then each point's
-    finals at its chosen learning rate. Returns every final's record path."""
+    finals at its chosen learning rate. Returns every final's record path (finals_out, if given,
+    receives the finals' jobs in the same order)."""
     from bench.config.checks import NOT_TRAINING
     from bench.config.checks import check as plain_check
 
@@ -354,6 +356,8 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         selection_override = "selection={" + ",".join(f"{k}:{_value(v)}" for k, v in selection.items()) + "}"
         final_jobs += [p["base"] + [f"validation.examples={int(p['cfg'].tune.val_examples)}", f"train.lr={lr!r}",
                                     f"seed={s}", selection_override] for s in p["seeds"]]
+    if finals_out is not None:
+        finals_out.extend(final_jobs)
     return launch(final_jobs)
 
 

@@ -7,7 +7,8 @@ Hydra loads sweepers only from there. conf/config.yaml makes it the default swee
 
 With `tune.enabled=true` it runs the tuning stage (bench/sweep/tune.py) instead of the jobs as given:
 each point's learning-rate trials on a validation split carved from train, then the point's
-finals, one per seed of the sweep, at the chosen learning rate.
+finals, one per seed of the sweep, at the chosen learning rate. With `adaptive_seeds.enabled=true`
+it then adds seeds where a point cannot yet be told apart from the reference (bench/sweep/seeds.py).
 
 (No `from __future__ import annotations` here: Hydra executes plugin modules outside sys.modules,
 where dataclasses cannot resolve string annotations.)"""
@@ -99,6 +100,10 @@ class PointsSweeper(Sweeper):
             raise ConfigError("hydra.launcher.n_jobs", jobs_knob, "an integer other than 0 (points at a time; -1 = one per core)")
         swept = {k for k in set().union(*sets) if len({s.get(k) for s in sets}) > 1}  # set differently (or not at all) by some point
         trains = "method" not in swept and self.config.method.get("name") not in NOT_TRAINING
+        if "tracking" not in swept and not any(k.startswith("tracking.") for k in swept):
+            from bench.config.checks import check_tracking
+
+            check_tracking(self.config)  # tracking=mlflow without mlflow installed: the whole sweep is refused, not each point
         for section, knobs in SCHEMA.items():
             node = self.config if not section else self.config.get(section)
             for key in knobs:
@@ -128,12 +133,16 @@ class PointsSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        from bench.sweep.seeds import until_decided
+
         if not (self.config.get("tune") or {}).get("enabled"):
-            return [self.launch(jobs)]
+            return [until_decided(jobs, self.launch(jobs), self.compose, self.launch)]
         from bench.sweep.tune import run_tuning
 
+        finals: List[List[str]] = []
         try:
-            return [run_tuning(jobs, self.compose, self.launch)]
+            paths = run_tuning(jobs, self.compose, self.launch, finals_out=finals)
         except ConfigError as exc:  # before any trial starts: the field, the value and what is valid
             print(f"config error: {exc}", file=sys.stderr)
             sys.exit(2)
+        return [until_decided(finals, paths, self.compose, self.launch)]  # adaptive_seeds.enabled: more seeds where undecided
