@@ -67,3 +67,19 @@ def test_the_committed_paired_reference_reads_as_its_readme_says(tmp_path):
     assert "+0.000 [-0.015, +0.013] cannot tell" in text
     assert "paired" in (root / "results" / "reference" / "glue-minilm-paired" / "README.md").read_text()
     assert "+0.000 [-0.015, +0.013]" in (root / "results" / "reference" / "glue-minilm-paired" / "README.md").read_text()
+
+
+def test_the_diagrams_bars_are_the_groups_contiguous_in_rank(tmp_path, monkeypatch):
+    """A pair left unseparated by Holm's correction but with a separated method between them in
+    rank (b and d here, c apart from b) is no bar: each bar is one group of the Markdown."""
+    import scikit_posthocs as sp
+
+    from bench.report import paired
+
+    seen = {}
+    monkeypatch.setattr(sp, "critical_difference_diagram", lambda ranks, sig, **kw: seen.update(sig=sig))
+    result = {"mean_rank": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, "groups": [["a", "b"], ["c", "d"]],
+              "p_holm": {"a vs b": 0.5, "a vs c": 0.0, "a vs d": 0.0, "b vs c": 0.01, "b vs d": 0.2, "c vs d": 0.4}}
+    paired.cd_diagram(result, str(tmp_path / "cd.png"), "t")
+    sig = seen["sig"]
+    assert sig.loc["a", "b"] == 1.0 and sig.loc["c", "d"] == 1.0 and sig.loc["b", "d"] == 0.0 and sig.loc["a", "c"] == 0.0

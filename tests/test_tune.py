@@ -433,3 +433,24 @@ def test_the_validation_noise_is_the_bootstrap_standard_error_of_the_chosen_tria
     assert se == pytest.approx(math.sqrt(0.8 * 0.2 / 100), rel=0.15)  # the binomial standard error, 0.04
     assert paired.standard_error(trial_record(1e-3, 0.8), "accuracy") is None  # kept no predictions: no figure
     assert tune.select([rec, trial_record(1e-2, 0.5)], "accuracy", "grid")["validation_se"] == pytest.approx(se, abs=1e-5)
+
+
+def test_two_searches_differing_only_in_their_trials_leave_one_tuned_row_the_newest(tmp_path: Path):
+    """tune.trials=3, then tune.trials=5, into one results folder: the second search's finals are a
+    new search (other lrs), never skipped as the first's, and the report keeps only the newest."""
+    import pandas as pd
+
+    from bench.records.store import same_search
+    from bench.report.frames import stale_finals
+
+    selections = []
+    for trials in (3, 5):
+        jobs = [["seed=0", "method=lora", "model=tiny-bert", f"tune.trials={trials}", "tune.val_examples=10", "tune.max_steps=4"]]
+        launch, launched = fake_stage(tmp_path / f"search-{trials}", val_best=5e-4, eval_best=5e-4)
+        tune.run_tuning(jobs, make_cfg, launch, log=lambda line: None)
+        final = [job for job in launched if "validation.score_on=validation" not in job]
+        selections.append(dict(make_cfg(final[0]).selection))
+    assert not same_search({"config": {"selection": selections[0]}}, selections[1])  # the relaunch does not reuse the first's finals
+    runs = pd.DataFrame([{"id": f"f{i}", "role": "final", "study": "s", "started_at": f"2026-01-0{i + 1}T00:00:00", "selection": sel}
+                         for i, sel in enumerate(selections)])
+    assert stale_finals(runs) == ["f0"]

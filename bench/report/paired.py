@@ -166,7 +166,7 @@ def groups(methods: dict[str, dict[str, np.ndarray]], metric: str, gold: np.ndar
 
 def cd_diagram(result: dict[str, Any], path: str, title: str) -> None:
     """The critical-difference diagram: methods on their mean-rank axis, a bar joining each group
-    that no corrected test separates (scikit-posthocs' drawing, fed our paired tests)."""
+    that no corrected test separates (scikit-posthocs' drawing, fed the groups of our paired tests)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,11 +174,15 @@ def cd_diagram(result: dict[str, Any], path: str, title: str) -> None:
     import pandas as pd
     import scikit_posthocs as sp
 
+    # scikit-posthocs draws a bar over every maximal clique of unseparated pairs, which can skip a
+    # method in rank order (a bar from rank 1 to 10 that leaves out rank 8.5 reads as joining it):
+    # it is fed the groups instead, contiguous in rank as in Demsar's diagrams, so each bar is one group.
     names = sorted(result["mean_rank"])
-    sig = pd.DataFrame(1.0, index=names, columns=names)
-    for key, p in result["p_holm"].items():
-        a, b = key.split(" vs ")
-        sig.loc[a, b] = sig.loc[b, a] = p
+    sig = pd.DataFrame(0.0, index=names, columns=names)
+    for group in result["groups"]:
+        sig.loc[group, group] = 1.0
+    for name in names:
+        sig.loc[name, name] = 1.0
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * len(names)))
     sp.critical_difference_diagram(pd.Series(result["mean_rank"]), sig, ax=ax, alpha=ALPHA)
     ax.set_title(title, fontsize=9)

@@ -278,7 +278,7 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
     full_lr = float(full["lr"].iloc[0]) if len(full) else None
     metric = tuned["main_metric"].dropna().iloc[0] if tuned["main_metric"].notna().any() else "score"
     headers = ["method", f"validation {metric} by lr (p = pruned, at its last score; f = failed; c = every trial predicted one class, "
-               "ranked last; r = random weights, cost only)", "chosen lr", "x full's lr",
+               "ranked last; r = random weights, cost only)", "chosen lr", "validation SE", "x full's lr",
                "trials (pruned, failed)", "trial steps", "tuning s", "final run s", "tuning / final run"]
     rows = []
     for _, p in tuned.sort_values(["method", "trainable"], na_position="last").iterrows():
@@ -299,10 +299,28 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
                 cells.append(f"{lr:.3g}: f")
         lrs = sel.get("lrs") or []
         edge = " (grid's edge: widen tune.lr_span)" if lrs and p["lr"] in (min(lrs), max(lrs)) else ""
-        rows.append([p["label"], ", ".join(cells), _num(p["lr"], ".3g") + edge, _num(p["lr"] / full_lr if full_lr else None, ".1f"),
-                     f"{sel.get('trials', '')} ({sel.get('pruned', 0)}, {sel.get('failed', 0)})", str(sel.get("trial_steps", "")),
+        halving = " (halving)" if sel.get("pruner") == "halving" else ""
+        rows.append([p["label"], ", ".join(cells), _num(p["lr"], ".3g") + edge, _num(sel.get("validation_se"), ".4f"),
+                     _num(p["lr"] / full_lr if full_lr else None, ".1f"),
+                     f"{sel.get('trials', '')} ({sel.get('pruned', 0)}, {sel.get('failed', 0)})", str(sel.get("trial_steps", "")) + halving,
                      _num(p["tuning_s"], ",.0f"), _num(p["run_s"], ",.0f"), _num(p["tuning_ratio"], ".2f")])
     return headers, rows
+
+
+def cost_line(points) -> str:
+    """The median of the tuned points' tuning cost in final runs (the goal: at most 2), and the
+    validation noise: the chosen scores' median standard error on the validation split."""
+    import statistics
+
+    ratios = [float(r) for r in points["tuning_ratio"].dropna()] if "tuning_ratio" in points else []
+    ses = [float(s["validation_se"]) for s in points["selection"] if isinstance(s, dict) and s.get("validation_se") is not None]
+    parts = []
+    if ratios:
+        parts.append(f"Tuning cost: median {statistics.median(ratios):.2f} final runs per point (range {min(ratios):.2f} to {max(ratios):.2f}; the goal is at most 2).")
+    if ses:
+        parts.append(f"Validation noise: the chosen scores' standard error is {statistics.median(ses):.4f} (median); "
+                     f"rates closer than about twice that are not told apart by this validation split.")
+    return (" ".join(parts) + "\n") if parts else ""
 
 
 def duration_line(runs) -> str:
@@ -345,7 +363,7 @@ def write_tables(runs, points, out: Path) -> list[Path]:
             tuning_headers, tuning = tuning_rows(group, these[these["role"] == "trial"])
             tuning_path = folder / f"{file_stem(model, task)}__tuning.md"
             tuning_path.write_text(f"## Learning-rate tuning: {model} on {task}\n\n{markdown(tuning_headers, tuning)}\n\n"
-                                   f"Trials: {duration_line(these[these['role'] == 'trial'])}\n")
+                                   f"Trials: {duration_line(these[these['role'] == 'trial'])}\n{cost_line(group)}")
             written.append(tuning_path)
             text += f"\nLearning rates: each tuned row's was chosen on a validation split carved from the training data (see {tuning_path.name}); untuned rows ran at the lr as configured.\n"
         stem.with_suffix(".md").write_text(text)
