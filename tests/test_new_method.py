@@ -69,7 +69,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_
 TWIN = "ia3_twin"  # the renamed copy of ia3
 # What a copy of the repository holds when git cannot list it: everything the tests read.
 REPOSITORY = ("bench", "conf", "tests", "hydra_plugins", "docs", "results/reference", ".ci",
-              "pyproject.toml", "README.md", "constraints.txt")
+              "pyproject.toml", "README.md", "constraints.txt", "mkdocs.yml")
 IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info", "artifacts", "wandb", ".claims")
 
 
