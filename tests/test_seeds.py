@@ -95,3 +95,11 @@ def test_a_sweep_from_the_command_line_adds_a_seed_where_undecided_and_a_relaunc
     assert len(records) == 2 * lora["seeds"]  # seed 1 for both points only when seed 0 left it undecided
     again = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and sorted(p.name for p in (tmp_path / "r").glob("*.json") if p.name != seeds.FILE) == records
+
+
+def test_a_reference_that_is_no_method_is_refused_before_any_point_runs(tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "bench", "-m", "model=tiny-bert", "method=lora", "adaptive_seeds.enabled=true",
+                          "adaptive_seeds.reference=ful", f"results_dir={tmp_path / 'r'}", f"hydra.sweep.dir={tmp_path / 's'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "adaptive_seeds.reference='ful' is not valid: a method name" in out.stderr, out.stderr[-800:]
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.json"))

@@ -60,10 +60,11 @@ def until_decided(jobs: list[list[str]], paths: list[str | None], compose: Compo
 
     if not jobs:
         return paths
-    opts = compose(jobs[0]).adaptive_seeds
+    first = compose(jobs[0])
+    opts = first.adaptive_seeds
     if not opts.enabled:
         return paths
-    results_dir = Path(compose(jobs[0]).results_dir)
+    results_dir = Path(first.results_dir)
     done = list(zip(jobs, paths))
     outcome: dict[str, dict[str, Any]] = {}
     while True:

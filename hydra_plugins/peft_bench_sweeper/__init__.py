@@ -100,6 +100,12 @@ class PointsSweeper(Sweeper):
             raise ConfigError("hydra.launcher.n_jobs", jobs_knob, "an integer other than 0 (points at a time; -1 = one per core)")
         swept = {k for k in set().union(*sets) if len({s.get(k) for s in sets}) > 1}  # set differently (or not at all) by some point
         trains = "method" not in swept and self.config.method.get("name") not in NOT_TRAINING
+        from bench.config.compose import CONF
+
+        seeds = self.config.get("adaptive_seeds") or {}
+        methods = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+        if seeds.get("enabled") and methods and seeds.get("reference") not in methods:  # checked before any point runs, not after the sweep
+            raise ConfigError("adaptive_seeds.reference", seeds.get("reference"), "a method name (conf/method/<name>.yaml), e.g. full")
         if "tracking" not in swept and not any(k.startswith("tracking.") for k in swept):
             from bench.config.checks import check_tracking
 
