@@ -145,7 +145,7 @@ def test_each_axis_is_named_with_its_unit_and_direction():
 
 
 def test_paired_differences_for_the_page_come_from_the_records_per_example_predictions():
-    from bench.report import paired
+    from bench.measure import significance
 
     records = report.read([REFERENCE / "glue-minilm-paired"])
     runs = report.runs_frame(records)
@@ -155,7 +155,7 @@ def test_paired_differences_for_the_page_come_from_the_records_per_example_predi
     ((a, row),) = found["pairs"].items()
     ((b, (diff, low, high, differs, seeds, examples)),) = row.items()
     by_method = {label: [r for r in records if r["run"]["method"] == label.split()[0]] for label in (a, b)}
-    expected = paired.compare_records(by_method[a], by_method[b], "accuracy", (a, b))
+    expected = significance.compare_records(by_method[a], by_method[b], "accuracy", (a, b))
     assert (diff, low, high, differs) == (expected.diff, expected.low, expected.high, expected.distinguishable)
     assert low <= diff <= high and (seeds, examples) == (3, 872)
     assert dashboard.paired_differences(report.read([REFERENCE / "dialogsum-smollm2"]), *_frames(REFERENCE / "dialogsum-smollm2")) is None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from bench.report import paired
+from bench.measure import significance
 
 N = 872  # SST-2's dev set
 
@@ -23,35 +23,35 @@ def test_the_metrics_from_confusion_matrices_equal_sklearns():
     preds = rng.integers(0, 3, (2, N))
     for metric, ref in (("accuracy", accuracy_score), ("f1", lambda g, p: f1_score(g, p, average="macro")), ("mcc", matthews_corrcoef)):
         expected = np.mean([ref(gold, preds[s]) for s in range(2)])
-        assert paired.observed({"predictions": preds}, metric, gold, 3) == pytest.approx(expected, abs=1e-12)
+        assert significance.observed({"predictions": preds}, metric, gold, 3) == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_known_difference_is_found_and_none_is_not():
     rng = np.random.default_rng(1)
     gold = rng.integers(0, 2, N)
     better, worse, same = _predictions(gold, 0.90, 3, rng), _predictions(gold, 0.85, 3, rng), _predictions(gold, 0.85, 3, rng)
-    found = paired.compare({"predictions": better}, {"predictions": worse}, "accuracy", gold)
+    found = significance.compare({"predictions": better}, {"predictions": worse}, "accuracy", gold)
     assert found.distinguishable and found.low > 0 and found.diff == pytest.approx(0.05, abs=0.02) and found.seeds == 3 and found.examples == N
-    none = paired.compare({"predictions": worse}, {"predictions": same}, "accuracy", gold)
+    none = significance.compare({"predictions": worse}, {"predictions": same}, "accuracy", gold)
     assert not none.distinguishable and none.low < 0 < none.high
     # per-example scores (ROUGE): the mean's difference, the same way
     a, b = rng.random((3, 200)), rng.random((3, 200))
-    assert paired.compare({"rouge1": a + 0.1}, {"rouge1": a}, "rouge1").distinguishable  # the same examples, 0.1 better each
-    assert not paired.compare({"rouge1": a}, {"rouge1": b}, "rouge1").distinguishable
+    assert significance.compare({"rouge1": a + 0.1}, {"rouge1": a}, "rouge1").distinguishable  # the same examples, 0.1 better each
+    assert not significance.compare({"rouge1": a}, {"rouge1": b}, "rouge1").distinguishable
 
 
 def test_groups_join_what_no_corrected_test_separates():
     rng = np.random.default_rng(2)
     gold = rng.integers(0, 2, N)
     methods = {"a": _predictions(gold, 0.92, 3, rng), "b": _predictions(gold, 0.85, 3, rng), "c": _predictions(gold, 0.85, 3, rng)}
-    result = paired.groups({k: {"predictions": v} for k, v in methods.items()}, "accuracy", gold)
+    result = significance.groups({k: {"predictions": v} for k, v in methods.items()}, "accuracy", gold)
     assert min(result["mean_rank"], key=result["mean_rank"].get) == "a"
     assert result["groups"] == [sorted(["b", "c"], key=result["mean_rank"].get)]
     assert set(result["apart"]) == {"a vs b", "a vs c"}
 
 
 def test_holm_scales_the_smallest_p_by_the_family_size():
-    out = paired.holm({("a", "b"): 0.01, ("a", "c"): 0.02, ("b", "c"): 0.5})
+    out = significance.holm({("a", "b"): 0.01, ("a", "c"): 0.02, ("b", "c"): 0.5})
     assert out[("a", "b")] == pytest.approx(0.03) and out[("a", "c")] == pytest.approx(0.04) and out[("b", "c")] == pytest.approx(0.5)
 
 

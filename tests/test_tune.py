@@ -108,9 +108,10 @@ def test_a_rate_whose_trials_predicted_one_class_is_never_chosen_over_one_that_l
     assert sel["none_learned"] and sel["chosen_lr"] == 5e-5
 
 
-def fake_stage(tmp_path: Path, val_best: float, eval_best: float, diverge: bool = False):
+def fake_stage(tmp_path: Path, val_best: float, eval_best: float, diverge: bool = False, by_steps: dict[int, float] | None = None):
     """A launcher that writes records without training: a trial's validation score peaks at
-    val_best, and what the reported split would say peaks at eval_best."""
+    val_best (or, by its steps trained, at by_steps[steps]), and what the reported split would say
+    peaks at eval_best."""
     launched: list[list[str]] = []
 
     def launch(jobs: list[list[str]]) -> list[str]:
@@ -120,11 +121,13 @@ def fake_stage(tmp_path: Path, val_best: float, eval_best: float, diverge: bool 
             cfg = make_cfg(job)
             lr = float(cfg.train.lr)
             peak = val_best if cfg.validation.score_on == "validation" else eval_best
+            if by_steps and cfg.validation.score_on == "validation":
+                peak = by_steps[int(cfg.train.stop_after or cfg.train.max_steps)]
             diverged = diverge and cfg.validation.score_on == "validation"
             rec = {"schema_version": 1, "run": {"id": f"r{len(launched)}", "role": tune.role(cfg), "status": "failed" if diverged else "success",
                                                 "error": "diverged: loss is nan at step 2" if diverged else None,
                                                 "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:02+00:00",
-                                                "config": {"train": {"lr": lr, "max_steps": int(cfg.train.max_steps)},
+                                                "config": {"train": {"lr": lr, "max_steps": int(cfg.train.max_steps), "stop_after": cfg.train.stop_after},
                                                            "validation": dict(cfg.validation)}},
                    "quality": {"accuracy": 1 - abs(lr - peak) / peak, "main_metric": "accuracy"}}
             paths.append(str(write_atomic(tmp_path / f"r{len(launched)}.json", rec)))
@@ -368,45 +371,50 @@ def test_halving_rungs_grow_by_the_reduction_below_the_trials_budget():
     assert tune.rungs(make_cfg(["tune.min_steps=10", "tune.reduction=2"]).tune, 100) == [10, 20, 40, 80]
 
 
-def test_the_halving_pruner_stops_a_clearly_worse_rate_at_its_first_rung_and_lets_a_better_one_go_on(tmp_path: Path):
-    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=27",
-                    "train.batch_size=4", "validation.examples=16", "validation.score_on=validation", "tune.pruner=halving",
-                    "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"])
-    plain = json.loads(json.dumps(dict(__import__("omegaconf").OmegaConf.to_container(cfg, resolve=True))))
-    study = tune.study_key(plain)
-    assert tune.rungs(cfg.tune, 27) == [3, 9]
-    assert tune.HalvingPruner(cfg, study, "accuracy").should_stop(3, {"accuracy": 0.1}) is None  # the first trial: nothing to compare with
-    for i, score in enumerate((0.9, 0.8, 0.7)):  # three finished siblings, scored at both rungs
-        write_atomic(tmp_path / f"20260101-000000-{i}-tiny-bert-embedded-sentiment-lora-s0-x.json",
-                     trial_record(1e-3 * (i + 1), score, steps=27, study=study,
-                                  curve=[{"step": s, "eval": {"accuracy": score}} for s in (3, 9)]))
-    worse = tune.HalvingPruner(cfg, study, "accuracy")
-    assert worse.should_stop(3, {"accuracy": 0.6}).startswith("stopped at rung 0 (step 3)")
-    better = tune.HalvingPruner(cfg, study, "accuracy")
-    assert better.should_stop(3, {"accuracy": 0.95}) is None and better.should_stop(9, {"accuracy": 0.95}) is None
-    assert set(better.passed) == {"completed_rung_0", "completed_rung_1"}  # its passed rungs are kept between scores
-    second = tune.HalvingPruner(cfg, study, "accuracy")  # 4 scored at rung 0: the best 1/3 (one trial) goes on
-    assert second.should_stop(3, {"accuracy": 0.85}).startswith("stopped at rung 0")
-    assert tune.HalvingPruner(cfg, study, "accuracy").should_stop(2, {"accuracy": 0.0}) is None  # before the first rung: never
-
-
-def test_halving_trials_train_the_finals_budget_and_are_scored_only_at_their_rungs(tmp_path: Path):
+def test_halving_runs_rung_by_rung_and_chooses_the_best_at_the_last_rung_not_the_short_trials_best(tmp_path: Path):
+    """7 rates: all train to step 3 (on the finals' 27-step schedule), the best third but at least
+    two go on to step 9; a clearly worse rate never trains past the first rung, and the choice is
+    the best at step 9 even where step 3 preferred a higher rate (short trials favour high rates)."""
     root = write_tsv_task(tmp_path)
-    jobs = [["seed=0", "method=lora", "task=sst2", f"data_root={root}", "model=tiny-bert", "tune.lrs=[0.0001,0.001,0.01]",
-             "tune.val_examples=10", "tune.pruner=halving", "train.max_steps=27"]]
-    launch, launched = fake_stage(tmp_path / "records", val_best=0.001, eval_best=0.001)
-    tune.run_tuning(jobs, make_cfg, launch, log=lambda line: None)
-    trials = [job for job in launched if "validation.score_on=validation" in job]
-    assert len(trials) == 3 and all("train.max_steps=27" in t and "train.eval_every=3" in t for t in trials)
-    final = [job for job in launched if job not in trials]
-    assert make_cfg(final[0]).selection.pruner == "halving"
-    cfg = make_cfg(["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path / 'real'}", "train.max_steps=27",
-                    "train.eval_every=3", "train.batch_size=4", "validation.examples=16", "validation.score_on=validation",
-                    "tune.pruner=halving", "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"])
-    rec = run(cfg)
-    assert rec["run"]["status"] == "success" and [p["step"] for p in rec["curve"] if "eval" in p] == [3, 9]
+    lrs = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+    jobs = [[f"seed={s}", "method=lora", "task=sst2", f"data_root={root}", "model=tiny-bert", f"tune.lrs=[{','.join(map(str, lrs))}]",
+             "tune.val_examples=10", "tune.pruner=halving", "train.max_steps=27"] for s in (0, 1)]
+    lines: list[str] = []
+    launch, launched = fake_stage(tmp_path / "records", val_best=0.0, eval_best=1e-3, by_steps={3: 3e-3, 9: 1e-3})
+    tune.run_tuning(jobs, make_cfg, launch, log=lines.append)
+    trials = [make_cfg(job) for job in launched if "validation.score_on=validation" in job]
+    first, second = [t for t in trials if t.train.stop_after == 3], [t for t in trials if t.train.stop_after == 9]
+    assert len(first) == 7 and all(t.train.max_steps == 27 and t.train.eval_every == 0 and t.seed == 0 for t in first)
+    assert sorted(t.train.lr for t in second) == [1e-3, 3e-3]  # the best two at step 3 (7 // 3 = 2); 1e-5 stopped at step 3
+    finals = [make_cfg(job) for job in launched if "validation.score_on=validation" not in job]
+    assert [f.train.lr for f in finals] == [1e-3, 1e-3] and finals[0].train.stop_after is None  # step 9's best, not step 3's 3e-3
+    sel = finals[0].selection
+    assert sel.pruner == "halving" and sel.trials == 9 and sel.pruned == 5 and list(sel.reached) == [3, 3, 3, 3, 9, 9, 3]
+    assert sel.scores[4] == pytest.approx(1.0) and sel.scores[5] == pytest.approx(-1.0)  # each rate at its last rung: step 9 for these two
+    assert sel.scores[0] == pytest.approx(1 - (3e-3 - 1e-5) / 3e-3)  # ... and step 3 for the rest
+    assert any("lr 0.003, 0.001 go on to step 9" in line for line in lines)
+    again, relaunched = fake_stage(tmp_path / "again", val_best=0.0, eval_best=1e-3, by_steps={3: 3e-3, 9: 1e-3})
+    tune.run_tuning(jobs, make_cfg, again, log=lambda line: None)
+    assert relaunched == launched  # the same cuts on a relaunch: the same jobs, so a real launcher skips every one
     with pytest.raises(ConfigError, match="tune.min_steps"):
         tune.run_tuning([jobs[0] + ["tune.min_steps=27"]], make_cfg, launch, log=lambda line: None)
+    with pytest.raises(ConfigError, match="tune.pruner"):
+        tune.run_tuning([jobs[0] + ["tune.mode=tpe"]], make_cfg, launch, log=lambda line: None)
+
+
+def test_a_halving_trial_stops_at_its_rung_on_the_finals_schedule_and_is_scored_once(tmp_path: Path):
+    base = ["model=tiny-bert", "method=lora", "tracking=none", f"results_dir={tmp_path}", "train.max_steps=27", "train.lr=0.001",
+            "train.batch_size=4", "validation.examples=16", "validation.score_on=validation", "tune.pruner=halving",
+            "train.eval_every=0", "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"]
+    rec = run(make_cfg(base + ["train.stop_after=9"]))
+    assert rec["run"]["status"] == "success" and [p["step"] for p in rec["curve"]] == list(range(1, 10))
+    assert not any("eval" in p for p in rec["curve"]) and rec["quality"]["accuracy"] is not None  # scored at its rung only
+    whole = run(make_cfg(base + [f"results_dir={tmp_path / 'whole'}", "train.eval_every=9"]))
+    assert [p["lr"] for p in rec["curve"]] == pytest.approx([p["lr"] for p in whole["curve"][:9]])  # the 27-step schedule, cut at 9
+    assert rec["curve"][-1]["loss"] == pytest.approx(whole["curve"][8]["loss"], rel=1e-5)  # the same training, so far
+    assert rec["quality"]["accuracy"] == pytest.approx(next(p["eval"]["accuracy"] for p in whole["curve"] if p["step"] == 9))
+    with pytest.raises(ConfigError, match="train.stop_after"):
+        run(make_cfg(base + ["train.stop_after=28"]))
 
 
 def test_a_tuned_final_records_what_its_tuning_cost_in_final_runs_and_the_validation_noise(tmp_path: Path):
@@ -424,14 +432,14 @@ def test_a_tuned_final_records_what_its_tuning_cost_in_final_runs_and_the_valida
 def test_the_validation_noise_is_the_bootstrap_standard_error_of_the_chosen_trials_score():
     import math
 
-    from bench.report import paired
+    from bench.measure import significance
 
     rec = trial_record(1e-3, 0.8)
     rec["run"]["seed"] = 0
     rec["quality"]["per_example"] = {"predictions": [1] * 80 + [0] * 20, "references": [1] * 100}  # accuracy 0.8 on 100 rows
-    se = paired.standard_error(rec, "accuracy")
+    se = significance.standard_error(rec, "accuracy")
     assert se == pytest.approx(math.sqrt(0.8 * 0.2 / 100), rel=0.15)  # the binomial standard error, 0.04
-    assert paired.standard_error(trial_record(1e-3, 0.8), "accuracy") is None  # kept no predictions: no figure
+    assert significance.standard_error(trial_record(1e-3, 0.8), "accuracy") is None  # kept no predictions: no figure
     assert tune.select([rec, trial_record(1e-2, 0.5)], "accuracy", "grid")["validation_se"] == pytest.approx(se, abs=1e-5)
 
 
@@ -454,3 +462,20 @@ def test_two_searches_differing_only_in_their_trials_leave_one_tuned_row_the_new
     runs = pd.DataFrame([{"id": f"f{i}", "role": "final", "study": "s", "started_at": f"2026-01-0{i + 1}T00:00:00", "selection": sel}
                          for i, sel in enumerate(selections)])
     assert stale_finals(runs) == ["f0"]
+
+
+def test_the_report_shows_each_halving_rate_at_its_last_rung_and_marks_the_outranked_ones_pruned():
+    from bench.report.frames import last_rungs, runs_frame
+
+    def rung(lr: float, score: float, steps: int | None) -> dict:
+        rec = trial_record(lr, score, steps=27)
+        rec["run"].update(id=f"t-{lr}-{steps}", model="m", task="t", method="lora", seed=0)
+        rec["run"]["config"]["train"]["stop_after"] = steps
+        return rec
+
+    records = [rung(1e-4, 0.60, 3), rung(1e-3, 0.70, 3), rung(1e-2, 0.80, 3), rung(1e-3, 0.85, 9), rung(1e-2, 0.75, 9)]
+    view = last_rungs(runs_frame(records)).sort_values("lr")
+    assert list(view["stop_after"]) == [3, 9, 9] and list(view["status"]) == ["pruned", "success", "success"]
+    assert list(view["score"]) == [0.60, 0.85, 0.75]  # 1e-2 at step 9 (0.75), not its step-3 lead (0.80)
+    plain = runs_frame([rung(1e-3, 0.7, None)])
+    assert last_rungs(plain).equals(plain)  # trials without rungs pass through

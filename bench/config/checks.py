@@ -373,6 +373,9 @@ def check_across_knobs(cfg: DictConfig) -> None:
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
     check_validation(cfg)
     check_world_size(cfg)
+    stop = cfg.train.get("stop_after")
+    if stop is not None and stop > cfg.train.max_steps:
+        raise ConfigError("train.stop_after", stop, f"null or an integer from 1 to train.max_steps={cfg.train.max_steps} (it stops early on max_steps' schedule)")
 
 
 def check_world_size(cfg: DictConfig) -> None:

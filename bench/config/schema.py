@@ -101,6 +101,7 @@ SCHEMA: dict[str, dict[str, Knob]] = {
     },
     "train": {
         "max_steps": Knob("int", low=1, what="optimizer steps", trains_only=True),
+        "stop_after": Knob("int", low=1, nullable=True, what="null = max_steps; fewer = stop early on max_steps' schedule"),
         "batch_size": Knob("int", low=1, what="examples per micro-batch"),
         "world_size": Knob("int", low=1, what="processes training data-parallel, each on its slice of every batch; 1 = one process"),
         "group_by_length": Knob("bool"),

@@ -102,7 +102,7 @@ def rouge(predictions: list[str], references: list[list[str]]) -> dict[str, floa
 
 
 def rouge_per_example(predictions: list[str], references: list[list[str]]) -> dict[str, list[float]]:
-    """Each example's ROUGE-1/2/L/Lsum F-measure (the paired comparisons resample them: bench.report.paired)."""
+    """Each example's ROUGE-1/2/L/Lsum F-measure (the paired comparisons resample them: bench.measure.significance)."""
     from rouge_score import rouge_scorer  # imported here: config validation stays fast
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)

@@ -415,7 +415,7 @@ def check_artifact_room(results_dir: str | Path, tensor_bytes: int) -> int:
 
 
 # The keys a trial and its finals may differ on: they are one point of the comparison.
-TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "eval_every"), ("validation", "score_on"),
+TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "stop_after"), ("train", "eval_every"), ("validation", "score_on"),
               ("forgetting", None), ("inference", None))
 
 

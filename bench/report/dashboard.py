@@ -10,7 +10,7 @@ CDN, works offline). A user steers it:
   front recomputed in the browser for that choice, the majority-class baseline, constant-prediction
   runs flagged and a zero (method=none's parameters) drawn at a marked floor of a log axis;
 - two or more points side by side: training curves (loss, eval metric), memory parts and step
-  time, and the paired differences with their intervals (bench.report.paired, computed here
+  time, and the paired differences with their intervals (bench.measure.significance, computed here
   from the records' per-example predictions);
 - the rank curve and the learning-rate sensitivity of the tuning trials, per model and task."""
 
@@ -158,11 +158,11 @@ def _reference(points, labels: list[str]) -> str:
 
 
 def paired_differences(records: list[dict[str, Any]], runs, points) -> dict[str, Any] | None:
-    """For one model and task, the paired differences (bench.report.paired.compare_records) between
+    """For one model and task, the paired differences (bench.measure.significance.compare_records) between
     the points that kept per-example predictions or scores: every pair when at most PAIRS_MAX did,
     else each against the reference. label a -> label b -> [a minus b, low, high, differs, seeds,
     examples]. None when fewer than two points kept them (or random weights: cost only)."""
-    from bench.report import paired
+    from bench.measure import significance
 
     if points["random_weights"].astype(bool).all() or not points["main_metric"].notna().any():
         return None
@@ -178,10 +178,10 @@ def paired_differences(records: list[dict[str, Any]], runs, points) -> dict[str,
         todo = [(label, reference) for label in kept if label != reference]
     pairs: dict[str, dict[str, list]] = {}
     for a, b in todo:
-        c = paired.compare_records(found[a], found[b], metric, (a, b))
+        c = significance.compare_records(found[a], found[b], metric, (a, b))
         if c is not None:
             pairs.setdefault(a, {})[b] = [c.diff, c.low, c.high, c.distinguishable, c.seeds, c.examples]
-    return {"metric": metric, "pairs": pairs, "left_out": sorted(set(found) - set(kept)), "draws": paired.N_BOOT,
+    return {"metric": metric, "pairs": pairs, "left_out": sorted(set(found) - set(kept)), "draws": significance.N_BOOT,
             "all_pairs": len(kept) <= PAIRS_MAX}
 
 
@@ -501,7 +501,7 @@ function drawPaired(g, chosen) {
   chosen.forEach((a, i) => chosen.slice(i + 1).forEach(b => rows.push(pairRow(g, a.label, b.label))));
   const p = g.paired;
   out.innerHTML = `<p class="note">Paired differences in ${esc(p.metric)} (first minus second) with the 95% paired bootstrap interval,
-    seeds and evaluation examples resampled together (${p.draws} draws, bench/report/paired.py); <b>differs</b>: the interval excludes 0.
+    seeds and evaluation examples resampled together (${p.draws} draws, bench/measure/significance.py); <b>differs</b>: the interval excludes 0.
     ${p.left_out.length ? "Without per-example predictions (left out): " + esc(p.left_out.join(", ")) + "." : ""}</p>
     <table class="plain" id="paired-table"><thead><tr><th>pair</th><th>${esc(p.metric)} difference</th><th>95% interval</th><th>verdict</th><th>on</th></tr></thead>
     <tbody>${rows.join("")}</tbody></table>`;

@@ -76,6 +76,7 @@ def runs_frame(records: list[dict[str, Any]]):
             "point": point_key(cfg), "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
             **{KNOB + k: _knob_value(k, v) for k, v in method_cfg.items() if k not in NOT_KNOBS},
             "lr": _get(trained, "train", "lr"), "max_steps": _get(trained, "train", "max_steps"),
+            "stop_after": _get(trained, "train", "stop_after"),  # a successive-halving trial's rung (steps trained on max_steps' schedule)
             "base": _get(cfg, "model", "quantize") or _get(cfg, "model", "dtype") or "float32",  # how the base is stored: nf4 | fp4 | int8 | its dtype
             "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
             "lr_setting": "tuned" if rec.get("selection") else _get(trained, "train", "lr"),  # a knob when set by hand, an outcome when tuned
@@ -174,6 +175,22 @@ def t_quantile_975(df: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.975, df))
+
+
+def last_rungs(trials):
+    """Successive halving's trials as one row per rate and seed: the row of the last rung the rate
+    reached, marked pruned when that is below its study's last rung (the rate was outranked there,
+    at its score there). Trials without rungs pass through as they are."""
+    import pandas as pd
+
+    if not len(trials) or "stop_after" not in trials or trials["stop_after"].isna().all():
+        return trials
+    rungs = trials[trials["stop_after"].notna()].copy()
+    top = rungs[rungs["status"] == "success"].groupby("study")["stop_after"].max()
+    last = rungs.sort_values("stop_after").groupby(["study", "lr", "seed"], dropna=False).tail(1).copy()
+    below = (last["status"] == "success") & (last["stop_after"] < last["study"].map(top))
+    last.loc[below, "status"] = "pruned"
+    return pd.concat([trials[trials["stop_after"].isna()], last]).sort_index()
 
 
 def stale_finals(runs) -> list[str]:

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.report.frames import (CONSTANT, MIB, file_stem, having, higher_is_better, natural_key, pareto_front,  # noqa: E402
+from bench.report.frames import (CONSTANT, MIB, file_stem, having, higher_is_better, last_rungs, natural_key, pareto_front,  # noqa: E402
                                  scored as _scored, trains_everything)
 
 BREAKDOWN_PARTS = (("weights_bytes", "weights"), ("gradients_bytes", "gradients"),
@@ -371,7 +371,7 @@ def draw_all(points, folder: Path, runs=None) -> dict[str, list[Path]]:
     drawn: dict[str, list[Path]] = {}
     if runs is not None:
         for (model, task), group in runs.groupby(["model", "task"]):
-            trials = group[group["role"] == "trial"] if "role" in group else group.iloc[:0]
+            trials = last_rungs(group[group["role"] == "trial"]) if "role" in group else group.iloc[:0]
             mine = points[(points["model"] == model) & (points["task"] == task)] if points is not None else None
             for name, fig in (("curves", curves(group[group["role"] != "trial"] if "role" in group else group)),
                               ("lr_sensitivity", lr_sensitivity(trials, mine) if len(trials) else None)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, higher_is_better, natural_key, trains_everything
+from bench.report.frames import CLASSIFICATION_METRICS, CONSTANT, MIB, QUALITY_KEYS, _get, file_stem, higher_is_better, last_rungs, natural_key, trains_everything
 
 FORGETTING = {  # forgetting measure -> its column header (the two measures read a negative number oppositely)
     "lm_loss": "forgetting: LM loss Δ (> 0 forgot)",  # loss on general text, after minus before
@@ -277,7 +277,7 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
     full = tuned[trains_everything(tuned)]
     full_lr = float(full["lr"].iloc[0]) if len(full) else None
     metric = tuned["main_metric"].dropna().iloc[0] if tuned["main_metric"].notna().any() else "score"
-    headers = ["method", f"validation {metric} by lr (p = pruned, at its last score; f = failed; c = every trial predicted one class, "
+    headers = ["method", f"validation {metric} by lr (p = pruned, or outranked at a lower rung of successive halving, at its last score; f = failed; c = every trial predicted one class, "
                "ranked last; r = random weights, cost only)", "chosen lr", "validation SE", "x full's lr",
                "trials (pruned, failed)", "trial steps", "tuning s", "final run s", "tuning / final run"]
     rows = []
@@ -360,7 +360,7 @@ def write_tables(runs, points, out: Path) -> list[Path]:
         text = f"{title}\n\n{markdown(headers, rows)}\n\n" + (f"{baseline}\n\n" if baseline else "") \
             + f"{duration_line(these[these['role'] != 'trial'])}\n"
         if group["tuned"].astype(bool).any():
-            tuning_headers, tuning = tuning_rows(group, these[these["role"] == "trial"])
+            tuning_headers, tuning = tuning_rows(group, last_rungs(these[these["role"] == "trial"]))
             tuning_path = folder / f"{file_stem(model, task)}__tuning.md"
             tuning_path.write_text(f"## Learning-rate tuning: {model} on {task}\n\n{markdown(tuning_headers, tuning)}\n\n"
                                    f"Trials: {duration_line(these[these['role'] == 'trial'])}\n{cost_line(group)}")

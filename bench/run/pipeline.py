@@ -125,8 +125,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if method.trains:
         # Data-parallel, rank 0 alone evaluates (periodically and at the end), with the unwrapped
         # model on the whole eval split; the other ranks wait for it at their next step.
-        result = train(model, task, cfg, device, evaluate if main else None, on_step=tracker.log_step, should_stop=should_stop,
-                       eval_at=eval_steps(cfg, record))
+        result = train(model, task, cfg, device, evaluate if main else None, on_step=tracker.log_step, should_stop=should_stop)
         memory = measure.peak_memory(device, ready.rss_before_load, peak_reset, phase="train")
         peaks = distributed.gather(memory["peak_bytes"])  # every rank's training peak, in rank order (a plain run: its own)
         if not main:
@@ -173,17 +172,11 @@ def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
 
 
 def trial_pruner(cfg: DictConfig, record: dict[str, Any], task: Task) -> Callable[[int, dict[str, Any]], str | None] | None:
-    """A tuning trial's pruner (its should_stop: tune.pruner's median or successive halving), or None for every other run."""
+    """A tuning trial's pruner (its should_stop: the median rule), or None for every other run and for
+    successive halving's trials, which stop at their rung's budget (train.stop_after)."""
     if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune"):
-        return tune.pruner_for(cfg, record["run"]["study"], task.main_metric).should_stop
-    return None
-
-
-def eval_steps(cfg: DictConfig, record: dict[str, Any]) -> set[int] | None:
-    """The steps a successive-halving trial is scored at (its rungs, bench.sweep.tune.rungs), or None:
-    every train.eval_every steps. Scoring only where the pruner decides keeps a trial's cost to its training."""
-    if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune") and str(cfg.tune.get("pruner") or "median") == "halving":
-        return set(tune.rungs(cfg.tune, int(cfg.train.max_steps)))
+        pruner = tune.pruner_for(cfg, record["run"]["study"], task.main_metric)
+        return pruner.should_stop if pruner is not None else None
     return None
 
 

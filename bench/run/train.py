@@ -132,11 +132,11 @@ def length_grouped(order: list[int], features: list[dict], batch_size: int, gen:
 def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.device,
           evaluate: Callable[[], dict[str, Any]] | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None,
-          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None, eval_at: set[int] | None = None) -> TrainResult:
-    """Train for cfg.train.max_steps optimizer steps; returns timings and the loss curve.
+          should_stop: Callable[[int, dict[str, Any]], str | None] | None = None) -> TrainResult:
+    """Train for cfg.train.max_steps optimizer steps (or stop after train.stop_after of them, on the
+    same schedule: a successive-halving trial's rung); returns timings and the loss curve.
     on_step gets each curve point as it is made (a tracker's live curves); should_stop gets each
     periodic evaluation and returns a reason to stop early (a tuning trial's pruner), or None.
-    eval_at: the steps to evaluate at instead of every train.eval_every (a halving trial's rungs).
 
     Data-parallel (bench.run.distributed): every rank draws the same global batches and trains on
     its slice through DistributedDataParallel; each curve point's loss is the mean over the ranks
@@ -158,19 +158,20 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
     skips = method.skips_parameters is not None and method.skips_parameters(cfg.method)
     ddp_model = distributed.wrap(model, device, find_unused=skips)  # DistributedDataParallel under torchrun, else the model itself
     step_model = torch.compile(ddp_model) if speed.settings(cfg)["compile"] else ddp_model  # the same parameters, compiled forward
-    max_steps = int(tcfg.max_steps)
+    max_steps = int(tcfg.max_steps)  # the schedule's length
+    last = min(max_steps, int(tcfg.get("stop_after") or max_steps))  # the steps trained
     warmup = int(round(float(tcfg.warmup_ratio) * max_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(str(tcfg.schedule), warmup, max_steps))
     # The global batches, the same on every rank; each rank trains on its slice (distributed.shard)
     data = batches(task.train, int(tcfg.batch_size), int(cfg.seed), task.collate, bool(tcfg.get("group_by_length", False)))
     accum = int(tcfg.grad_accum_steps)
     result = TrainResult(optimizer=optimizer)
-    bar = progress(max_steps, "train", every=int(tcfg.log_every), quiet=not distributed.is_main())
+    bar = progress(last, "train", every=int(tcfg.log_every), quiet=not distributed.is_main())
     factor = float(tcfg.get("diverge_factor", 0) or 0)
     losses: list[float] = []  # every step's loss, for the divergence rule
     model.train()
     start = time.perf_counter()
-    for step in range(1, max_steps + 1):
+    for step in range(1, last + 1):
         interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
         t0 = time.perf_counter()
         loss_sum = 0.0
@@ -203,8 +204,8 @@ def train(model: torch.nn.Module, task: Task, cfg: DictConfig, device: torch.dev
         dt = time.perf_counter() - t0
         result.step_times_s.append(dt)
         point: dict[str, Any] = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "step_time_s": dt}
-        due = step in eval_at if eval_at is not None else int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0
-        if evaluate is not None and due and step < max_steps:
+        due = int(tcfg.eval_every) > 0 and step % int(tcfg.eval_every) == 0
+        if evaluate is not None and due and step < last:
             point["eval"] = {k: v for k, v in evaluate().items() if k != "per_example"}  # the final evaluation keeps them, a curve point does not
             model.train()
         result.curve.append(point)

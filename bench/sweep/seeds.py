@@ -1,6 +1,6 @@
 """Seeds until the answer is known (adaptive_seeds.enabled): after a sweep's own seeds, each point
 is compared with the reference point of its model and task (adaptive_seeds.reference, full
-fine-tuning by default) by the paired bootstrap of bench.report.paired, over the seeds both ran and
+fine-tuning by default) by the paired bootstrap of bench.measure.significance, over the seeds both ran and
 the evaluation examples. A point whose 95% interval still holds zero gets one more seed, and the
 reference the same seed, round after round, until every point is decided or has run
 adaptive_seeds.max_seeds seeds. Why: three seeds decide a 3-point gap and not a 1-point one; a
@@ -56,7 +56,7 @@ def until_decided(jobs: list[list[str]], paths: list[str | None], compose: Compo
                   log: Callable[[str], None] = print) -> list[str | None]:
     """Run more seeds of the undecided points (and of their reference) until decided or at the
     maximum; returns every record path, the sweep's own first."""
-    from bench.report import paired
+    from bench.measure import significance
 
     if not jobs:
         return paths
@@ -90,7 +90,7 @@ def until_decided(jobs: list[list[str]], paths: list[str | None], compose: Compo
                     continue
                 recs = [r for _, r in points[key]]
                 metric = str(recs[0]["quality"].get("main_metric") or "accuracy")
-                cmp = paired.compare_records(recs, ref_recs, metric, (label(recs), label(ref_recs)))
+                cmp = significance.compare_records(recs, ref_recs, metric, (label(recs), label(ref_recs)))
                 if cmp is None:
                     outcome[label(recs)] = {"seeds": len(recs), "stopped": "no per-example scores to compare", "against": label(ref_recs)}
                     continue

@@ -8,11 +8,14 @@ like any sweep point; a trial the pruner stops is a `pruned` row and a diverged 
 and neither is ever chosen. The engine is Optuna: its GridSampler (grid mode: every learning rate
 of a log grid, which draws the sensitivity plot) or its seeded TPESampler (tpe mode), and its
 MedianPruner, which each trial consults at its periodic validation scores against the trials of
-its point that have finished (read from their records), or (tune.pruner=halving) its
-SuccessiveHalvingPruner: every trial is given the finals' budget and scored at rungs of
-min_steps x reduction^k steps, and goes on past a rung only while it is among the best
-1/reduction of the trials scored there, so the rates that survive are judged at the budget the
-finals train (short trials favour high rates) and the rest stop after a few dozen steps.
+its point that have finished (read from their records). Or (tune.pruner=halving) successive
+halving (Jamieson & Talwalkar 2016), rung by rung: every rate trains with the finals' schedule
+(warmup and decay over the finals' steps) but stops at the first rung (min_steps); the best
+1/reduction of them (at least two) train again to the next rung (min_steps x reduction), and so
+on; the best at the last rung is chosen, and its finals are the top rung. The trials train what
+the finals train, only shorter, so the choice is not biased to high rates the way short trials
+with their own short schedule are, and the search costs about n x min_steps + n/reduction x
+min_steps x reduction steps: 7 rates over 250 steps cost 1.6 final runs.
 
 `run_tuning` holds the orchestration and takes the two things it needs from Hydra as callables
 (compose a job's config, launch jobs), so it is tested without Hydra."""
@@ -33,7 +36,7 @@ from bench.records.store import TRIAL_ONLY, role, run_seconds, study_key  # noqa
 MODES = ("grid", "tpe")
 
 FINAL_SETS = ("seed", "train.lr", "validation.examples", "validation.score_on", "selection")  # what a final's overrides set
-TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts")
+TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.stop_after", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts")
 
 
 def lr_grid(tune_cfg: DictConfig, default_lr: float) -> list[float]:
@@ -116,8 +119,8 @@ class MedianPruner:
 
 
 def rungs(tune_cfg: Any, trial_steps: int) -> list[int]:
-    """Successive halving's rungs: min_steps x reduction^k below the trial's budget (the steps where
-    a trial is scored and may be stopped). min_steps null = trial_steps / reduction^2, rounded up."""
+    """Successive halving's rungs: min_steps x reduction^k below the finals' budget (the steps each
+    round of trials trains). min_steps null = trial_steps / reduction^2, rounded up."""
     eta = int(tune_cfg.get("reduction") or 3)
     first = int(tune_cfg.get("min_steps") or math.ceil(trial_steps / eta ** 2))
     out, step = [], first
@@ -127,108 +130,102 @@ def rungs(tune_cfg: Any, trial_steps: int) -> list[int]:
     return out
 
 
-class HalvingPruner(MedianPruner):
-    """Optuna's SuccessiveHalvingPruner (asynchronous successive halving, Li et al. 2020) for one
-    trial in its own process: the point's finished trials (from their records) are the competitors
-    at each rung, the trial's own passed rungs are kept between its scores, and Optuna decides."""
-
-    def __init__(self, cfg: DictConfig, study: str, metric: str) -> None:
-        super().__init__(cfg, study, metric)
-        self.rungs = rungs(cfg.tune, self.max_steps)
-        self.eta = int(cfg.tune.reduction)
-        self.passed: dict[str, float] = {}  # Optuna's completed_rung_<k> marks of this trial, kept across scores
-
-    def should_stop(self, step: int, scores: dict[str, Any]) -> str | None:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.history.append((step, float(scores[self.metric])))
-        if not self.rungs or step < self.rungs[0]:
-            return None
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=self.rungs[0], reduction_factor=self.eta)
-        study = optuna.create_study(direction=metrics.direction(self.metric), pruner=pruner)
-        lr = optuna.distributions.FloatDistribution(1e-12, 1e3, log=True)
-        finished = self.finished_trials()
-        for rec in finished:
-            curve = {p["step"]: float(p["eval"][self.metric]) for p in rec.get("curve") or [] if self.metric in (p.get("eval") or {})}
-            done = rec["run"]["status"] == "success"
-            marks = {f"completed_rung_{k}": curve[s] for k, s in enumerate(self.rungs) if s in curve}  # scored at a rung = passed it or stopped there
-            study.add_trial(optuna.trial.create_trial(
-                params={"lr": float(rec["run"]["config"]["train"]["lr"])}, distributions={"lr": lr},
-                value=float(rec["quality"][self.metric]) if done else None, intermediate_values=curve, system_attrs=marks,
-                state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED))
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={"lr": 1.0}, distributions={"lr": lr},
-                                                  intermediate_values=dict(self.history), system_attrs=dict(self.passed)))
-        me = study.get_trials(deepcopy=False)[-1]
-        stop = pruner.prune(study, me)
-        self.passed = {k: v for k, v in study.get_trials(deepcopy=False)[-1].system_attrs.items() if k.startswith("completed_rung_")}
-        if stop:
-            rung = len(self.passed) - 1
-            scored = sum(f"completed_rung_{rung}" in (t.system_attrs or {}) for t in study.get_trials(deepcopy=False))
-            return (f"stopped at rung {rung} (step {step}): validation {self.metric} {self.history[-1][1]:.4f} is not among the best "
-                    f"1/{self.eta} of the {scored} trials scored there")
-        return None
+def pruner_for(cfg: DictConfig, study: str, metric: str) -> MedianPruner | None:
+    """The trial's own pruner, or None: successive halving stops its trials by their budget (train.stop_after), not from inside."""
+    return None if halving(cfg.tune) else MedianPruner(cfg, study, metric)
 
 
-def pruner_for(cfg: DictConfig, study: str, metric: str) -> MedianPruner:
-    """The trial's pruner, as tune.pruner names it."""
-    return (HalvingPruner if str(cfg.tune.get("pruner") or "median") == "halving" else MedianPruner)(cfg, study, metric)
+def halving(tune_cfg: Any) -> bool:
+    """Whether the search is successive halving (tune.pruner=halving with tune.prune on)."""
+    return bool(tune_cfg.get("prune")) and str(tune_cfg.get("pruner") or "median") == "halving"
 
 
 # ---------------------------------------------------------------- choosing, from the trials' records
-def select(trials: list[dict[str, Any]], metric: str, mode: str, pruner: str = "median") -> dict[str, Any]:
-    """The `selection` section of the finals: the learning rate with the best mean validation score
-    over its successful trials (a pruned or failed trial is never chosen), every lr tried, and what
-    the trials cost in run time. chosen_lr is None when no trial succeeded."""
+def _scores(trials: list[dict[str, Any]], metric: str) -> tuple[dict[float, float], list[float], list[float]]:
+    """Per learning rate: the mean validation score of its successful trials, the rates whose every
+    trial predicted one class (learned only the class prior), and those at or below the majority class."""
     by_lr: dict[float, list[float]] = {}
-    constant: dict[float, list[bool]] = {}  # per lr: whether each successful trial predicted one class for every example
-    majority: dict[float, list[bool]] = {}  # ... and whether it scored at or below always answering the majority class
+    constant: dict[float, list[bool]] = {}
+    majority: dict[float, list[bool]] = {}
     for rec in trials:
         lr = float(rec["run"]["config"]["train"]["lr"])
-        by_lr.setdefault(lr, [])
         if rec["run"]["status"] == "success" and (rec.get("quality") or {}).get(metric) is not None:
             q = rec["quality"]
-            by_lr[lr].append(float(q[metric]))
+            by_lr.setdefault(lr, []).append(float(q[metric]))
             constant.setdefault(lr, []).append(bool(q.get("constant_predictions")))
             base = q.get("majority_baseline")
             majority.setdefault(lr, []).append(base is not None and q.get("accuracy") is not None and float(q["accuracy"]) <= float(base))
-    means = {lr: sum(v) / len(v) for lr, v in by_lr.items() if v}
-    stuck = sorted(lr for lr, flags in constant.items() if flags and all(flags))  # learned only the class prior
-    # The best mean in the metric's direction (bench.measure.metrics); a rate whose every trial predicted
-    # one class is ranked after every rate that learned anything (a constant answer can tie or beat a
-    # poor learner on accuracy, and it is no choice); a tie goes to the smaller lr.
-    chosen = max(means, key=lambda lr: (lr not in stuck, metrics.goodness(metric, means[lr]), -lr)) if means else None
+    means = {lr: sum(v) / len(v) for lr, v in by_lr.items()}
+    stuck = sorted(lr for lr, flags in constant.items() if flags and all(flags))
+    return means, stuck, sorted(lr for lr, flags in majority.items() if flags and all(flags))
+
+
+def ranked(trials: list[dict[str, Any]], metric: str) -> list[float]:
+    """The learning rates of these trials, best first: the best mean in the metric's direction
+    (bench.measure.metrics); a rate whose every trial predicted one class is ranked after every rate
+    that learned anything (a constant answer can tie or beat a poor learner on accuracy, and it is
+    no choice); a tie goes to the smaller lr. A rate with no successful trial is not ranked."""
+    means, stuck, _ = _scores(trials, metric)
+    return sorted(means, key=lambda lr: (lr in stuck, -metrics.goodness(metric, means[lr]), lr))
+
+
+def trained_steps(rec: dict[str, Any]) -> int:
+    """The steps a trial trained: its train.stop_after (a successive-halving rung), else its max_steps."""
+    train = rec["run"]["config"]["train"]
+    return int(train.get("stop_after") or train["max_steps"])
+
+
+def select(trials: list[dict[str, Any]], metric: str, mode: str, pruner: str = "median") -> dict[str, Any]:
+    """The `selection` section of the finals: the learning rate with the best mean validation score
+    over its successful trials (a pruned or failed trial is never chosen; with successive halving,
+    only the last rung's trials compete), every lr tried with its score at the last step it reached,
+    and what the trials cost in run time. chosen_lr is None when no trial succeeded."""
+    reached: dict[float, int] = {}
+    for rec in trials:
+        lr = float(rec["run"]["config"]["train"]["lr"])
+        reached[lr] = max(reached.get(lr, 0), trained_steps(rec))
+    ok = [r for r in trials if r["run"]["status"] == "success"]
+    top = max(map(trained_steps, ok), default=0)
+    pool = [r for r in trials if trained_steps(r) == top] if pruner == "halving" else trials  # halving: the last rung competes
+    order = ranked(pool, metric)
+    chosen = order[0] if order else None
+    shown = [r for r in trials if trained_steps(r) == reached[float(r["run"]["config"]["train"]["lr"])]]  # each rate at its last rung
+    means, stuck, majority = _scores(shown, metric)
     first = trials[0]["run"]["config"] if trials else {}
-    return {
+    lrs = sorted(reached)
+    out = {
         "split": "validation",
         "validation_examples": int((first.get("validation") or {}).get("examples", 0)),
         "metric": metric,
         "mode": mode,
         "trials": len(trials),
         "trial_steps": int((first.get("train") or {}).get("max_steps", 0)),
-        "lrs": sorted(by_lr),
-        "scores": [means.get(lr) for lr in sorted(by_lr)],
-        "pruned": sum(r["run"]["status"] == "pruned" for r in trials),
+        "lrs": lrs,
+        "scores": [means.get(lr) for lr in lrs],
+        "pruned": sum(r["run"]["status"] == "pruned" for r in trials) + (sum(reached[lr] < top for lr in lrs if lr in means) if pruner == "halving" else 0),
         "failed": sum(r["run"]["status"] not in ("success", "pruned") for r in trials),
         "chosen_lr": chosen,
         "constant_lrs": stuck,  # rates whose every trial predicted one class: ranked last
-        "majority_lrs": sorted(lr for lr, flags in majority.items() if flags and all(flags)),  # no better than the majority class
+        "majority_lrs": majority,  # no better than the majority class
         "none_learned": bool(means) and all(lr in stuck for lr in means),
         "cost_s": round(sum(run_seconds(r["run"]) or 0.0 for r in trials), 3),
         "trial_ids": sorted(str(r["run"]["id"]) for r in trials),  # which trials chose it: a rerun trial makes a new search
         "pruner": pruner,
-        "validation_se": validation_se(trials, metric, chosen),  # the chosen score's standard error at this validation size: the noise
+        "validation_se": validation_se(pool, metric, chosen),  # the chosen score's standard error at this validation size: the noise
     }
+    if pruner == "halving":
+        out["reached"] = [reached[lr] for lr in lrs]  # the steps each rate trained: a rate stopped at a lower rung was outranked there
+    return out
 
 
 def validation_se(trials: list[dict[str, Any]], metric: str, lr: float | None) -> float | None:
     """The standard error of the chosen rate's validation score, from its trials' per-example
     predictions or scores (a bootstrap over the validation rows): two rates closer than about twice
     this cannot be told apart on this validation set. None when no such trial kept them."""
-    from bench.report import paired
+    from bench.measure import significance
 
     mine = [r for r in trials if r["run"]["status"] == "success" and lr is not None and float(r["run"]["config"]["train"]["lr"]) == lr]
-    ses = [se for se in (paired.standard_error(r, metric) for r in mine) if se is not None]
+    ses = [se for se in (significance.standard_error(r, metric) for r in mine) if se is not None]
     return round(sum(ses) / len(ses), 5) if ses else None
 
 
@@ -287,11 +284,14 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         trains = cfg.method.name not in NOT_TRAINING
         steps = int(cfg.tune.max_steps or cfg.train.max_steps)
         every = int(cfg.tune.eval_every or max(1, steps // 4))
-        if trains and cfg.tune.prune and str(cfg.tune.get("pruner") or "median") == "halving":
-            marks = rungs(cfg.tune, steps)  # a trial is scored at its rungs only (bench.run.pipeline.eval_steps)
+        marks: list[int] = []
+        if trains and halving(cfg.tune):
+            if str(cfg.tune.mode) != "grid":
+                raise ConfigError("tune.pruner", "halving", "median with tune.mode=tpe (successive halving runs a grid, rung by rung)")
+            marks = rungs(cfg.tune, steps)  # each round of trials trains to its rung (train.stop_after) and is scored there only
             if not marks:
                 raise ConfigError("tune.min_steps", cfg.tune.min_steps, f"a number of steps below the trials' {steps} (the first rung of successive halving)")
-            every = marks[0]
+            every = 0
         base = _without(overrides, FINAL_SETS)
         trial = _without(overrides, TRIAL_SETS) + [f"validation.examples={int(cfg.tune.val_examples)}", "validation.score_on=validation",
                         f"train.max_steps={steps}", f"train.eval_every={every}", "forgetting.enabled=false",
@@ -303,14 +303,16 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
 
             validate(trial_cfg)
         plans.append({"overrides": overrides, "base": base, "seeds": seeds, "cfg": cfg, "trains": trains, "trial": trial,
-                      "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
+                      "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "rungs": marks, "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
                       "metric": str(cfg.task.metrics[0]), "records": []})
     tuned = [p for p in plans if p["trains"]]
     mode = str(plans[0]["cfg"].tune.mode) if plans else "grid"
     log(f"tuning: {len(tuned)} points, {mode} search of the learning rate on a validation split carved from train; "
         f"{sum(len(p['grid']) * len(p['trial_seeds']) for p in tuned)} trials, then each point's finals")
 
-    if mode == "grid":
+    if mode == "grid" and any(p["rungs"] for p in tuned):
+        _halving(tuned, launch, log)
+    elif mode == "grid":
         # Round by round across points (every point's middle rate, then every point's next ...): with
         # N workers, a point's third rate starts only after its first two had their turn, so the
         # pruner has finished trials to compare against instead of a point's whole grid at once.
@@ -318,14 +320,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
         trial_jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={order[i]!r}"])
                       for i in range(max((len(o) for _, o in orders), default=0))
                       for p, order in orders if i < len(order) for s in p["trial_seeds"]]
-        paths = launch([job for _, job in trial_jobs])
-        for _ in range(max_attempts(tuned) - 1):  # a trial killed outright (kill -9, the OOM killer) is retried before choosing
-            again = [i for i, path in enumerate(paths) if _killed(_read(path))]
-            if not again:
-                break
-            log(f"tuning: {len(again)} trial(s) killed before their verdict; running them again before choosing")
-            for i, path in zip(again, launch([trial_jobs[i][1] for i in again])):
-                paths[i] = path
+        paths = _launch_until_decided([job for _, job in trial_jobs], launch, max_attempts(tuned), log)
         for (p, _), path in zip(trial_jobs, paths):
             p["records"].append(path)
     else:
@@ -359,6 +354,45 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
     if finals_out is not None:
         finals_out.extend(final_jobs)
     return launch(final_jobs)
+
+
+def _launch_until_decided(jobs: list[list[str]], launch: Launch, attempts: int, log: Callable[[str], None]) -> list[str | None]:
+    """Launch trials; a trial killed outright (kill -9, the OOM killer) is launched again, up to the
+    sweep's max_attempts, before anything is chosen from them."""
+    paths = launch(jobs)
+    for _ in range(attempts - 1):
+        again = [i for i, path in enumerate(paths) if _killed(_read(path))]
+        if not again:
+            break
+        log(f"tuning: {len(again)} trial(s) killed before their verdict; running them again before choosing")
+        for i, path in zip(again, launch([jobs[i] for i in again])):
+            paths[i] = path
+    return paths
+
+
+def _halving(plans: list[dict[str, Any]], launch: Launch, log: Callable[[str], None]) -> None:
+    """Successive halving, one rung at a time across every point (so a launcher runs a rung's trials
+    side by side): each point's surviving rates train to the rung's steps on the finals' schedule;
+    the best 1/reduction of them (at least two) go on to the next rung, until one is left or the
+    last rung is scored. Every trial is an ordinary record, so a relaunch skips what ran and makes
+    the same cuts."""
+    alive = {id(p): list(p["grid"]) for p in plans}
+    for k in range(max(len(p["rungs"]) for p in plans)):
+        now = [p for p in plans if k < len(p["rungs"]) and (k == 0 or len(alive[id(p)]) > 1)]
+        if not now:
+            break
+        jobs = [(p, p["trial"] + [f"seed={s}", f"train.lr={lr!r}", f"train.stop_after={p['rungs'][k]}"])
+                for p in now for lr in alive[id(p)] for s in p["trial_seeds"]]
+        log(f"tuning: rung {k}: {len(jobs)} trials of {', '.join(sorted({str(p['rungs'][k]) for p in now}))} steps")
+        paths = _launch_until_decided([job for _, job in jobs], launch, max_attempts(plans), log)
+        for p in now:
+            mine = [path for (q, _), path in zip(jobs, paths) if q is p]
+            p["records"] += mine
+            order = ranked([r for r in map(_read, mine) if r is not None], p["metric"])
+            keep = max(2, len(order) // int(p["cfg"].tune.reduction))
+            alive[id(p)] = order[:keep] if k + 1 < len(p["rungs"]) else order[:1]
+            if k + 1 < len(p["rungs"]) and len(alive[id(p)]) > 1:
+                log(f"tuning: {_label(p['base'])}: lr {', '.join(f'{x:g}' for x in alive[id(p)])} go on to step {p['rungs'][k + 1]}")
 
 
 def max_attempts(plans: list[dict[str, Any]]) -> int:

@@ -68,7 +68,7 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     gold = [f["label"] for f in task.eval]
     out: dict[str, Any] = metrics.classification(preds, gold, task.num_labels)
     out["num_examples"] = len(gold)
-    out["per_example"] = {"predictions": [int(p) for p in preds], "references": [int(g) for g in gold]}  # for the paired comparisons (bench.report.paired)
+    out["per_example"] = {"predictions": [int(p) for p in preds], "references": [int(g) for g in gold]}  # for the paired comparisons (bench.measure.significance)
     kept = range(min(int(eval_cfg.keep_predictions), len(gold)))
     out["examples"] = [{"input": task.tokenizer.decode(task.eval[i]["input_ids"], skip_special_tokens=True),
                         "prediction": task.label_names[preds[i]], "reference": task.label_names[gold[i]]} for i in kept]

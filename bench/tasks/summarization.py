@@ -100,7 +100,7 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     each = metrics.rouge_per_example(preds, [f["references"] for f in task.eval])
     out_metrics: dict[str, Any] = {key: sum(v) / max(len(v), 1) for key, v in each.items()}  # metrics.rouge, from the same scores
     out_metrics["num_examples"] = len(preds)
-    out_metrics["per_example"] = {key: [round(x, 5) for x in v] for key, v in each.items()}  # for the paired comparisons (bench.report.paired)
+    out_metrics["per_example"] = {key: [round(x, 5) for x in v] for key, v in each.items()}  # for the paired comparisons (bench.measure.significance)
     kept = int(eval_cfg.keep_predictions)
     out_metrics["examples"] = [{"prediction": p, "reference": f["references"][0]} for p, f in zip(preds[:kept], task.eval[:kept])]
     return out_metrics
