@@ -226,18 +226,23 @@ LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_
              "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]}
 
 
+@pytest.mark.parametrize("pruner", ["median", "halving"])
 @pytest.mark.parametrize("launcher", [pytest.param(name, marks=[pytest.mark.system]) for name in LAUNCHERS])
-def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tmp_path: Path, launcher: str):
+def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tmp_path: Path, launcher: str, pruner: str):
     """The stage reads each job's record path from what the launcher returns: the same under every
-    launcher (joblib and submitit_local in the slow tier)."""
+    launcher, with the median pruner and with successive halving (two rates, rungs at steps 1 and 3
+    of 4: both rates train both rungs, four trials)."""
     results = tmp_path / "results"
     args = [sys.executable, "-m", "bench", "-m", *LAUNCHERS[launcher], "model=tiny-bert", "method=lora", "tracking=none", "train.batch_size=4",
             "train.max_steps=4", "eval.max_examples=8", "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false",
-            "tune.enabled=true", "tune.lrs=[0.001,0.01]", "tune.val_examples=16", "seed=0,1", f"results_dir={results}"]
+            "tune.enabled=true", "tune.lrs=[0.001,0.01]", "tune.val_examples=16", f"tune.pruner={pruner}", "seed=0,1", f"results_dir={results}"]
+    trials = 4 if pruner == "halving" else 2
     first = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
-    assert sorted(r["run"]["role"] for r in records) == ["final", "final", "trial", "trial"]
+    assert sorted(r["run"]["role"] for r in records) == ["final", "final"] + ["trial"] * trials
+    if pruner == "halving":
+        assert sorted(r["run"]["config"]["train"]["stop_after"] for r in records if r["run"]["role"] == "trial") == [1, 1, 3, 3]
     schema = json.loads((ROOT / "bench" / "records" / "schema.json").read_text())
     finals = [r for r in records if r["run"]["role"] == "final"]
     for rec in finals:
@@ -248,7 +253,7 @@ def test_a_tuned_sweep_from_the_command_line_then_relaunched_runs_nothing_new(tm
     again = subprocess.run(args + [f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in results.glob("*.json")) == sorted(p.name for p in before)  # no new record
-    assert launcher == "submitit_local" or again.stdout.count("skip:") == 4  # submitit's jobs print to their own logs
+    assert launcher == "submitit_local" or again.stdout.count("skip:") == 2 + trials  # submitit's jobs print to their own logs
 
 
 @pytest.mark.system
