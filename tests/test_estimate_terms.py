@@ -171,3 +171,20 @@ def test_a_bad_device_count_or_an_uneven_split_is_refused_naming_the_field(devic
     with pytest.raises(ConfigError) as exc:
         check_devices(devices, batch)
     assert exc.value.field == field
+
+
+def test_a_model_without_peft_layers_is_estimated_without_importing_peft():
+    """Full fine-tuning's estimate must not import peft (~1.3 s a run, a tuning trial's cost) and
+    must equal the figure computed in a process where peft is loaded."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from bench.config.compose import compose; from bench.measure.estimate import predict, prepare_meta; "
+            "m, h = prepare_meta(compose(['model=tiny-llama', 'task=dialogsum', 'method=full'])); "
+            f"p = predict(m, h, {B}, {S}); print(json.dumps([p['total_bytes'], 'peft' in sys.modules]))")
+    total, imported = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    import peft  # noqa: F401 (loaded here: the estimate takes the peft path, and finds no peft layer)
+
+    model, head = _meta("method=full")
+    assert not imported and total == predict(model, head, B, S)["total_bytes"]

@@ -418,6 +418,9 @@ def test_a_halving_trial_stops_at_its_rung_on_the_finals_schedule_and_is_scored_
     assert [p["lr"] for p in rec["curve"]] == pytest.approx([p["lr"] for p in whole["curve"][:9]])  # the 27-step schedule, cut at 9
     assert rec["curve"][-1]["loss"] == pytest.approx(whole["curve"][8]["loss"], rel=1e-5)  # the same training, so far
     assert rec["quality"]["accuracy"] == pytest.approx(next(p["eval"]["accuracy"] for p in whole["curve"] if p["step"] == 9))
+    assert rec["run"]["role"] == "trial" and rec["speed"]["flops_per_token"] is None  # a trial skips the FLOP count's extra step
+    plain = run(make_cfg([b for b in base if not b.startswith("validation.score_on")] + [f"results_dir={tmp_path / 'plain'}", "train.stop_after=9"]))
+    assert plain["run"]["role"] == "run" and plain["speed"]["flops_per_token"] > 0  # a run that is no trial counts them
     with pytest.raises(ConfigError, match="train.stop_after"):
         run(make_cfg(base + ["train.stop_after=28"]))
 

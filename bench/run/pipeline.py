@@ -119,7 +119,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
 
     # The memory peak is reset just before training and read right after it (before the final
     # evaluation); a method that trains nothing is measured over its evaluation instead.
-    flops = count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak (every rank: peaks measured alike)
+    flops = None if record["run"]["role"] == "trial" else count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak (every rank: peaks measured alike); a trial's speed is not reported, and its extra step would be tuning cost
     peak_reset = measure.reset_peak(device)
     should_stop = trial_pruner(cfg, record, task)
     if method.trains:
