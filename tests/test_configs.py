@@ -124,7 +124,7 @@ def test_cli_bad_input_fails_fast_and_leaves_results_untouched(tmp_path: Path, a
 
 
 SWEEP_PRESETS = {"prompt_tuning_ladder": 72, "prompt_tuning_ladder_hub": 72, "cost_curve": 21, "cost_curve_quick": 9, "gpu": 15,
-                 "gpu_smoke": 6, "merge_fidelity": 8, "dialogsum_smollm2": 22, "glue_minilm": 33, "glue_minilm_tuned": 33, "tune_quick": 4, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 12, "prompt_tuning_sizes_tuned": 12, "dialogsum_smollm2_tuned": 16, "selective_depth": 6}
+                 "gpu_smoke": 6, "merge_fidelity": 8, "dialogsum_smollm2": 22, "glue_minilm": 33, "glue_minilm_tuned": 33, "tune_quick": 4, "methods_compare": 11, "lora_ranks": 42, "prompt_tuning_sizes": 12, "prompt_tuning_sizes_tuned": 12, "dialogsum_smollm2_tuned": 16, "selective_depth": 6, "dialogsum_loss_check": 20}
 
 
 @pytest.mark.parametrize("name,points", tiered(list(SWEEP_PRESETS.items()),  # the rest in the system tier: each composes a spread of points

@@ -487,3 +487,61 @@ def test_the_report_shows_each_halving_rate_at_its_last_rung_and_marks_the_outra
     assert list(view["score"]) == [0.60, 0.85, 0.75]  # 1e-2 at step 9 (0.75), not its step-3 lead (0.80)
     plain = runs_frame([rung(1e-3, 0.7, None)])
     assert last_rungs(plain).equals(plain)  # trials without rungs pass through
+
+
+def test_a_summarization_trial_scored_by_loss_skips_generation_and_its_loss_is_the_generating_runs(tmp_path: Path):
+    """tune.score=loss: the trial scores the mean loss per reference token on its validation rows,
+    teacher-forced, without generating; a trial that generates records the same loss beside ROUGE
+    (the same training: the runs are deterministic on the CPU). The choice takes the lowest loss."""
+    base = ["model=tiny-llama", "task=dialogsum", f"data_root={SHARED_DATA}", "method=lora", "tracking=none", "train.max_steps=3",
+            "train.batch_size=2", "validation.examples=6", "validation.score_on=validation", "eval.max_new_tokens=4",
+            "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false"]
+    by_loss = run(make_cfg(base + [f"results_dir={tmp_path / 'loss'}", "validation.score=loss"]))
+    generated = run(make_cfg(base + [f"results_dir={tmp_path / 'metric'}"]))
+    q, g = by_loss["quality"], generated["quality"]
+    assert q["main_metric"] == "loss" and "rouge1" not in q and q["num_examples"] == 6 and len(q["per_example"]["loss"]) == 6
+    assert g["main_metric"] == "rouge1" and g["loss"] == pytest.approx(q["loss"], rel=1e-5)
+    assert by_loss["run"]["study"] == generated["run"]["study"] and by_loss["run"]["config_hash"] != generated["run"]["config_hash"]
+    scored = [trial_record(1e-4, None), trial_record(1e-3, None)]
+    for rec, loss in zip(scored, (2.1, 1.7)):
+        rec["quality"] = {"loss": loss, "main_metric": "loss"}
+    assert tune.select(scored, "loss", "grid")["chosen_lr"] == 1e-3  # lower is better
+
+
+@pytest.mark.parametrize("knob", ["tune.score=loss", "validation.score=loss"])
+def test_scoring_a_classification_trial_by_loss_is_refused_naming_the_field(knob: str):
+    from bench.config.checks import check
+
+    with pytest.raises(ConfigError, match=knob.split("=")[0].replace(".", r"\.")) as err:
+        check(make_cfg(["task=sst2", knob]))
+    assert "summarization" in str(err.value)
+
+
+@pytest.mark.system
+def test_a_tuned_generation_sweep_scored_by_loss_chooses_by_it_and_a_metric_search_never_reuses_its_trials(tmp_path: Path):
+    """tune.score=loss end to end on a summarization task: the trials score the reference loss
+    (no ROUGE), the finals record that the lr was chosen by loss and score ROUGE and loss on the
+    eval split, the tuning table names the loss; the same sweep with tune.score=metric runs its own
+    trials (validation.score is part of a trial's identity)."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "-m", "model=tiny-llama", "task=dialogsum", f"data_root={SHARED_DATA}", "method=lora",
+            "tracking=none", "train.batch_size=2", "train.max_steps=4", "eval.max_examples=4", "eval.max_new_tokens=4",
+            "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false", "tune.enabled=true",
+            "tune.lrs=[0.001,0.01]", "tune.val_examples=6", "tune.pruner=halving", "seed=0", f"results_dir={results}"]
+    first = subprocess.run(args + ["tune.score=loss", f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    trials = [r for r in records if r["run"]["role"] == "trial"]
+    (final,) = [r for r in records if r["run"]["role"] == "final"]
+    assert len(trials) == 4 and all(r["run"]["config"]["validation"]["score"] == "loss" and r["quality"]["main_metric"] == "loss"
+                                    and "rouge1" not in r["quality"] for r in trials)
+    assert final["selection"]["metric"] == "loss" and {"rouge1", "loss"} <= set(final["quality"])
+    jsonschema.validate(final, json.loads((ROOT / "bench" / "records" / "schema.json").read_text()))
+    out = subprocess.run([sys.executable, "-m", "bench", "report", f"results_dir={results}", f"output_dir={tmp_path / 'report'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = next((tmp_path / "report" / "tables").glob("*__tuning.md")).read_text()
+    assert "validation loss by lr" in table
+    again = subprocess.run(args + ["tune.score=metric", f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(results.glob("*.json"))) == len(records) + 5  # 4 trials scored by ROUGE and their final: nothing reused

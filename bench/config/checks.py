@@ -372,6 +372,7 @@ def check_across_knobs(cfg: DictConfig) -> None:
     if cfg.forgetting.get("text") and not Path(str(cfg.forgetting.text)).expanduser().is_file():
         raise ConfigError("forgetting.text", cfg.forgetting.text, "an existing text file, or null for the embedded sample")
     check_validation(cfg)
+    check_loss_score(cfg)
     check_world_size(cfg)
     stop = cfg.train.get("stop_after")
     if stop is not None and stop > cfg.train.max_steps:
@@ -386,6 +387,16 @@ def check_world_size(cfg: DictConfig) -> None:
         nearest = f"{below} or {below + world}" if below else str(world)
         raise ConfigError("train.batch_size", batch, f"a multiple of train.world_size={world} (each of the {world} processes "
                           f"takes an equal slice of every batch: {nearest})")
+
+
+def check_loss_score(cfg: DictConfig) -> None:
+    """Scoring trials by the loss on their references (tune.score=loss, validation.score=loss) needs a
+    task kind that has references to score: summarization. A classification trial is one forward
+    pass already, and is chosen on a metric a constant answer cannot win."""
+    for key, section in (("tune.score", cfg.get("tune")), ("validation.score", cfg.get("validation"))):
+        if section is not None and section.get("score") == "loss" and not kinds()[cfg.task.kind].scores_loss:
+            able = ", ".join(sorted(name for name, kind in kinds().items() if kind.scores_loss))
+            raise ConfigError(key, "loss", f"metric for a {cfg.task.kind} task (loss scores the references of a {able} task)")
 
 
 def check_validation(cfg: DictConfig) -> None:

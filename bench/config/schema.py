@@ -82,6 +82,7 @@ DEVICES = ("auto", "cpu", "cuda")
 ATTENTION = ("auto", "sdpa", "eager")
 PRECISIONS = ("fp32", "bf16")
 SCORE_ON = ("eval", "validation")
+VALIDATION_SCORES = ("metric", "loss")  # what a trial is scored with: the task's main metric, or the loss on the references (bench/tasks/summarization.py)
 TUNE_MODES = ("grid", "tpe")
 TUNE_PRUNERS = ("median", "halving")  # the tuning stage's early stopping (bench/sweep/tune.py)
 
@@ -136,6 +137,7 @@ SCHEMA: dict[str, dict[str, Knob]] = {
         "examples": Knob("int", low=0, what="training rows held out; 0 = none"),
         "seed": Knob("int", low=0, what="which rows are held out"),
         "score_on": Knob("choice", choices=SCORE_ON),
+        "score": Knob("choice", choices=VALIDATION_SCORES),
     },
     "tune": {
         "enabled": Knob("bool"),
@@ -152,6 +154,7 @@ SCHEMA: dict[str, dict[str, Knob]] = {
         "pruner": Knob("choice", choices=TUNE_PRUNERS),
         "reduction": Knob("int", low=2, what="halving: 1/reduction of the trials go on at each rung"),
         "min_steps": Knob("int", low=1, nullable=True, what="halving: null = the finals' steps / reduction^2"),
+        "score": Knob("choice", choices=VALIDATION_SCORES),
         "sampler_seed": Knob("int", low=0, what="TPE's seed"),
     },
     "adaptive_seeds": {

@@ -53,7 +53,7 @@ ADDED_KNOBS: dict[tuple[str, str], Any] = {
     ("speed", "attention"): "auto", ("speed", "precision"): "fp32", ("speed", "compile"): False,
     ("speed", "gradient_checkpointing"): False, ("speed", "fused_adamw"): "auto",
     ("train", "diverge_factor"): 10.0,
-    ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval",
+    ("validation", "examples"): 0, ("validation", "seed"): 0, ("validation", "score_on"): "eval", ("validation", "score"): "metric",
     ("model", "quantize"): None, ("model", "double_quant"): False,
     ("train", "world_size"): 1,
 }
@@ -416,7 +416,7 @@ def check_artifact_room(results_dir: str | Path, tensor_bytes: int) -> int:
 
 # The keys a trial and its finals may differ on: they are one point of the comparison.
 TRIAL_ONLY = (("train", "lr"), ("train", "max_steps"), ("train", "stop_after"), ("train", "eval_every"), ("validation", "score_on"),
-              ("forgetting", None), ("inference", None))
+              ("validation", "score"), ("forgetting", None), ("inference", None))
 
 
 # ---------------------------------------------------------------- what a run is in a tuned comparison, from its config

@@ -113,15 +113,19 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     if cfg.keep_artifacts and main:  # before training: a results_dir that cannot hold them would fail the run at its end
         check_artifact_room(cfg.results_dir, saved_tensor_bytes(model))
 
+    by_loss = tune.scored_metric(cfg) == "loss" and record["run"]["role"] == "trial"  # a trial scored by the loss on its references: no generation
+
     def evaluate() -> dict[str, Any]:
         with speed.autocast(cfg, device):
+            if by_loss:
+                return task.score_loss(model, task, cfg.eval, device, progress)  # type: ignore[misc]  (checked: the kind has one)
             return task.evaluate(model, task, cfg.eval, device, progress)
 
     # The memory peak is reset just before training and read right after it (before the final
     # evaluation); a method that trains nothing is measured over its evaluation instead.
     flops = None if record["run"]["role"] == "trial" else count_flops(cfg, plan, task, model)  # before the peak's reset: its extra step is not in the peak (every rank: peaks measured alike); a trial's speed is not reported, and its extra step would be tuning cost
     peak_reset = measure.reset_peak(device)
-    should_stop = trial_pruner(cfg, record, task)
+    should_stop = trial_pruner(cfg, record)
     if method.trains:
         # Data-parallel, rank 0 alone evaluates (periodically and at the end), with the unwrapped
         # model on the whole eval split; the other ranks wait for it at their next step.
@@ -139,7 +143,7 @@ def execute(cfg: DictConfig, record: dict[str, Any], plan: Plan, tracker: tracki
     memory["peak_bytes_per_rank"] = peaks
     record["memory"] = memory_section(memory, model, plan.head, result, int(cfg.train.batch_size), int(cfg.train.get("world_size", 1)))
     record["speed"] = speed_section(cfg, result, model, ready.load_s, flops, device)
-    record["quality"] = {**quality, "main_metric": task.main_metric}
+    record["quality"] = {**quality, "main_metric": "loss" if by_loss else task.main_metric}
     tracker.log_final(len(result.step_times_s), quality)
     record["curve"] = result.curve
     if cfg.forgetting.enabled:  # the same general text as before the method was applied
@@ -171,11 +175,12 @@ def params_section(model: nn.Module, plan: Plan) -> dict[str, Any]:
     return params
 
 
-def trial_pruner(cfg: DictConfig, record: dict[str, Any], task: Task) -> Callable[[int, dict[str, Any]], str | None] | None:
-    """A tuning trial's pruner (its should_stop: the median rule), or None for every other run and for
-    successive halving's trials, which stop at their rung's budget (train.stop_after)."""
+def trial_pruner(cfg: DictConfig, record: dict[str, Any]) -> Callable[[int, dict[str, Any]], str | None] | None:
+    """A tuning trial's pruner (its should_stop: the median rule, on what the trial is scored by), or
+    None for every other run and for successive halving's trials, which stop at their rung's budget
+    (train.stop_after)."""
     if record["run"]["role"] == "trial" and cfg.get("tune") and cfg.tune.get("prune"):
-        pruner = tune.pruner_for(cfg, record["run"]["study"], task.main_metric)
+        pruner = tune.pruner_for(cfg, record["run"]["study"], tune.scored_metric(cfg))
         return pruner.should_stop if pruner is not None else None
     return None
 

@@ -38,7 +38,8 @@ from bench.records.store import TRIAL_ONLY, role, run_seconds, study_key  # noqa
 MODES = ("grid", "tpe")
 
 FINAL_SETS = ("seed", "train.lr", "validation.examples", "validation.score_on", "selection")  # what a final's overrides set
-TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.stop_after", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts")
+TRIAL_SETS = FINAL_SETS + ("train.max_steps", "train.stop_after", "train.eval_every", "forgetting.enabled", "inference.enabled", "keep_artifacts",
+                          "validation.score")
 
 
 def lr_grid(tune_cfg: DictConfig, default_lr: float) -> list[float]:
@@ -62,6 +63,16 @@ def middle_out(grid: list[float]) -> list[float]:
             if 0 <= i < len(order) and order[i] not in out:
                 out.append(order[i])
     return out
+
+
+def scored_metric(cfg: DictConfig) -> str:
+    """What a trial of this config is scored and chosen by: the task's main metric, or "loss" (the
+    mean loss per reference token, lower is better) with tune.score=loss (validation.score in the
+    trial's own config)."""
+    score = (cfg.get("validation") or {}).get("score") if (cfg.get("validation") or {}).get("score_on") == "validation" else None
+    if (score or (cfg.get("tune") or {}).get("score")) == "loss":
+        return "loss"
+    return str(cfg.task.metrics[0])
 
 
 def check(tune_cfg: DictConfig) -> None:
@@ -296,6 +307,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
             every = 0
         base = _without(overrides, FINAL_SETS)
         trial = _without(overrides, TRIAL_SETS) + [f"validation.examples={int(cfg.tune.val_examples)}", "validation.score_on=validation",
+                        f"validation.score={cfg.tune.get('score') or 'metric'}",
                         f"train.max_steps={steps}", f"train.eval_every={every}", "forgetting.enabled=false",
                         "inference.enabled=false", "keep_artifacts=false"]
         if trains:  # before any trial starts: the plain checks (torch-free: the held-out rows fit the data), then the model's
@@ -306,7 +318,7 @@ def run_tuning(jobs: list[list[str]], compose: Compose, launch: Launch, log: Cal
             validate(trial_cfg)
         plans.append({"overrides": overrides, "base": base, "seeds": seeds, "cfg": cfg, "trains": trains, "trial": trial,
                       "trial_seeds": seeds[: int(cfg.tune.trial_seeds)], "rungs": marks, "grid": lr_grid(cfg.tune, float(cfg.method.lr)) if trains else [],
-                      "metric": str(cfg.task.metrics[0]), "records": []})
+                      "metric": scored_metric(cfg), "records": []})
     tuned = [p for p in plans if p["trains"]]
     mode = str(plans[0]["cfg"].tune.mode) if plans else "grid"
     log(f"tuning: {len(tuned)} points, {mode} search of the learning rate on a validation split carved from train; "

@@ -37,6 +37,7 @@ class Task:
     family: str = ""  # encoder | decoder | encoder-decoder
     num_labels: int = 0
     label_names: list[str] = field(default_factory=list)
+    score_loss: Callable[..., dict[str, Any]] | None = None  # (model, task, eval_cfg, device, progress) -> {"loss", "per_example"}: a trial's cheap score (validation.score=loss); None = the kind has none
 
 
 Serve = Callable[["Task", list[dict], "torch.device", int], Callable[["nn.Module"], int]]
@@ -59,6 +60,7 @@ class Kind:
     score_batch: Callable[[Task, list[dict]], dict] | None = None  # eval features -> a batch with labels: outputs and loss compared merged vs unmerged; None = task.collate
     row_check: Callable[[DictConfig], Callable[[dict], tuple[str, Any, str, str] | None] | None] = lambda tcfg: None  # task cfg -> per-row check: (key, value, what is valid, what the row has) or None
     reads_rows: bool = True  # False: the kind makes its own examples (task.format is not read)
+    scores_loss: bool = False  # its tasks can score a trial by the loss on the references (Task.score_loss; validation.score=loss)
 
 
 KINDS: dict[str, Kind] = {}

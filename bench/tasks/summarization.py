@@ -49,17 +49,25 @@ def _references(task_cfg: DictConfig, row: dict) -> list[str]:
     return refs or ([str(target)] if target else [])
 
 
+def _target_ids(text: str, task_cfg: DictConfig, tokenizer: Any, family: str) -> list[int]:
+    """A summary as the model is trained to write it: after a space (a decoder continues its
+    prompt), at most task.max_target_tokens tokens, then EOS."""
+    target = " " + text.strip() if family == "decoder" else text
+    return tokenizer(target, add_special_tokens=False)["input_ids"][: int(task_cfg.max_target_tokens)] + [tokenizer.eos_token_id]
+
+
 def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any, family: str, training: bool) -> list[dict]:
-    eos = tokenizer.eos_token_id
     feats = []
     for row in rows:
         prompt, truncated = _prompt_text(task_cfg, row, tokenizer, family)
         add_special = family != "decoder" or not getattr(tokenizer, "chat_template", None)
         prompt_ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-        feat: dict[str, Any] = {"prompt_ids": prompt_ids, "references": _references(task_cfg, row), "truncated": truncated}
+        references = _references(task_cfg, row)
+        feat: dict[str, Any] = {"prompt_ids": prompt_ids, "references": references, "truncated": truncated}
+        if not training and references:  # the first reference, tokenized as a training target: what the loss score reads
+            feat["target_ids"] = _target_ids(references[0], task_cfg, tokenizer, family)
         if training:
-            target = " " + str(row[task_cfg.target_field]).strip() if family == "decoder" else str(row[task_cfg.target_field])
-            target_ids = tokenizer(target, add_special_tokens=False)["input_ids"][: int(task_cfg.max_target_tokens)] + [eos]
+            target_ids = _target_ids(str(row[task_cfg.target_field]), task_cfg, tokenizer, family)
             if family == "decoder":
                 feat["input_ids"] = prompt_ids + target_ids
                 feat["labels"] = [IGNORE] * len(prompt_ids) + target_ids
@@ -70,8 +78,40 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any, family: st
     return feats
 
 
+def _reference_losses(model: torch.nn.Module, task: Task, device: torch.device, progress: Any) -> list[float] | None:
+    """Each eval row's mean loss (cross-entropy, nats) per token of its first reference, teacher-forced
+    as in training (the prompt's labels ignored): one forward pass a row, no generation. One row at a
+    time, so every method's forward (prompt and prefix tuning's virtual tokens too) computes it the
+    way it computes the training loss. None when a row has no reference."""
+    import torch
+
+    if not task.eval or any("target_ids" not in f for f in task.eval):
+        return None
+    model.eval()
+    losses = []
+    bar = progress(total=len(task.eval), desc="loss")
+    with torch.no_grad():
+        for f in task.eval:
+            interrupts.check()
+            prompt, target = f["prompt_ids"], f["target_ids"]
+            ids, labels = (prompt + target, [IGNORE] * len(prompt) + target) if task.family == "decoder" else (prompt, target)
+            batch = {"input_ids": torch.tensor([ids], device=device), "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
+                     "labels": torch.tensor([labels], device=device)}
+            losses.append(float(model(**batch).loss))
+            bar.update(1)
+    bar.close()
+    return losses
+
+
+def _score_loss(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
+    """A tuning trial's cheap score (validation.score=loss): the mean reference loss, without generating."""
+    losses = _reference_losses(model, task, device, progress) or []
+    return {"loss": sum(losses) / max(len(losses), 1), "num_examples": len(losses), "per_example": {"loss": [round(x, 5) for x in losses]}}
+
+
 def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
-    """Greedy generation with at most eval.max_new_tokens new tokens, then ROUGE."""
+    """Greedy generation with at most eval.max_new_tokens new tokens, then ROUGE; beside it the mean
+    loss per reference token (`loss`: one forward pass a row), the score a trial may be chosen by."""
     import torch
 
     from bench.run.generate import greedy_decoder, greedy_seq2seq
@@ -99,6 +139,10 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
     preds = [predictions[i] for i in range(len(task.eval))]
     each = metrics.rouge_per_example(preds, [f["references"] for f in task.eval])
     out_metrics: dict[str, Any] = {key: sum(v) / max(len(v), 1) for key, v in each.items()}  # metrics.rouge, from the same scores
+    losses = _reference_losses(model, task, device, progress)
+    if losses is not None:
+        out_metrics["loss"] = sum(losses) / max(len(losses), 1)
+        each["loss"] = losses
     out_metrics["num_examples"] = len(preds)
     out_metrics["per_example"] = {key: [round(x, 5) for x in v] for key, v in each.items()}  # for the paired comparisons (bench.measure.significance)
     kept = int(eval_cfg.keep_predictions)
@@ -198,7 +242,7 @@ def score_batch(task: Task, features: list[dict]) -> dict[str, torch.Tensor]:
     keys=frozenset({"source_field", "target_field", "reference_fields", "prompt_template", "use_chat_template",
                     "max_source_tokens", "max_target_tokens"}),
     metrics=("rouge1", "rouge2", "rougeL", "rougeLsum"), check=check, fields=fields,
-    input_tokens=input_tokens, train_tokens=train_tokens, serve=serve, generates=True, score_batch=score_batch,
+    input_tokens=input_tokens, train_tokens=train_tokens, serve=serve, generates=True, score_batch=score_batch, scores_loss=True,
 )
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     pad_id = tokenizer.pad_token_id
@@ -219,6 +263,7 @@ def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], t
         eval=_features(eval_rows, task_cfg, tokenizer, family, training=False),
         collate=collate,
         evaluate=_evaluate,
+        score_loss=_score_loss,
         main_metric=str(task_cfg.metrics[0]),
         tokenizer=tokenizer,
         family=family,
