@@ -18,7 +18,7 @@ from conftest import ROOT
 
 pytest.importorskip("wandb_workspaces", reason="W&B's workspace library is not installed (pip install 'wandb-workspaces==0.4.13')")
 
-REFERENCE = ROOT / "results" / "reference" / "glue-minilm-tuned-median"  # a tuned GLUE sweep: every method, LoRA at five ranks
+REFERENCE = ROOT / "results" / "reference" / "glue-minilm-tuned"  # a tuned GLUE sweep: every method, LoRA at five ranks
 TINY = ROOT / "results" / "reference" / "all-methods-tiny"  # random weights: cost figures only
 
 
@@ -91,9 +91,10 @@ def test_a_file_written_offline_saves_later_as_it_was(tmp_path: Path, monkeypatc
 
     from bench.report.wandb_workspace import definition
 
-    written = _write(tmp_path, REFERENCE, "sweep=/work/glue-sweep2", "name=glue")
+    sweep = load_records(REFERENCE)[0]["run"]["sweep"]  # the folder that launched the reference sweep
+    written = _write(tmp_path, REFERENCE, f"sweep={sweep}", "name=glue")
     assert written["spec"]["section"]["runSets"][0]["filters"]["filters"] == [
-        {"key": {"section": "run", "name": "group"}, "op": "=", "value": "/work/glue-sweep2", "disabled": False}]  # a sweep is a W&B group
+        {"key": {"section": "run", "name": "group"}, "op": "=", "value": sweep, "disabled": False}]  # a sweep is a W&B group
     saved = []
     monkeypatch.setattr(ws.Workspace, "save", lambda self: saved.append(self) or self)
     assert invoke(["wandb-workspace", f"save={tmp_path / 'workspace.json'}"]) == 0
