@@ -173,6 +173,7 @@ def test_a_bad_device_count_or_an_uneven_split_is_refused_naming_the_field(devic
     assert exc.value.field == field
 
 
+@pytest.mark.system  # a fresh interpreter (about 8 s): what a run's process imports
 def test_a_model_without_peft_layers_is_estimated_without_importing_peft():
     """Full fine-tuning's estimate must not import peft (~1.3 s a run, a tuning trial's cost) and
     must equal the figure computed in a process where peft is loaded."""
