@@ -391,12 +391,12 @@ def check_world_size(cfg: DictConfig) -> None:
 
 def check_loss_score(cfg: DictConfig) -> None:
     """Scoring trials by the loss on their references (tune.score=loss, validation.score=loss) needs a
-    task kind that has references to score: summarization. A classification trial is one forward
-    pass already, and is chosen on a metric a constant answer cannot win."""
+    task kind that computes it (classification: the labels' cross-entropy; summarization: the
+    reference summaries'); a kind whose metric is a loss already (synthetic) has nothing to add."""
     for key, section in (("tune.score", cfg.get("tune")), ("validation.score", cfg.get("validation"))):
         if section is not None and section.get("score") == "loss" and not kinds()[cfg.task.kind].scores_loss:
             able = ", ".join(sorted(name for name, kind in kinds().items() if kind.scores_loss))
-            raise ConfigError(key, "loss", f"metric for a {cfg.task.kind} task (loss scores the references of a {able} task)")
+            raise ConfigError(key, "loss", f"metric for a {cfg.task.kind} task (loss scores a {able} task's references)")
 
 
 def check_validation(cfg: DictConfig) -> None:

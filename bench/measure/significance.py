@@ -187,12 +187,12 @@ def per_example_arrays(recs: list[dict[str, Any]], metric: str) -> tuple[dict[in
         if not each:
             continue
         seed = int(rec["run"]["seed"])
-        if "predictions" in each:
+        if metric in each:  # a per-example score (ROUGE, a loss): also a classification run's loss beside its predictions
+            out[seed] = {metric: np.asarray(each[metric], dtype=float)}
+        elif "predictions" in each:
             gold = np.asarray(each["references"])
             labels = max(labels, int(max(each["predictions"] + each["references"])) + 1)
             out[seed] = {"predictions": np.asarray(each["predictions"])}
-        elif metric in each:
-            out[seed] = {metric: np.asarray(each[metric], dtype=float)}
     return out, gold, labels
 
 

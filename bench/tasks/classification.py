@@ -48,11 +48,16 @@ def _features(rows: list[dict], task_cfg: DictConfig, tokenizer: Any) -> list[di
 
 
 def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: torch.device, progress: Any) -> dict[str, Any]:
-    """Batched forward passes, argmax, then the metrics over every evaluated example."""
+    """Batched forward passes, argmax, then the metrics over every evaluated example; beside them the
+    mean cross-entropy of the gold labels (`loss`, from the same logits), which ranks rates that
+    have not yet left the class prior (every row one class) by how far they have moved towards the
+    labels: the score of a trial with validation.score=loss."""
     import torch
+    import torch.nn.functional as F
 
     model.eval()
     preds = [0] * len(task.eval)
+    losses = [0.0] * len(task.eval)
     order = sorted(range(len(task.eval)), key=lambda i: len(task.eval[i]["input_ids"]))  # similar lengths per batch: little padding
     bs = int(eval_cfg.batch_size)
     bar = progress(total=len(task.eval), desc="eval")
@@ -60,15 +65,20 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
         for start in range(0, len(order), bs):
             interrupts.check()
             idx = order[start : start + bs]
-            batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items() if k != "labels"}
-            for i, pred in zip(idx, model(**batch).logits.argmax(-1).tolist()):
-                preds[i] = pred
+            batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items()}
+            gold_ids = batch.pop("labels")
+            logits = model(**batch).logits
+            each = F.cross_entropy(logits.float(), gold_ids, reduction="none").tolist()
+            for i, pred, loss in zip(idx, logits.argmax(-1).tolist(), each):
+                preds[i], losses[i] = pred, loss
             bar.update(len(idx))
     bar.close()
     gold = [f["label"] for f in task.eval]
     out: dict[str, Any] = metrics.classification(preds, gold, task.num_labels)
+    out["loss"] = sum(losses) / max(len(losses), 1)
     out["num_examples"] = len(gold)
-    out["per_example"] = {"predictions": [int(p) for p in preds], "references": [int(g) for g in gold]}  # for the paired comparisons (bench.measure.significance)
+    out["per_example"] = {"predictions": [int(p) for p in preds], "references": [int(g) for g in gold],  # for the paired comparisons (bench.measure.significance)
+                          "loss": [round(x, 5) for x in losses]}
     kept = range(min(int(eval_cfg.keep_predictions), len(gold)))
     out["examples"] = [{"input": task.tokenizer.decode(task.eval[i]["input_ids"], skip_special_tokens=True),
                         "prediction": task.label_names[preds[i]], "reference": task.label_names[gold[i]]} for i in kept]
@@ -130,7 +140,8 @@ def serve(task: Task, features: list[dict], device: torch.device, max_new_tokens
 @register_kind("classification", families=("encoder", "decoder", "encoder-decoder"), head_for=lambda family: CLASSIFIER.name,
                keys=frozenset({"text_fields", "label_field", "labels", "label_names", "max_length"}),
                metrics=("accuracy", "f1", "mcc"), check=check, fields=fields, row_check=row_check,
-               input_tokens=input_tokens, train_tokens=lambda cfg, family: int(cfg.task.max_length), serve=serve, generates=False)
+               input_tokens=input_tokens, train_tokens=lambda cfg, family: int(cfg.task.max_length), serve=serve, generates=False,
+               scores_loss=True)
 def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], tokenizer: Any, family: str) -> Task:
     pad_id = tokenizer.pad_token_id
 
@@ -149,6 +160,7 @@ def build(task_cfg: DictConfig, train_rows: list[dict], eval_rows: list[dict], t
         eval=_features(eval_rows, task_cfg, tokenizer),
         collate=collate,
         evaluate=_evaluate,
+        score_loss=_evaluate,  # the loss comes from the same forward pass as the labels
         main_metric=str(task_cfg.metrics[0]),
         tokenizer=tokenizer,
         family=family,
