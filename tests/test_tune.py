@@ -537,4 +537,5 @@ def test_a_classification_trial_scored_by_loss_ranks_by_cross_entropy_and_keeps_
     low, high, stuck = trial_record(1e-4, None), trial_record(1e-3, None), trial_record(1e-2, None)
     for r, loss in ((low, 0.55), (high, 0.40), (stuck, 0.30)):
         r["quality"] = {"loss": loss, "main_metric": "loss", "constant_predictions": r is stuck}
-    assert tune.ranked([low, high, stuck], "loss") == [1e-3, 1e-4, 1e-2]
+    assert tune.ranked([low, high, stuck], "loss") == [1e-3, 1e-4, 1e-2]  # the choice: a one-class trial last
+    assert tune.ranked([low, high, stuck], "loss", constant_last=False) == [1e-2, 1e-3, 1e-4]  # a promotion: by the loss alone

@@ -173,13 +173,16 @@ def _scores(trials: list[dict[str, Any]], metric: str) -> tuple[dict[float, floa
     return means, stuck, sorted(lr for lr, flags in majority.items() if flags and all(flags))
 
 
-def ranked(trials: list[dict[str, Any]], metric: str) -> list[float]:
+def ranked(trials: list[dict[str, Any]], metric: str, constant_last: bool = True) -> list[float]:
     """The learning rates of these trials, best first: the best mean in the metric's direction
     (bench.measure.metrics); a rate whose every trial predicted one class is ranked after every rate
     that learned anything (a constant answer can tie or beat a poor learner on accuracy, and it is
-    no choice); a tie goes to the smaller lr. A rate with no successful trial is not ranked."""
+    no choice); a tie goes to the smaller lr. A rate with no successful trial is not ranked.
+    constant_last=False ranks by the score alone: successive halving's promotions below the last
+    rung, where a rate may still predict one class because it has not yet left the class prior (a
+    loss tells how far it has moved); the choice itself always ranks such a rate last."""
     means, stuck, _ = _scores(trials, metric)
-    return sorted(means, key=lambda lr: (lr in stuck, -metrics.goodness(metric, means[lr]), lr))
+    return sorted(means, key=lambda lr: (constant_last and lr in stuck, -metrics.goodness(metric, means[lr]), lr))
 
 
 def trained_steps(rec: dict[str, Any]) -> int:
@@ -402,9 +405,10 @@ def _halving(plans: list[dict[str, Any]], launch: Launch, log: Callable[[str], N
         for p in now:
             mine = [path for (q, _), path in zip(jobs, paths) if q is p]
             p["records"] += mine
-            order = ranked([r for r in map(_read, mine) if r is not None], p["metric"])
+            last = k + 1 == len(p["rungs"])
+            order = ranked([r for r in map(_read, mine) if r is not None], p["metric"], constant_last=last)  # promotions: by the score alone
             keep = max(2, len(order) // int(p["cfg"].tune.reduction))
-            alive[id(p)] = order[:keep] if k + 1 < len(p["rungs"]) else order[:1]
+            alive[id(p)] = order[:1] if last else order[:keep]
             if k + 1 < len(p["rungs"]) and len(alive[id(p)]) > 1:
                 log(f"tuning: {_label(p['base'])}: lr {', '.join(f'{x:g}' for x in alive[id(p)])} go on to step {p['rungs'][k + 1]}")
 
