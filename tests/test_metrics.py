@@ -73,3 +73,5 @@ def test_classification_eval_batches_by_length_yet_scores_each_example_against_i
     progress = lambda total, desc: SimpleNamespace(update=lambda n: None, close=lambda: None)  # noqa: E731
     out = _evaluate(FirstTokenParity(), task, SimpleNamespace(batch_size=8, keep_predictions=0), torch.device("cpu"), progress)
     assert out["accuracy"] == 1.0 and out["num_examples"] == 101
+    right, wrong = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 1]), reduction="none").tolist()
+    assert out["per_example"]["loss"] == pytest.approx([right] * 101, abs=1e-5) and out["loss"] == pytest.approx(right)  # each row's own label

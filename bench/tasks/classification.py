@@ -65,8 +65,8 @@ def _evaluate(model: torch.nn.Module, task: Task, eval_cfg: DictConfig, device: 
         for start in range(0, len(order), bs):
             interrupts.check()
             idx = order[start : start + bs]
-            batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items()}
-            gold_ids = batch.pop("labels")
+            batch = {k: v.to(device) for k, v in task.collate([task.eval[i] for i in idx]).items() if k != "labels"}
+            gold_ids = torch.tensor([task.eval[i]["label"] for i in idx], device=device)
             logits = model(**batch).logits
             each = F.cross_entropy(logits.float(), gold_ids, reduction="none").tolist()
             for i, pred, loss in zip(idx, logits.argmax(-1).tolist(), each):
