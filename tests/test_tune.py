@@ -539,3 +539,33 @@ def test_a_classification_trial_scored_by_loss_ranks_by_cross_entropy_and_keeps_
         r["quality"] = {"loss": loss, "main_metric": "loss", "constant_predictions": r is stuck}
     assert tune.ranked([low, high, stuck], "loss") == [1e-3, 1e-4, 1e-2]  # the choice: a one-class trial last
     assert tune.ranked([low, high, stuck], "loss", constant_last=False) == [1e-2, 1e-3, 1e-4]  # a promotion: by the loss alone
+
+
+@pytest.mark.system
+def test_a_tuned_generation_sweep_scored_by_loss_chooses_by_it_and_a_metric_search_never_reuses_its_trials(tmp_path: Path):
+    """tune.score=loss end to end on a summarization task: the trials score the reference loss
+    (no ROUGE), the finals record that the lr was chosen by loss and score ROUGE and loss on the
+    eval split, the tuning table names the loss; the same sweep with tune.score=metric runs its own
+    trials (validation.score is part of a trial's identity)."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bench", "-m", "model=tiny-llama", "task=dialogsum", f"data_root={SHARED_DATA}", "method=lora",
+            "tracking=none", "train.batch_size=2", "train.max_steps=4", "eval.max_examples=4", "eval.max_new_tokens=4",
+            "inference.enabled=false", "forgetting.enabled=false", "keep_artifacts=false", "tune.enabled=true",
+            "tune.lrs=[0.001,0.01]", "tune.val_examples=6", "tune.pruner=halving", "seed=0", f"results_dir={results}"]
+    first = subprocess.run(args + ["tune.score=loss", f"hydra.sweep.dir={tmp_path / 's1'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    trials = [r for r in records if r["run"]["role"] == "trial"]
+    (final,) = [r for r in records if r["run"]["role"] == "final"]
+    assert len(trials) == 4 and all(r["run"]["config"]["validation"]["score"] == "loss" and r["quality"]["main_metric"] == "loss"
+                                    and "rouge1" not in r["quality"] for r in trials)
+    assert final["selection"]["metric"] == "loss" and {"rouge1", "loss"} <= set(final["quality"])
+    jsonschema.validate(final, json.loads((ROOT / "bench" / "records" / "schema.json").read_text()))
+    out = subprocess.run([sys.executable, "-m", "bench", "report", f"results_dir={results}", f"output_dir={tmp_path / 'report'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = next((tmp_path / "report" / "tables").glob("*__tuning.md")).read_text()
+    assert "validation loss by lr" in table
+    again = subprocess.run(args + ["tune.score=metric", f"hydra.sweep.dir={tmp_path / 's2'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(results.glob("*.json"))) == len(records) + 5  # 4 trials scored by ROUGE and their final: nothing reused
