@@ -277,7 +277,9 @@ def tuning_rows(points, trials) -> tuple[list[str], list[list[str]]]:
     full = tuned[trains_everything(tuned)]
     full_lr = float(full["lr"].iloc[0]) if len(full) else None
     chosen_by = {str(s["metric"]) for s in tuned["selection"] if isinstance(s, dict) and s.get("metric")}  # what the trials were scored by
-    metric = chosen_by.pop() if len(chosen_by) == 1 else (tuned["main_metric"].dropna().iloc[0] if tuned["main_metric"].notna().any() and not chosen_by else "score")
+    if not chosen_by and tuned["main_metric"].notna().any():
+        chosen_by = {str(tuned["main_metric"].dropna().iloc[0])}  # records whose selection names no metric
+    metric = chosen_by.pop() if len(chosen_by) == 1 else "score"  # points scored different ways: no one name
     headers = ["method", f"validation {metric} by lr (p = pruned, or outranked at a lower rung of successive halving, at its last score; f = failed; c = every trial predicted one class, "
                "ranked last; r = random weights, cost only)", "chosen lr", "validation SE", "x full's lr",
                "trials (pruned, failed)", "trial steps", "tuning s", "final run s", "tuning / final run"]
