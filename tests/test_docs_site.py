@@ -161,3 +161,20 @@ def test_the_site_builds_strict(tmp_path, capsys):
             "results/index.html", "results/qlora-smollm2/index.html"} <= pages
     assert (site / "repo" / "results" / "reference" / "report" / "glue-minilm" / "plots" / "minilm-l6__sst2__curves.png").is_file()
     assert 'href="../methods/"' in (site / "readme" / "index.html").read_text()  # the README's docs/methods.md, as a site link
+
+
+def test_the_index_gives_each_tuned_folders_median_tuning_cost_as_its_tuning_table_does(wanted):
+    """The figure the tuning stage is held to (median tuning cost per point, in final runs) is on the
+    results index for every folder with trials, and agrees with the last column of the folder's
+    committed tuning tables; a folder without trials states none."""
+    import statistics
+
+    index = wanted[DOCS / "results" / "index.md"]
+    line = next(row for row in index.splitlines() if row.startswith("| [`glue-minilm-tuned`]"))
+    tables = sorted((ROOT / "results" / "reference" / "report" / "glue-minilm-tuned" / "tables").glob("*__tuning.md"))
+    ratios = [float(row.rstrip(" |").rsplit("|", 1)[-1]) for t in tables for row in t.read_text().splitlines()
+              if row.startswith("| ") and not row.startswith("| method") and row.rstrip(" |").rsplit("|", 1)[-1].strip()]
+    assert len(ratios) == 11
+    assert f"tuning cost median {statistics.median(ratios):.2f} final runs per tuned point (11 points)" in line
+    untuned = next(row for row in index.splitlines() if row.startswith("| [`glue-minilm`]"))
+    assert "tuning cost" not in untuned

@@ -196,7 +196,25 @@ def _measure(folder: Path) -> str:
     if not seconds:
         return ""
     ok = sum(1 for r in runs if r.get("status") == "success")
-    return f"{len(runs)} runs ({ok} succeeded), median {_minutes(statistics.median(seconds))} a run, {_minutes(sum(seconds))} in all"
+    text = f"{len(runs)} runs ({ok} succeeded), median {_minutes(statistics.median(seconds))} a run, {_minutes(sum(seconds))} in all"
+    if any(r.get("role") == "trial" for r in runs):
+        ratios = tuning_ratios(folder)
+        if ratios:
+            text += f"; tuning cost median {statistics.median(ratios):.2f} final runs per tuned point ({len(ratios)} point{'s' if len(ratios) > 1 else ''})"
+    return text
+
+
+def tuning_ratios(folder: Path) -> list[float]:
+    """Each tuned point's tuning cost in final runs (its trials' run time over its mean final's), as
+    the report's tuning table computes it: the figure the tuning stage is held to (at most 2, median)."""
+    from bench.records.store import load_records
+    from bench.report.frames import points_frame, runs_frame, stale_finals
+
+    runs = runs_frame(load_records(folder))
+    finals = runs[(runs["role"] != "trial") & ~runs["id"].isin(stale_finals(runs))] if len(runs) else runs
+    if not len(finals):  # trials only (a search cut short, or a check of trials): no final to compare with
+        return []
+    return [float(r) for r in points_frame(finals)["tuning_ratio"].dropna()]
 
 
 def preset_folders() -> dict[str, list[str]]:
