@@ -463,3 +463,21 @@ def test_records_are_written_as_schema_2_and_version_1_records_still_load_and_va
     assert len(skipped) == 1 and "schema_version is 3, this version reads 1 and 2" in skipped[0]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**old, "schema_version": 3}, schema)
+
+
+def test_a_relaunch_finds_a_record_written_before_todays_hash_rules(tmp_path: Path):
+    """A committed final of prompt-ladder, written on 2026-12-01 (before speed.count_flops and
+    train.stop_after existed), carries a hash that today's config of the same point no longer
+    computes; config_hashes (what a relaunch looks records up by) still finds it, so the relaunch
+    skips the point instead of training it again."""
+    from bench.records.store import config_hash, config_hashes, find_success
+
+    (source,) = (ROOT / "results" / "reference" / "prompt-ladder").glob("20261201-*-minilm-l6-sst2-full-s0-d18abacc.json")
+    path = Path(shutil.copy(source, tmp_path / source.name))
+    run = json.loads(path.read_text())["run"]
+    cfg = make_cfg(["experiment=prompt_tuning_ladder", "model=minilm-l6", "method=full", "seed=0", "train.lr=0.000158",
+                    "validation.examples=200", f"results_dir={tmp_path}"])
+    assert config_hash(cfg) != run["config_hash"]  # today's digest: an empty `speed` section stays, stop_after is null
+    assert config_hashes(cfg)[0] == config_hash(cfg) and run["config_hash"] in config_hashes(cfg)
+    assert find_success(tmp_path, config_hashes(cfg), final=True, selection=run["config"]["selection"]) == path
+    assert find_success(tmp_path, config_hash(cfg), final=True) is None

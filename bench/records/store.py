@@ -89,11 +89,24 @@ def without_training(plain: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+# How earlier versions hashed a config, where today's digest differs (config_hashes): records
+# written then carry those hashes, and a relaunch must still find them.
+#   "speed": before speed.count_flops (the first NON_IDENTITY_KNOBS knob), a section holding only
+#     added knobs at their defaults vanished from the digest; since, count_flops is left out after
+#     that step, so such a `speed` section stays, empty.
+#   "stop_after": before train.stop_after (a successive-halving rung) existed; it was added without
+#     an ADDED_KNOBS entry, so today's digest holds its default, null.
+EARLIER_RULES = ("speed", "stop_after")
+
+
+def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = (), earlier: tuple[str, ...] = ()) -> str:
     """sha256 of a resolved config (a plain dict) minus where-it-goes keys, `leave_out`, added
-    knobs at their default, and the training knobs of a method that trains nothing."""
+    knobs at their default, and the training knobs of a method that trains nothing; `earlier`
+    names EARLIER_RULES to hash it as records written before them were."""
     plain = without_training(plain)
     kept = {k: v for k, v in plain.items() if k not in NON_IDENTITY_KEYS and k not in leave_out}
+    if "stop_after" in earlier and isinstance(kept.get("train"), dict) and kept["train"].get("stop_after", 0) is None:
+        kept["train"] = {k: v for k, v in kept["train"].items() if k != "stop_after"}
     for (section, key), default in ADDED_KNOBS.items():
         if isinstance(kept.get(section), dict) and key in kept[section] and kept[section][key] == default:
             kept[section] = {k: v for k, v in kept[section].items() if k != key}
@@ -102,6 +115,8 @@ def config_digest(plain: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str
     for section, key in NON_IDENTITY_KNOBS:  # how a record is written, at any value
         if isinstance(kept.get(section), dict) and key in kept[section]:
             kept[section] = {k: v for k, v in kept[section].items() if k != key}
+            if "speed" in earlier and not kept[section]:
+                del kept[section]
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -110,6 +125,17 @@ def config_hash(cfg: DictConfig) -> str:
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     return config_digest(plain)
+
+
+def config_hashes(cfg: DictConfig) -> tuple[str, ...]:
+    """The hashes a record of this point may carry: config_hash first (what a new record carries),
+    then those of records written before each of EARLIER_RULES' changes, so a relaunch finds them."""
+    import itertools
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    rules = [combo for n in range(len(EARLIER_RULES) + 1) for combo in itertools.combinations(EARLIER_RULES, n)]
+    return tuple(dict.fromkeys(config_digest(plain, earlier=combo) for combo in rules))
 
 
 def umask() -> int:
@@ -297,17 +323,19 @@ def is_final(run: dict[str, Any]) -> bool:
     return status in ("success", "pruned") or (status == "failed" and str(run.get("error") or "").startswith("diverged"))
 
 
-def point_runs(results_dir: str | Path, digest: str) -> list[tuple[Path, dict[str, Any]]]:
-    """(path, `run` section) of every record with this config hash in results_dir, oldest first.
-    Records are named <time>-...-<hash[:8]>.json, so only a handful of files are opened; a
-    half-written file cannot match (writes are atomic, temp files start with a dot)."""
+def point_runs(results_dir: str | Path, digest: str | tuple[str, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, `run` section) of every record with this config hash (or any of these, config_hashes)
+    in results_dir, oldest first. Records are named <time>-...-<hash[:8]>.json, so only a handful of
+    files are opened; a half-written file cannot match (writes are atomic, temp files start with a dot)."""
+    digests = (digest,) if isinstance(digest, str) else tuple(digest)
+    paths = sorted({path for d in digests for path in Path(results_dir).glob(f"*-{d[:8]}.json")})
     out = []
-    for path in sorted(Path(results_dir).glob(f"*-{digest[:8]}.json")):
+    for path in paths:
         try:
             run = json.loads(path.read_text())["run"]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             continue
-        if isinstance(run, dict) and run.get("config_hash") == digest:
+        if isinstance(run, dict) and run.get("config_hash") in digests:
             out.append((path, run))
     return out
 
@@ -328,7 +356,7 @@ def same_search(run: dict[str, Any], selection: dict[str, Any] | None) -> bool:
     return all(found.get(key, SEARCH_DEFAULTS.get(key)) == selection.get(key, SEARCH_DEFAULTS.get(key)) for key in SEARCH_KEYS)
 
 
-def find_success(results_dir: str | Path, digest: str, final: bool = False, selection: dict[str, Any] | None = None) -> Path | None:
+def find_success(results_dir: str | Path, digest: str | tuple[str, ...], final: bool = False, selection: dict[str, Any] | None = None) -> Path | None:
     """The record of a successful run with this config hash in results_dir, if there is one (with
     final=True: any record that `is_final`; with a tuned final's `selection`: only one that searched
     its lr the same way)."""
@@ -338,7 +366,7 @@ def find_success(results_dir: str | Path, digest: str, final: bool = False, sele
     return None
 
 
-def failed_attempts(results_dir: str | Path, digest: str) -> list[Path]:
+def failed_attempts(results_dir: str | Path, digest: str | tuple[str, ...]) -> list[Path]:
     """The records of this point's runs that crashed or ran out of memory, oldest first: a relaunch
     retries such a point only until it has max_attempts of them (a cancelled run is not counted:
     it was stopped, it did not fail; nor is a refusal by its config: nothing was attempted)."""
@@ -359,7 +387,7 @@ def is_refusal(run: dict[str, Any]) -> bool:
     return run.get("refused") is True or str(run.get("error") or "").startswith(REFUSED_PREFIX)
 
 
-def find_refusal(results_dir: str | Path, digest: str) -> tuple[Path, str] | None:
+def find_refusal(results_dir: str | Path, digest: str | tuple[str, ...]) -> tuple[Path, str] | None:
     """The newest record of this point that its config refused, and the refusal (the ConfigError's
     text, without the prefix), or None."""
     found = [(path, run) for path, run in point_runs(results_dir, digest) if is_refusal(run)]

@@ -22,7 +22,7 @@ from bench.config import checks as preflight
 from bench.sweep.callbacks import POINTER
 from bench.config.compose import check_command_line
 from bench.errors import ConfigError
-from bench.records.store import check_max_attempts, check_results_dir, claim, config_hash, failed_attempts, find_success
+from bench.records.store import check_max_attempts, check_results_dir, claim, config_hashes, failed_attempts, find_success
 from bench.records.store import role
 from bench.run import distributed  # torch-free at import: the launch is read before torch loads
 from bench.report.tables import markdown_table
@@ -85,7 +85,8 @@ def app(cfg: DictConfig) -> str | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
     trial = role(cfg) == "trial"
-    digest, force = config_hash(cfg), cfg.get("force") is True
+    digests, force = config_hashes(cfg), cfg.get("force") is True  # this point's hash, and the one its earlier records may carry
+    digest = digests[0]
     try:  # the sweeper checked these before launching; a point's own override is checked here
         check_results_dir(cfg.results_dir)
         max_attempts = check_max_attempts(cfg.get("max_attempts"))
@@ -95,10 +96,10 @@ def app(cfg: DictConfig) -> str | None:
     with claim(cfg.results_dir, digest):  # another sweep on this point: wait for it, then find its record
         # A tuned final counts as done only if its selection searched the lr the same way as this one.
         selection = OmegaConf.to_container(cfg.selection, resolve=True) if role(cfg) == "final" else None
-        done = None if force else find_success(cfg.results_dir, digest, final=trial, selection=selection)  # type: ignore[arg-type]
+        done = None if force else find_success(cfg.results_dir, digests, final=trial, selection=selection)  # type: ignore[arg-type]
         # A point its config refused (a ConfigError) is recorded once: validation, checked again here, would refuse it again.
-        refused = None if force or done is not None else refused_again(cfg, digest)
-        failed = [] if force or done is not None or refused is not None else failed_attempts(cfg.results_dir, digest)
+        refused = None if force or done is not None else refused_again(cfg, digests)
+        failed = [] if force or done is not None or refused is not None else failed_attempts(cfg.results_dir, digests)
         if done is not None:
             print(f"skip: {done.name} already holds a {'finished' if trial else 'successful'} run of this point (force=true reruns it)")
         elif refused is not None:

@@ -374,7 +374,7 @@ def train_other_rank(cfg: DictConfig, record: dict[str, Any], plan: Plan, thread
     return record
 
 
-def refused_again(cfg: DictConfig, digest: str) -> tuple[Path, str] | None:
+def refused_again(cfg: DictConfig, digest: str | tuple[str, ...]) -> tuple[Path, str] | None:
     """(record, refusal) when results_dir holds this point's refusal by its config and validation
     (no weights: a second or so) still refuses it the same way, so a sweep's relaunch skips the
     point instead of recording the same refusal again. None when there is no refusal, or when the
