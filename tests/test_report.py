@@ -518,5 +518,24 @@ def test_the_scale_table_gives_each_sizes_gap_to_full_fine_tuning(tmp_path: Path
     rows = [line for line in text.splitlines() if line.startswith("| minilm") or line.startswith("| smollm2")]
     assert [r.split(" | ")[0] for r in rows] == ["| minilm-l6", "| smollm2-135m"]
     assert "| encoder |" in rows[0] and "| decoder |" in rows[1]
-    assert rows[0].endswith("0.779 ± 0.037 (3) (+0.052) |") and rows[1].endswith("0.723 ± 0.050 (3) (+0.143) |")
+    assert rows[0].endswith("0.774 ± 0.024 (3) (+0.057) |") and rows[1].endswith("0.723 ± 0.050 (3) (+0.139) |")
     assert scale_table(report.points_frame(runs[(runs["role"] != "trial") & (runs["model"] == "minilm-l6")])) is None  # one size
+
+
+def test_two_searches_of_one_point_across_hash_rules_give_one_tuned_row():
+    """prompt-ladder keeps MiniLM full fine-tuning's finals of the first search (2026-12-01, hashed
+    before speed.count_flops existed), prompt-sizes-tuned those of the halving search (2026-12-06):
+    read together, they are one point and one study, the earlier search's finals are left out as
+    stale, and the row is the newer search's 3 seeds."""
+    from bench.records.store import load_records
+    from bench.report.frames import points_frame, runs_frame, stale_finals
+
+    folders = [ROOT / "results" / "reference" / name for name in ("prompt-ladder", "prompt-sizes-tuned")]
+    records = [r for d in folders for r in load_records(d) if r["run"]["model"] == "minilm-l6" and r["run"]["method"] == "full"]
+    runs = runs_frame(records)
+    finals = runs[runs["role"] == "final"]
+    assert len(finals) == 6 and finals["point"].nunique() == 1 and finals["study"].nunique() == 1
+    stale = stale_finals(runs)
+    assert sorted(stale) == sorted(finals.loc[finals["started_at"].astype(str) < "2026-12-02", "id"])
+    points = points_frame(runs[(runs["role"] != "trial") & ~runs["id"].isin(stale)])
+    assert len(points) == 1 and points.iloc[0]["seeds"] == 3 and points.iloc[0]["selection"]["pruner"] == "halving"

@@ -456,13 +456,14 @@ def role(cfg: DictConfig | dict[str, Any]) -> str:
     return "final" if cfg.get("selection") else "run"
 
 
-def study_key(plain: dict[str, Any]) -> str:
+def study_key(plain: dict[str, Any], earlier: tuple[str, ...] = ()) -> str:
     """The point a trial or final belongs to: its config without the seed and without what tuning
-    varies (the lr, the trial's steps and checkpoints, the scored split, what trials skip)."""
+    varies (the lr, the trial's steps and checkpoints, the scored split, what trials skip);
+    `earlier` as config_digest's (the report joins studies across EARLIER_RULES)."""
     kept = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain.items()}
     for section, key in TRIAL_ONLY:
         if key is None:
             kept.pop(section, None)
         elif isinstance(kept.get(section), dict):
             kept[section].pop(key, None)
-    return config_digest(kept, leave_out=("seed",))[:16]
+    return config_digest(kept, leave_out=("seed",), earlier=earlier)[:16]

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from bench.records.store import config_digest, run_seconds, without_training
+from bench.records.store import EARLIER_RULES, config_digest, run_seconds, study_key, without_training
 
 MIB = 2**20
 QUALITY_KEYS = ("accuracy", "f1", "mcc", "rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -43,8 +43,10 @@ def _get(d: dict | None, *path: str) -> Any:
 
 
 def point_key(config: dict[str, Any]) -> str:
-    """A point is a config without its seed (and without where-it-goes keys)."""
-    return config_digest(config, leave_out=("seed",))[:12]
+    """A point is a config without its seed (and without where-it-goes keys), hashed under every
+    earlier rule (bench.records.store.EARLIER_RULES), so a seed added today joins its point's
+    seeds recorded before a rule changed."""
+    return config_digest(config, leave_out=("seed",), earlier=EARLIER_RULES)[:12]
 
 
 def _knob_value(key: str, value: Any) -> Any:
@@ -78,7 +80,8 @@ def runs_frame(records: list[dict[str, Any]]):
             "lr": _get(trained, "train", "lr"), "max_steps": _get(trained, "train", "max_steps"),
             "stop_after": _get(trained, "train", "stop_after"),  # a successive-halving trial's rung (steps trained on max_steps' schedule)
             "base": _get(cfg, "model", "quantize") or _get(cfg, "model", "dtype") or "float32",  # how the base is stored: nf4 | fp4 | int8 | its dtype
-            "role": run.get("role", "run"), "study": run.get("study"), "tuned": bool(rec.get("selection")),
+            "role": run.get("role", "run"), "tuned": bool(rec.get("selection")),
+            "study": study_key(cfg, earlier=EARLIER_RULES) if run.get("study") else None,  # recomputed: one study across hash rules
             "lr_setting": "tuned" if rec.get("selection") else _get(trained, "train", "lr"),  # a knob when set by hand, an outcome when tuned
             "selection": rec.get("selection"), "run_s": run_seconds(run),
             "trainable": _get(rec, "params", "trainable"), "total": _get(rec, "params", "total"), "percent": _get(rec, "params", "percent"),
