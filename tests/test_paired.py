@@ -3,6 +3,8 @@ no difference is not, groups join what cannot be separated, and the report write
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
@@ -83,3 +85,21 @@ def test_the_diagrams_bars_are_the_groups_contiguous_in_rank(tmp_path, monkeypat
     paired.cd_diagram(result, str(tmp_path / "cd.png"), "t")
     sig = seen["sig"]
     assert sig.loc["a", "b"] == 1.0 and sig.loc["c", "d"] == 1.0 and sig.loc["b", "d"] == 0.0 and sig.loc["a", "c"] == 0.0
+
+
+def test_zero_shot_runs_once_and_pairs_with_every_seed_of_the_trained_points():
+    """dialogsum-smollm2-tuned: zero-shot (trains nothing) ran seed 0 only, the five tuned methods
+    seeds 0, 1, 2. The paired comparison keeps all three seeds (zero-shot's one run stands for each),
+    not only the seed every point ran."""
+    from bench.records.store import load_records
+    from bench.report.frames import points_frame, runs_frame
+    from bench.report.paired import point_tests
+
+    records = load_records(Path(__file__).resolve().parent.parent / "results" / "reference" / "dialogsum-smollm2-tuned")
+    runs = runs_frame(records)
+    finals = runs[runs["role"] != "trial"]
+    result = point_tests(records, finals, points_frame(finals))
+    assert result is not None and result["seeds"] == [0, 1, 2] and result["examples"] == 50
+    rows = {r["label"]: r for r in result["rows"]}
+    assert set(rows) == {"none", "full", "lora", "ia3", "prompt_tuning", "prefix_tuning"} and result["reference"] == "full"
+    assert abs(rows["none"]["mean"] - 0.241) < 5e-4 and rows["none"]["vs_reference"].distinguishable

@@ -45,8 +45,10 @@ def cd_diagram(result: dict[str, Any], path: str, title: str) -> None:
 # --------------------------------------------------------------------------- the report's section
 def point_tests(records: list[dict[str, Any]], runs: Any, points: Any, higher_is_better: bool = True) -> dict[str, Any] | None:
     """For one model and task: each point against the reference (full fine-tuning where it ran) and
-    against the best, on the seeds every compared point ran; groups where three or more ran.
+    against the best, on the seeds every compared point ran (a point that trains nothing runs once
+    and counts for every seed); groups where three or more ran.
     None when fewer than two points kept their per-example scores."""
+    from bench.records.store import method_trains
     from bench.report.frames import trains_everything
 
     by_id = {r["run"]["id"]: r for r in records}
@@ -62,6 +64,15 @@ def point_tests(records: list[dict[str, Any]], runs: Any, points: Any, higher_is
             gold = g if g is not None else gold
         else:
             left_out.append(str(p["label"]))
+    # A point that trains nothing (zero-shot) scores the same under every seed: it runs once, and its
+    # one seed's scores pair with each seed of the others, so the comparison keeps all their seeds.
+    fixed = {str(p["label"]) for _, p in points.iterrows() if not method_trains(p["method"])}
+    trained = [set(a) for name, a in kept.items() if name not in fixed]
+    everyone = sorted(set.intersection(*trained)) if trained else []
+    for name in fixed & set(kept):
+        if len(kept[name]) == 1 and everyone:
+            only = next(iter(kept[name].values()))
+            kept[name] = {s: only for s in everyone}
     seeds = sorted(set.intersection(*(set(a) for a in kept.values()))) if kept else []
     if len(kept) < 2 or not seeds:
         return None
