@@ -178,3 +178,16 @@ def test_the_index_gives_each_tuned_folders_median_tuning_cost_as_its_tuning_tab
     assert f"tuning cost median {statistics.median(ratios):.2f} final runs per tuned point (11 points)" in line
     untuned = next(row for row in index.splitlines() if row.startswith("| [`glue-minilm`]"))
     assert "tuning cost" not in untuned
+
+
+def test_every_committed_tuned_folder_tunes_at_no_more_than_twice_a_final_run():
+    """The tuning stage's goal, held to the committed references: in every folder of
+    results/reference with trials, the median tuning cost per tuned point is at most 2 final runs."""
+    import statistics
+
+    folders = [d for d in sorted((ROOT / "results" / "reference").iterdir())
+               if d.is_dir() and any('"role": "trial"' in p.read_text() for p in list(d.glob("*.json"))[:400])]
+    ratios = {d.name: docs.tuning_ratios(d) for d in folders}
+    assert {"glue-minilm-tuned", "methods-minilm-tuned", "prompt-sizes-tuned", "dialogsum-smollm2-tuned"} <= set(ratios)
+    over = {name: round(statistics.median(r), 2) for name, r in ratios.items() if r and statistics.median(r) > 2.0}
+    assert not over, over
