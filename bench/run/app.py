@@ -85,7 +85,7 @@ def app(cfg: DictConfig) -> str | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     # A tuning trial that was pruned or diverged is done too: rerunning it would repeat its verdict.
     trial = role(cfg) == "trial"
-    digests, force = config_hashes(cfg), cfg.get("force") is True  # this point's hash, and the one its earlier records may carry
+    digests, force = config_hashes(cfg), cfg.get("force") is True  # this point's hash first, then those its earlier records may carry (EARLIER_RULES)
     digest = digests[0]
     try:  # the sweeper checked these before launching; a point's own override is checked here
         check_results_dir(cfg.results_dir)
